@@ -1,0 +1,229 @@
+"""B copies of the gridworld stepped at once in torch, differentiable in the actions.
+
+Two ways to step:
+- integer actions `(B,)` int64: the fast path, plain table look-ups, no autograd.
+- one-hot actions `(B, A)` float (e.g. from `agent.gumbel.straight_through`): the
+  differentiable path. The agent's position is a one-hot `(B, S)` tensor `pos`; the next
+  position, the reward, the termination signal and the observation are functions of `pos` and
+  the action that autograd can differentiate (bilinear in both, read off the tables), so a return
+  summed over a rollout back-propagates through every action taken. Slip outcomes are drawn by
+  Gumbel-Max from `prob` and carry no gradient.
+
+Auto-reset happens in the same step: when an episode ends at step t, the observation that step t
+returns is already the first one of the next episode; the last observation of the finished
+episode is in `info["final_obs"]` (rows where `info["done"]`), along with the finished episode's
+return, length and success. Positions after a reset are constants, so no gradient flows across
+an episode boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.grid_env import OBS_MODES
+from envs.maze import MazeSpec
+from envs.mdp import TabularMDP, stack_tables
+from envs.world import make_world
+
+
+class BatchedGridWorld:
+    """`num_envs` gridworlds on one device.
+
+    Args:
+        world: a world spec (see `envs.make_world`), a `TabularMDP`, a list of same-sized MDPs
+            (env b plays world b % len(list)), or a `MazeSpec`: then a pool of `maze_pool`
+            mazes is generated from `maze_seed` and every reset draws a fresh one from the pool.
+        num_envs: B.
+        obs_mode: "index" (B,) int64, "onehot" (B, S) float, or "image" (B, 4, H, W) float.
+        device: where tables and state live.
+        seed: seeds the env's own generator (starts, slips, maze draws).
+        max_episode_steps: time limit (truncation); defaults to the world's.
+    """
+
+    def __init__(
+        self,
+        world: str | TabularMDP | MazeSpec | list[TabularMDP],
+        num_envs: int,
+        *,
+        obs_mode: str = "onehot",
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        max_episode_steps: int | None = None,
+        maze_pool: int | None = None,
+        maze_seed: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        **map_options: float,
+    ) -> None:
+        if num_envs < 1:
+            raise ValueError(f"num_envs={num_envs} must be at least 1")
+        if obs_mode not in OBS_MODES:
+            raise ValueError(f"obs_mode={obs_mode!r} is not one of {OBS_MODES}")
+        self.device = torch.device(device)
+        self.num_envs = B = num_envs
+        self.obs_mode = obs_mode
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.resample_worlds = False
+        if isinstance(world, list):
+            mdps = world
+        else:
+            w = make_world(world, env_kwargs=env_kwargs, **map_options)
+            if isinstance(w, MazeSpec):
+                pool = maze_pool or min(B, 1024)
+                mdps = w.sample_many(pool, seed if maze_seed is None else maze_seed)
+                self.resample_worlds = True
+            else:
+                mdps = [w]
+        self.mdp = mdps[0]
+        self.num_worlds = len(mdps)
+        self.max_episode_steps = max_episode_steps or self.mdp.max_episode_steps
+        t = {k: v.to(self.device) for k, v in stack_tables(mdps).items()}
+        self.next_state = t["next_state"]  # (W, S, A, O)
+        self.prob = t["prob"]  # (W, S, A, O)
+        self.reward_table = t["reward"]  # (W, S, A, O)
+        self.terminal = t["terminal"]  # (W, S)
+        self.goal = t["goal"]  # (W, S)
+        self.start_logits = torch.log(t["start"])  # (W, S); -inf where no start
+        self.S, self.A, self.O = self.mdp.num_states, self.mdp.num_actions, self.mdp.num_outcomes
+        if obs_mode == "image":
+            if any(m.layout is None for m in mdps):
+                raise ValueError(f"obs_mode='image' needs a grid layout, which {self.mdp.name} lacks; use 'onehot'")
+            planes = np.stack([m.layout.static_planes() for m in mdps])
+            self.static_planes = torch.from_numpy(planes).to(self.device)  # (W, 3, H, W)
+            self.grid_shape = (self.mdp.layout.height, self.mdp.layout.width)
+        self.world_id = torch.arange(B, device=self.device) % self.num_worlds  # (B,)
+        self.state = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
+        self.pos = torch.zeros(B, self.S, device=self.device)  # (B, S) one-hot, may carry grad
+        self.elapsed = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
+        self.episode_return = torch.zeros(B, device=self.device)  # (B,)
+        self._arange = torch.arange(B, device=self.device)
+
+    # ----------------------------------------------------------------- randomness
+    def _gumbel_argmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """argmax(logits + Gumbel noise) over the last dim: an exact categorical draw."""
+        tiny = torch.finfo(torch.float32).tiny
+        u = torch.rand(logits.shape, generator=self.generator, device=self.device)
+        noise = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
+        return (logits + noise).argmax(-1)
+
+    # ----------------------------------------------------------------- reset
+    def reset(self, *, seed: int | None = None, state: torch.Tensor | int | None = None) -> torch.Tensor:
+        """Reset every env; `state` forces the start cell(s). Returns the first observation."""
+        if seed is not None:
+            self.generator.manual_seed(seed)
+        everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
+        self._reset_where(everyone)
+        if state is not None:
+            forced = torch.as_tensor(state, dtype=torch.long, device=self.device).expand(self.num_envs)
+            if forced.min() < 0 or forced.max() >= self.S:
+                raise ValueError(f"start state {state} out of range [0, {self.S})")
+            self.state = forced.clone()
+            self.pos = torch.nn.functional.one_hot(self.state, self.S).float()
+        return self._obs(self.pos)
+
+    def _reset_where(self, mask: torch.Tensor) -> None:
+        """Start new episodes in the envs where `mask` (B,) is set (no gradient flows in)."""
+        if self.resample_worlds:
+            fresh = torch.randint(self.num_worlds, (self.num_envs,), generator=self.generator, device=self.device)
+            self.world_id = torch.where(mask, fresh, self.world_id)
+        start = self._gumbel_argmax(self.start_logits[self.world_id])  # (B,)
+        self.state = torch.where(mask, start, self.state)
+        self.pos = torch.where(mask[:, None], torch.nn.functional.one_hot(self.state, self.S).float(), self.pos)
+        self.elapsed = torch.where(mask, 0, self.elapsed)
+        self.episode_return = torch.where(mask, 0.0, self.episode_return)
+
+    def detach(self) -> None:
+        """Cut the autograd graph at the current position (truncated back-propagation)."""
+        self.pos = self.pos.detach()
+
+    # ----------------------------------------------------------------- step
+    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+        """Step all envs. `action`: (B,) int64 (fast path) or (B, A) one-hot float (differentiable).
+
+        Returns obs, reward (B,), terminated (B,) bool, truncated (B,) bool, info.
+        On the differentiable path `info["terminated_soft"]` is the termination signal as a
+        float with gradient.
+        """
+        B, S, A = self.num_envs, self.S, self.A
+        action = self._check_action(action)
+        diff = action.is_floating_point()
+        a_idx = action.argmax(-1) if diff else action  # (B,)
+        w, s = self.world_id, self.state
+        if self.O == 1:
+            o = torch.zeros_like(s)
+        else:
+            o = self._gumbel_argmax(torch.log(self.prob[w, s, a_idx]))  # (B,) from (B, O)
+        info: dict[str, Any] = {}
+        if diff:
+            # Every (state, action) pair's successor under this step's outcome.
+            ns = self.next_state[w[:, None, None], torch.arange(S, device=self.device)[None, :, None],
+                                 torch.arange(A, device=self.device)[None, None, :], o[:, None, None]]  # (B, S, A)
+            rs = self.reward_table[w[:, None, None], torch.arange(S, device=self.device)[None, :, None],
+                                   torch.arange(A, device=self.device)[None, None, :], o[:, None, None]]  # (B, S, A)
+            joint = self.pos[:, :, None] * action[:, None, :]  # (B, S, A)
+            next_pos = torch.zeros(B, S, device=self.device, dtype=joint.dtype).scatter_add(
+                1, ns.reshape(B, S * A), joint.reshape(B, S * A)
+            )  # (B, S)
+            reward = (joint * rs).sum((1, 2))  # (B,)
+            next_state = next_pos.detach().argmax(-1)  # (B,) equals the table look-up when one-hot
+            info["terminated_soft"] = (next_pos * self.terminal[w].to(next_pos.dtype)).sum(-1)  # (B,)
+        else:
+            next_state = self.next_state[w, s, action, o]  # (B,)
+            reward = self.reward_table[w, s, action, o]  # (B,)
+            next_pos = None
+        terminated = self.terminal[w, next_state]  # (B,)
+        self.elapsed = self.elapsed + 1
+        truncated = (self.elapsed >= self.max_episode_steps) & ~terminated
+        done = terminated | truncated
+        self.episode_return = self.episode_return + reward.detach()
+        self.state = next_state
+        if next_pos is None:
+            next_pos = torch.nn.functional.one_hot(next_state, S).float()
+        self.pos = next_pos
+        info["final_obs"] = self._obs(next_pos)
+        info["done"] = done
+        info["success"] = self.goal[w, next_state] & terminated
+        info["episode_return"] = self.episode_return.clone()
+        info["episode_length"] = self.elapsed.clone()
+        info["outcome"] = o
+        if done.any():
+            self._reset_where(done)
+            obs = self._obs(self.pos)
+        else:
+            obs = info["final_obs"]
+        return obs, reward, terminated, truncated, info
+
+    def _check_action(self, action: Any) -> torch.Tensor:
+        if not isinstance(action, torch.Tensor):
+            action = torch.as_tensor(np.asarray(action), device=self.device)
+        B, A = self.num_envs, self.A
+        if action.is_floating_point():
+            if tuple(action.shape) != (B, A):
+                raise ValueError(f"float actions must be one-hot of shape ({B}, {A}), got {tuple(action.shape)}")
+            return action
+        if action.dtype == torch.bool or tuple(action.shape) != (B,):
+            raise ValueError(f"integer actions must have shape ({B},) and an int dtype, got {tuple(action.shape)} {action.dtype}")
+        bad = (action < 0) | (action >= A)
+        if bad.any():
+            raise ValueError(f"invalid action {int(action[bad][0])}; actions must be in [0, {A})")
+        return action.to(device=self.device, dtype=torch.long)
+
+    # ----------------------------------------------------------------- observations
+    def _obs(self, pos: torch.Tensor) -> torch.Tensor:
+        if self.obs_mode == "index":
+            return self.state.clone()
+        if self.obs_mode == "onehot":
+            return pos
+        H, W = self.grid_shape
+        agent = pos.reshape(self.num_envs, 1, H, W)  # (B, 1, H, W)
+        return torch.cat([self.static_planes[self.world_id], agent], dim=1)  # (B, 4, H, W)
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        if self.obs_mode == "index":
+            return ()
+        if self.obs_mode == "onehot":
+            return (self.S,)
+        return (4, *self.grid_shape)

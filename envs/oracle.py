@@ -1,0 +1,70 @@
+"""Exact solutions on the tabular core: value iteration (the normalised-score denominator) and
+differentiable policy evaluation (the exact policy gradient)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from envs.mdp import TabularMDP
+
+
+@dataclass(frozen=True)
+class ValueIterationResult:
+    values: torch.Tensor  # (S,) optimal state values, 0 at terminal states
+    q: torch.Tensor  # (S, A) optimal action values
+    policy: torch.Tensor  # (S,) greedy action per state
+    optimal_return: float  # expected optimal discounted return from the start distribution
+    iterations: int
+
+
+def _expected_backup(mdp: TabularMDP, values: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Q(s, a) = sum_o p(o | s, a) [r(s, a, o) + gamma V(s'_o)], V = 0 after termination."""
+    v_next = values[mdp.next_state] * (~mdp.terminal[mdp.next_state])  # (S, A, O)
+    return (mdp.prob * (mdp.reward + gamma * v_next)).sum(-1)  # (S, A)
+
+
+def value_iteration(
+    mdp: TabularMDP, gamma: float = 0.99, *, tol: float = 1e-10, max_iters: int = 100_000
+) -> ValueIterationResult:
+    """Optimal values and greedy policy by value iteration (float64 for a tight fixed point)."""
+    if not 0.0 <= gamma < 1.0:
+        raise ValueError(f"gamma={gamma} must be in [0, 1) for value iteration to converge")
+    m = mdp.to("cpu")
+    m.prob, m.reward = m.prob.double(), m.reward.double()
+    values = torch.zeros(m.num_states, dtype=torch.float64)
+    for it in range(1, max_iters + 1):
+        q = _expected_backup(m, values, gamma)
+        new = torch.where(m.terminal, 0.0, q.max(-1).values)
+        delta = float((new - values).abs().max())
+        values = new
+        if delta < tol:
+            break
+    q = _expected_backup(m, values, gamma)
+    start_return = float((m.start.double() * values).sum())
+    return ValueIterationResult(values, q, q.argmax(-1), start_return, it)
+
+
+def policy_values(mdp: TabularMDP, policy: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Exact values v_pi (S,) of a stochastic policy (S, A), differentiable in the policy.
+
+    Solves (I - gamma P_pi) v = r_pi with terminal rows absorbing at value 0.
+    """
+    S = mdp.num_states
+    dtype = policy.dtype
+    alive = (~mdp.terminal).to(dtype)  # (S,)
+    # Transition matrix under pi, cut at termination: P_pi[s, s'] = sum_{a,o} pi p 1[s'_o = s'].
+    weight = policy[:, :, None] * mdp.prob.to(dtype)  # (S, A, O)
+    P = torch.zeros(S, S, dtype=dtype, device=policy.device)
+    P = P.index_put((torch.arange(S, device=policy.device)[:, None, None].expand_as(mdp.next_state),
+                     mdp.next_state), weight, accumulate=True)  # (S, S)
+    P = P * alive[:, None] * alive[None, :]
+    r = (weight * mdp.reward.to(dtype)).sum((1, 2)) * alive  # (S,)
+    eye = torch.eye(S, dtype=dtype, device=policy.device)
+    return torch.linalg.solve(eye - gamma * P, r)
+
+
+def expected_return(mdp: TabularMDP, policy: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Expected discounted return of `policy` (S, A) from the start distribution (scalar)."""
+    return (mdp.start.to(policy.dtype) * policy_values(mdp, policy, gamma)).sum()
