@@ -25,6 +25,7 @@ import torch
 
 from envs.grid_env import OBS_MODES
 from envs.maze import MazeSpec
+from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot
 from envs.mdp import TabularMDP, stack_tables
 from envs.world import make_world
 
@@ -86,6 +87,9 @@ class BatchedGridWorld:
         self.terminal = t["terminal"]  # (W, S)
         self.goal = t["goal"]  # (W, S)
         self.start_logits = torch.log(t["start"])  # (W, S); -inf where no start
+        self.terminal_f = self.terminal.float()  # (W, S)
+        self.tables = StepTables(self.next_state, self.reward_table)
+        self._soft = False  # set once a soft (non one-hot) action has mixed positions
         self.S, self.A, self.O = self.mdp.num_states, self.mdp.num_actions, self.mdp.num_outcomes
         if obs_mode == "image":
             if any(m.layout is None for m in mdps):
@@ -115,8 +119,14 @@ class BatchedGridWorld:
             self.generator.manual_seed(seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
         self._reset_where(everyone)
+        self._soft = False
         if state is not None:
-            forced = torch.as_tensor(state, dtype=torch.long, device=self.device).expand(self.num_envs)
+            forced = torch.as_tensor(state, dtype=torch.long, device=self.device)
+            if forced.dim() > 1 or forced.numel() not in (1, self.num_envs):
+                raise ValueError(
+                    f"start state has shape {tuple(forced.shape)}; pass an int or a ({self.num_envs},) tensor"
+                )
+            forced = forced.expand(self.num_envs)
             if forced.min() < 0 or forced.max() >= self.S:
                 raise ValueError(f"start state {state} out of range [0, {self.S})")
             self.state = forced.clone()
@@ -157,18 +167,15 @@ class BatchedGridWorld:
             o = self._gumbel_argmax(torch.log(self.prob[w, s, a_idx]))  # (B,) from (B, O)
         info: dict[str, Any] = {}
         if diff:
-            # Every (state, action) pair's successor under this step's outcome.
-            ns = self.next_state[w[:, None, None], torch.arange(S, device=self.device)[None, :, None],
-                                 torch.arange(A, device=self.device)[None, None, :], o[:, None, None]]  # (B, S, A)
-            rs = self.reward_table[w[:, None, None], torch.arange(S, device=self.device)[None, :, None],
-                                   torch.arange(A, device=self.device)[None, None, :], o[:, None, None]]  # (B, S, A)
-            joint = self.pos[:, :, None] * action[:, None, :]  # (B, S, A)
-            next_pos = torch.zeros(B, S, device=self.device, dtype=joint.dtype).scatter_add(
-                1, ns.reshape(B, S * A), joint.reshape(B, S * A)
-            )  # (B, S)
-            reward = (joint * rs).sum((1, 2))  # (B,)
-            next_state = next_pos.detach().argmax(-1)  # (B,) equals the table look-up when one-hot
-            info["terminated_soft"] = (next_pos * self.terminal[w].to(next_pos.dtype)).sum(-1)  # (B,)
+            if self._soft or not is_one_hot(action):
+                # Soft actions (e.g. the "gs" relaxation) mix positions: the dense reference.
+                next_pos, reward = dense_step(self.pos, action, self.tables, w, o)
+                next_state = next_pos.detach().argmax(-1)  # (B,) the most likely cell
+                self._soft = True
+            else:
+                next_pos, reward, next_state = OneHotStep.apply(self.pos, action, self.tables, w, s, a_idx, o)
+            terminal = self.terminal_f[0] if self.num_worlds == 1 else self.terminal_f[w]  # (S,) or (B, S)
+            info["terminated_soft"] = (next_pos * terminal).sum(-1)  # (B,)
         else:
             next_state = self.next_state[w, s, action, o]  # (B,)
             reward = self.reward_table[w, s, action, o]  # (B,)

@@ -135,7 +135,9 @@ def builtin_map_text(name: str) -> str:
 
 def parse_map(text: str) -> GridLayout:
     """Parse and validate an ASCII map; errors name the row/column and the fix."""
-    lines = [ln.rstrip() for ln in textwrap.dedent(text).strip("\n").splitlines()]
+    # Strip every line, not just a common indent: a triple-quoted map whose first row follows
+    # the opening quotes directly has an unindented first row and indented later ones.
+    lines = [ln.strip() for ln in text.strip().splitlines()]
     if not lines or not any(lines):
         raise ValueError("map is empty; write one row per line using # . S G L")
     width = len(lines[0])
@@ -252,7 +254,7 @@ def compile_grid(
 
 
 def load_map(
-    spec: str,
+    spec: str | Path,
     options: MapOptions | None = None,
     *,
     max_episode_steps: int | None = None,
@@ -273,6 +275,8 @@ def load_map(
             f"unknown map option(s) {sorted(unknown)}; valid: {sorted(MapOptions.__dataclass_fields__)}"
         )
     opts = options or MapOptions(**option_kwargs)
+    if isinstance(spec, Path):
+        spec = str(spec)
     if spec in _BUILTIN:
         text, steps, name = builtin_map_text(spec), _BUILTIN[spec][1], spec
     elif "\n" in spec:

@@ -48,6 +48,11 @@ def make_world(
         if max_episode_steps:
             mdp.max_episode_steps = max_episode_steps
         return mdp
+    unknown = sorted(set(map_options) - set(MapOptions.__dataclass_fields__))
+    if unknown:
+        raise ValueError(
+            f"unknown map option(s) {unknown}; valid: {sorted(MapOptions.__dataclass_fields__)}"
+        )
     maze = parse_maze_spec(spec, MapOptions(**map_options) if map_options else None)
     if maze is not None:
         if max_episode_steps:

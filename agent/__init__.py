@@ -1,0 +1,1 @@
+"""Learning: Gumbel maths, policies, the pathwise / REINFORCE / PPO learners, evaluation."""

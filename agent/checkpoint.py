@@ -1,0 +1,64 @@
+"""Checkpoints: model, critic, optimisers, step, config and package versions in one file,
+written atomically and read back with `weights_only=True` (a checkpoint can't run code)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMAT = "gumbel-gridworld/1"
+LATEST = "checkpoint.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged or not ours; the message is one line with the fix."""
+
+
+def package_versions() -> dict[str, str]:
+    import gymnasium
+    import numpy
+
+    return {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "numpy": numpy.__version__}
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write `state` (plus format and versions) to `path` atomically: a crash mid-write
+    leaves the previous checkpoint intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format": FORMAT, "versions": package_versions(), **state}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".ckpt-", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory -> its latest checkpoint; a file -> itself."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / LATEST
+    if not p.is_file():
+        raise CheckpointError(f"no checkpoint at {p}; pass a run directory (runs/NAME) or a .pt file written by train.py")
+    return p
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    p = resolve_checkpoint(path)
+    try:
+        state = torch.load(p, map_location=device, weights_only=True)
+    except Exception as e:  # torch raises many types for damaged files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {p} ({first[:120]}); it is damaged or not a train.py checkpoint") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{p} is not a gumbel-gridworld checkpoint (expected format {FORMAT!r})")
+    return state

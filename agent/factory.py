@@ -1,0 +1,57 @@
+"""Building envs, networks and learners from a `TrainConfig` (train.py and evaluate share it)."""
+
+from __future__ import annotations
+
+import torch
+
+from agent.config import TrainConfig, parse_env_kwargs
+from agent.policy import PolicyNet, ValueNet
+from envs import BatchedGridWorld, MazeSpec, make_world
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
+
+
+def build_world(cfg: TrainConfig, env: str | None = None):
+    options = {"slip": cfg.slip} if cfg.slip else {}
+    spec = env or cfg.env
+    kwargs = parse_env_kwargs(cfg.env_kwargs) if env is None else {}
+    return make_world(spec, env_kwargs=kwargs or None, **options)
+
+
+def obs_mode(cfg: TrainConfig, world) -> str:
+    if cfg.obs != "auto":
+        return cfg.obs
+    return "image" if isinstance(world, MazeSpec) else "onehot"
+
+
+def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: int | None = None,
+              seed: int | None = None, maze_seed: int | None = None) -> BatchedGridWorld:
+    """The batched env of a run; `world` overrides the config's (e.g. unseen mazes to evaluate on),
+    the observation mode always follows the config, since the policy was built for it."""
+    trained_on = build_world(cfg)
+    return BatchedGridWorld(
+        trained_on if world is None else world, num_envs or cfg.num_envs, obs_mode=obs_mode(cfg, trained_on),
+        device=device, seed=cfg.seed if seed is None else seed, maze_seed=maze_seed,
+    )
+
+
+def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
+                   device: torch.device) -> tuple[PolicyNet, ValueNet]:
+    return (PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
+            ValueNet(obs_shape, cfg.hidden).to(device))
+
+
+def build_learner(cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator):
+    from agent.pathwise import PathwiseLearner
+    from agent.ppo import PPOLearner
+    from agent.reinforce import ReinforceLearner
+
+    cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
+    return cls(cfg, policy, critic, generator)

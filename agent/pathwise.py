@@ -1,0 +1,84 @@
+"""The pathwise learner: the return of a T-step window, back-propagated through Gumbel
+straight-through actions and the differentiable env into the policy.
+
+Episodes are longer than the window, so the env state is carried from window to window
+(truncated back-propagation: `env.detach()` cuts the graph at the window start) and, with
+`critic=True`, the window return is closed with a learned value V of the state it ends in,
+itself differentiable in that state (a short-horizon actor-critic).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from agent.config import TrainConfig
+from agent.gumbel import straight_through
+from agent.policy import PolicyNet, ValueNet
+from agent.rollout import EpisodeStats, clip_and_step, fit_critic, lambda_returns
+
+
+class PathwiseLearner:
+    def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator) -> None:
+        self.cfg, self.policy, self.critic, self.generator = cfg, policy, critic, generator
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
+
+    def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
+        cfg, gamma = self.cfg, self.cfg.gamma
+        env.detach()
+        obs = obs.detach()
+        B = env.num_envs
+        window_return = torch.zeros(B, device=obs.device)  # (B,) differentiable
+        discount = torch.ones(B, device=obs.device)  # (B,) gamma^k since the episode (re)started
+        entropy = torch.zeros((), device=obs.device)
+        record: dict[str, list[torch.Tensor]] = {"obs": [], "rewards": [], "next_values": [], "continues": []}
+        self.critic.requires_grad_(False)  # the actor loss must not train the critic
+        for _ in range(cfg.horizon):
+            logits = self.policy(obs)  # (B, A)
+            action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            stats.add(info)
+            window_return = window_return + discount * reward
+            # V of the true successor: 0 after a real end; after a time limit the state
+            # goes on, so the return is closed with its value (differentiable in the state).
+            next_value = self.critic(info["final_obs"]) * (~terminated)  # (B,)
+            if cfg.critic:
+                window_return = window_return + discount * gamma * next_value * truncated
+            discount = torch.where(info["done"], 1.0, discount * gamma)
+            entropy = entropy + torch.distributions.Categorical(logits=logits).entropy().mean()
+            record["obs"].append(obs.detach())
+            record["rewards"].append(reward.detach())
+            record["next_values"].append(next_value.detach())
+            record["continues"].append((~info["done"]).float())
+            obs = next_obs
+        if cfg.critic:
+            window_return = window_return + discount * self.critic(obs)
+        self.critic.requires_grad_(True)
+
+        # The loss: minus the mean (bootstrapped) discounted window return.
+        entropy = entropy / cfg.horizon
+        loss = -window_return.mean() - cfg.entropy_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
+
+        rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B, ...)
+        targets = lambda_returns(rec["rewards"], rec["next_values"], rec["continues"], gamma, cfg.gae_lambda)
+        value_loss = fit_critic(
+            self.critic, self.critic_optimizer, rec["obs"].flatten(0, 1), targets.flatten(),
+            epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
+        )
+        metrics = {
+            "losses/policy_loss": float(loss),
+            "losses/value_loss": value_loss,
+            "losses/entropy": float(entropy),
+            "losses/grad_norm": grad_norm,
+        }
+        return obs.detach(), metrics
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])

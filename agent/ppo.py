@@ -1,0 +1,60 @@
+"""PPO (Schulman et al. 2017): clipped surrogate objective with GAE advantages, on the
+integer fast path of the same batched env."""
+
+from __future__ import annotations
+
+import torch
+
+from agent.config import TrainConfig
+from agent.policy import PolicyNet, ValueNet
+from agent.rollout import EpisodeStats, clip_and_step, collect, fit_critic, lambda_returns
+
+
+class PPOLearner:
+    def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator) -> None:
+        self.cfg, self.policy, self.critic, self.generator = cfg, policy, critic, generator
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
+
+    def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        roll, obs = collect(env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator)
+        returns = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, cfg.gae_lambda)
+        flat_obs = roll.obs.flatten(0, 1)  # (N, ...)
+        actions, old_logp = roll.actions.flatten(), roll.logprobs.flatten()  # (N,)
+        advantages = (returns - roll.values).flatten()  # (N,)
+        n = advantages.shape[0]
+        size = max(1, n // cfg.num_minibatches)
+        for _ in range(cfg.update_epochs):
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device)
+            for i in range(0, n, size):
+                idx = order[i : i + size]
+                dist = torch.distributions.Categorical(logits=self.policy(flat_obs[idx]))
+                ratio = torch.exp(dist.log_prob(actions[idx]) - old_logp[idx])  # (n_mb,)
+                adv = advantages[idx]
+                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+                # The loss: -min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A) - entropy bonus.
+                clipped = torch.clamp(ratio, 1 - cfg.clip_coef, 1 + cfg.clip_coef)
+                entropy = dist.entropy().mean()
+                loss = -torch.min(ratio * adv, clipped * adv).mean() - cfg.entropy_coef * entropy
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
+        value_loss = fit_critic(
+            self.critic, self.critic_optimizer, flat_obs, returns.flatten(),
+            epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
+        )
+        metrics = {
+            "losses/policy_loss": float(loss),
+            "losses/value_loss": value_loss,
+            "losses/entropy": float(entropy),
+            "losses/grad_norm": grad_norm,
+        }
+        return obs, metrics
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])

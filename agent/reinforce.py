@@ -1,0 +1,53 @@
+"""REINFORCE with a learned baseline: the score-function gradient on the integer fast path.
+
+Returns are Monte-Carlo within the T-step window and bootstrapped with the critic at its end
+(episodes are longer than the window)."""
+
+from __future__ import annotations
+
+import torch
+
+from agent.config import TrainConfig
+from agent.policy import PolicyNet, ValueNet
+from agent.rollout import EpisodeStats, clip_and_step, collect, fit_critic, lambda_returns
+
+
+class ReinforceLearner:
+    def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator) -> None:
+        self.cfg, self.policy, self.critic, self.generator = cfg, policy, critic, generator
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
+
+    def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        roll, obs = collect(env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator)
+        returns = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, 1.0)  # (T, B)
+        advantage = (returns - roll.values).flatten()  # (T*B,)
+
+        # The loss: -E[log pi(a|s) * (G - b(s))] - entropy bonus.
+        logits = self.policy(roll.obs.flatten(0, 1))  # (T*B, A)
+        dist = torch.distributions.Categorical(logits=logits)
+        entropy = dist.entropy().mean()
+        loss = -(dist.log_prob(roll.actions.flatten()) * advantage).mean() - cfg.entropy_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
+
+        value_loss = fit_critic(
+            self.critic, self.critic_optimizer, roll.obs.flatten(0, 1), returns.flatten(),
+            epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
+        )
+        metrics = {
+            "losses/policy_loss": float(loss),
+            "losses/value_loss": value_loss,
+            "losses/entropy": float(entropy),
+            "losses/grad_norm": grad_norm,
+        }
+        return obs, metrics
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.critic_optimizer.load_state_dict(state["critic_optimizer"])

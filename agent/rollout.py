@@ -1,0 +1,144 @@
+"""What the learners share: episode bookkeeping, TD(lambda) targets, the critic fit, and the
+score-function learners' rollout on the env's integer fast path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from agent.gumbel import gumbel_max_sample
+from agent.policy import PolicyNet, ValueNet
+
+
+@dataclass
+class EpisodeStats:
+    """Finished episodes seen since the last `pop()`."""
+
+    returns: list[float] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    successes: list[bool] = field(default_factory=list)
+
+    def add(self, info: dict) -> None:
+        done = info["done"]
+        if done.any():
+            self.returns += info["episode_return"][done].tolist()
+            self.lengths += info["episode_length"][done].tolist()
+            self.successes += info["success"][done].tolist()
+
+    def pop(self) -> dict[str, float]:
+        """Means of the finished episodes (empty dict when none finished), then forget them."""
+        if not self.returns:
+            return {}
+        n = len(self.returns)
+        out = {
+            "charts/episodic_return": sum(self.returns) / n,
+            "charts/episodic_length": sum(self.lengths) / n,
+            "charts/success_rate": sum(self.successes) / n,
+            "charts/episodes": float(n),
+        }
+        self.returns, self.lengths, self.successes = [], [], []
+        return out
+
+
+def lambda_returns(
+    rewards: torch.Tensor,
+    next_values: torch.Tensor,
+    continues: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """TD(lambda) targets G_t, (T, B).
+
+    Args:
+        rewards: r_t, (T, B).
+        next_values: V of the true successor of step t (0 if it terminated, V(final obs) if it
+            was truncated), (T, B).
+        continues: 1 where the episode goes on after step t, 0 where it ended, (T, B).
+    """
+    T = rewards.shape[0]
+    out = torch.empty_like(rewards)
+    ahead = next_values[-1]  # the last step bootstraps fully
+    for t in reversed(range(T)):
+        # Mix the one-step bootstrap with the longer return, only while the episode goes on.
+        blended = (1 - lam) * next_values[t] + lam * ahead
+        ahead = rewards[t] + gamma * torch.where(continues[t] > 0, blended, next_values[t])
+        out[t] = ahead
+    return out
+
+
+def fit_critic(
+    critic: ValueNet,
+    optimizer: torch.optim.Optimizer,
+    obs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    epochs: int,
+    num_minibatches: int,
+    generator: torch.Generator,
+) -> float:
+    """Regress V(obs) onto `targets` with minibatch MSE; returns the last epoch's mean loss."""
+    n = targets.shape[0]
+    size = max(1, n // num_minibatches)
+    loss_sum = 0.0
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator, device=generator.device)
+        loss_sum, batches = 0.0, 0
+        for i in range(0, n, size):
+            idx = order[i : i + size]
+            loss = 0.5 * (critic(obs[idx]) - targets[idx]).pow(2).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
+        loss_sum /= batches
+    return loss_sum
+
+
+@dataclass
+class Rollout:
+    """T steps of B envs on the integer path, everything detached. Shapes (T, B, ...)."""
+
+    obs: torch.Tensor  # (T, B, *obs_shape)
+    actions: torch.Tensor  # (T, B)
+    logprobs: torch.Tensor  # (T, B)
+    values: torch.Tensor  # (T, B)
+    rewards: torch.Tensor  # (T, B)
+    next_values: torch.Tensor  # (T, B) V of the true successor (0 after termination)
+    continues: torch.Tensor  # (T, B)
+
+
+@torch.no_grad()
+def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon: int,
+            stats: EpisodeStats, generator: torch.Generator) -> tuple[Rollout, torch.Tensor]:
+    """Run the current policy for `horizon` steps with integer actions; returns the rollout
+    and the observation to continue from."""
+    buf: dict[str, list[torch.Tensor]] = {k: [] for k in Rollout.__dataclass_fields__}
+    for _ in range(horizon):
+        logits = policy(obs)  # (B, A)
+        dist = torch.distributions.Categorical(logits=logits)
+        action = gumbel_max_sample(logits, generator=generator)  # (B,)
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        stats.add(info)
+        next_value = critic(info["final_obs"]) * (~terminated)  # (B,)
+        buf["obs"].append(obs)
+        buf["actions"].append(action)
+        buf["logprobs"].append(dist.log_prob(action))
+        buf["values"].append(critic(obs))
+        buf["rewards"].append(reward)
+        buf["next_values"].append(next_value)
+        buf["continues"].append((~info["done"]).float())
+        obs = next_obs
+    return Rollout(**{k: torch.stack(v) for k, v in buf.items()}), obs
+
+
+def clip_and_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
+    """Clip the gradient to `max_grad_norm` (if > 0), step, and return the pre-clip norm."""
+    params = list(params)
+    if max_grad_norm > 0:
+        norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    optimizer.step()
+    return float(norm)

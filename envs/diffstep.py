@@ -1,0 +1,99 @@
+"""The differentiable transition, two ways.
+
+A step is bilinear in the one-hot position `pos` (B, S) and the one-hot action `act` (B, A):
+
+    next_pos[b, j] = sum_{s, a} pos[b, s] act[b, a] 1[ns[s, a] = j]
+    reward[b]      = sum_{s, a} pos[b, s] act[b, a] R[s, a]
+
+(ns, R: the tables at this step's slip outcome). `dense_step` writes that out with (B, S, A)
+scatters; it is the reference and the path for soft (non one-hot) inputs. `OneHotStep` is the
+fast path for exact one-hot inputs: the forward is a table look-up, and the backward gathers just
+the rows the derivative needs — at a one-hot point,
+    d/d act[b, k] = (g_next[b, ns[s_b, k]] + g_r[b] R[s_b, k])        (row of the current state)
+    d/d pos[b, j] = (g_next[b, ns[j, a_b]] + g_r[b] R[j, a_b])        (column of the taken action)
+which is exactly the dense formula's gradient there.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class StepTables:
+    """Transition tables laid out so each backward gather reads contiguous rows.
+
+    `by_action[(w, o, a)]` is the (S,) row "where every state goes under action a";
+    `by_state[(w, s, o)]` is the (A,) row "where state s goes under every action".
+    """
+
+    def __init__(self, next_state: torch.Tensor, reward: torch.Tensor) -> None:
+        W, S, A, O = next_state.shape  # (W, S, A, O)
+        self.shape = (W, S, A, O)
+        self.next_state = next_state
+        self.reward = reward
+        self.ns_by_action = next_state.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
+        self.r_by_action = reward.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
+        self.ns_by_state = next_state.permute(0, 1, 3, 2).reshape(W * S * O, A).contiguous()
+        self.r_by_state = reward.permute(0, 1, 3, 2).reshape(W * S * O, A).contiguous()
+
+    def action_rows(self, w: torch.Tensor, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        _, _, A, O = self.shape
+        return (w * O + o) * A + a  # (B,)
+
+    def state_rows(self, w: torch.Tensor, s: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        _, S, _, O = self.shape
+        return (w * S + s) * O + o  # (B,)
+
+
+class OneHotStep(torch.autograd.Function):
+    """(pos, act) one-hot -> (next_pos, reward), with the gather backward described above."""
+
+    @staticmethod
+    def forward(ctx, pos, act, tables: StepTables, w, s, a, o):  # noqa: D102
+        next_state = tables.next_state[w, s, a, o]  # (B,)
+        reward = tables.reward[w, s, a, o].to(pos.dtype)  # (B,)
+        next_pos = torch.nn.functional.one_hot(next_state, pos.shape[1]).to(pos.dtype)  # (B, S)
+        ctx.tables = tables
+        ctx.save_for_backward(w, s, a, o)
+        ctx.mark_non_differentiable(next_state)
+        return next_pos, reward, next_state
+
+    @staticmethod
+    def backward(ctx, g_next, g_reward, _):  # noqa: D102
+        tables: StepTables = ctx.tables
+        w, s, a, o = ctx.saved_tensors
+        g_pos = g_act = None
+        if ctx.needs_input_grad[0]:
+            rows = tables.action_rows(w, o, a)
+            ns = tables.ns_by_action.index_select(0, rows)  # (B, S)
+            r = tables.r_by_action.index_select(0, rows).to(g_next.dtype)  # (B, S)
+            g_pos = g_next.gather(1, ns) + g_reward[:, None] * r  # (B, S)
+        if ctx.needs_input_grad[1]:
+            rows = tables.state_rows(w, s, o)
+            ns = tables.ns_by_state.index_select(0, rows)  # (B, A)
+            r = tables.r_by_state.index_select(0, rows).to(g_next.dtype)  # (B, A)
+            g_act = g_next.gather(1, ns) + g_reward[:, None] * r  # (B, A)
+        return g_pos, g_act, None, None, None, None, None
+
+
+def dense_step(pos: torch.Tensor, act: torch.Tensor, tables: StepTables, w: torch.Tensor,
+               o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The bilinear step written out densely; works for soft `pos`/`act` too."""
+    B, S = pos.shape
+    A = act.shape[1]
+    states = torch.arange(S, device=pos.device)[None, :, None]
+    actions = torch.arange(A, device=pos.device)[None, None, :]
+    ns = tables.next_state[w[:, None, None], states, actions, o[:, None, None]]  # (B, S, A)
+    rs = tables.reward[w[:, None, None], states, actions, o[:, None, None]].to(pos.dtype)  # (B, S, A)
+    joint = pos[:, :, None] * act[:, None, :]  # (B, S, A)
+    next_pos = torch.zeros(B, S, device=pos.device, dtype=joint.dtype).scatter_add(
+        1, ns.reshape(B, S * A), joint.reshape(B, S * A)
+    )  # (B, S)
+    reward = (joint * rs).sum((1, 2))  # (B,)
+    return next_pos, reward
+
+
+def is_one_hot(x: torch.Tensor) -> bool:
+    """Every row exactly one-hot (values, not gradients)."""
+    x = x.detach()
+    return bool(((x == 0) | (x == 1)).all() and (x.sum(-1) == 1).all())
