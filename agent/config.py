@@ -42,6 +42,9 @@ class TrainConfig:
     critic: bool = True
     """Bootstrap each pathwise window with a learned value (short-horizon actor-critic);
     the score-function learners always use one as a baseline."""
+    explore_bonus: float = 0.05
+    """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
+    training reward (never to logged returns); 0 disables it."""
     entropy_coef: float = 0.01
     """Weight of the policy-entropy bonus."""
     max_grad_norm: float = 1.0
@@ -146,6 +149,7 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.learning_rate > 0, f"--learning-rate {cfg.learning_rate} must be > 0"),
         (0.0 <= cfg.gamma < 1.0, f"--gamma {cfg.gamma} must be in [0, 1)"),
         (cfg.tau > 0, f"--tau {cfg.tau} must be > 0"),
+        (cfg.explore_bonus >= 0, f"--explore-bonus {cfg.explore_bonus} must be >= 0"),
         (cfg.tau_min > 0, f"--tau-min {cfg.tau_min} must be > 0"),
         (cfg.estimator in ESTIMATORS, f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}"),
         (0.0 <= cfg.slip < 1.0, f"--slip {cfg.slip} must be in [0, 1)"),

@@ -48,10 +48,13 @@ def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: in
             ValueNet(obs_shape, cfg.hidden).to(device))
 
 
-def build_learner(cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator):
+def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet,
+                  generator: torch.Generator):
     from agent.pathwise import PathwiseLearner
     from agent.ppo import PPOLearner
     from agent.reinforce import ReinforceLearner
+    from agent.rollout import VisitBonus
 
     cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
-    return cls(cfg, policy, critic, generator)
+    bonus = VisitBonus(env.num_worlds, env.S, cfg.explore_bonus, env.device)
+    return cls(cfg, policy, critic, generator, bonus)

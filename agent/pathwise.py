@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from agent.config import TrainConfig
+from agent.learner import Learner
 from agent.gumbel import straight_through
-from agent.policy import PolicyNet, ValueNet
 from agent.rollout import EpisodeStats, clip_and_step, fit_critic, lambda_returns
 
 
-class PathwiseLearner:
-    def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator) -> None:
-        self.cfg, self.policy, self.critic, self.generator = cfg, policy, critic, generator
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
-
+class PathwiseLearner(Learner):
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
         cfg, gamma = self.cfg, self.cfg.gamma
         env.detach()
@@ -36,8 +30,11 @@ class PathwiseLearner:
         for _ in range(cfg.horizon):
             logits = self.policy(obs)  # (B, A)
             action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
+            world_id = env.world_id
             next_obs, reward, terminated, truncated, info = env.step(action)
             stats.add(info)
+            reward = reward + self.bonus(info["final_pos"], world_id)  # (B,) differentiable
+            self.bonus.visit(info["final_state"], world_id)
             window_return = window_return + discount * reward
             # V of the true successor: 0 after a real end; after a time limit the state
             # goes on, so the return is closed with its value (differentiable in the state).
@@ -69,16 +66,9 @@ class PathwiseLearner:
             epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
         )
         metrics = {
-            "losses/policy_loss": float(loss),
+            "losses/policy_loss": float(loss.detach()),
             "losses/value_loss": value_loss,
             "losses/entropy": float(entropy),
             "losses/grad_norm": grad_norm,
         }
         return obs.detach(), metrics
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])

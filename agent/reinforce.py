@@ -7,20 +7,14 @@ from __future__ import annotations
 
 import torch
 
-from agent.config import TrainConfig
-from agent.policy import PolicyNet, ValueNet
+from agent.learner import Learner
 from agent.rollout import EpisodeStats, clip_and_step, collect, fit_critic, lambda_returns
 
 
-class ReinforceLearner:
-    def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator) -> None:
-        self.cfg, self.policy, self.critic, self.generator = cfg, policy, critic, generator
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
-
+class ReinforceLearner(Learner):
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
         cfg = self.cfg
-        roll, obs = collect(env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator)
+        roll, obs = collect(env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator, self.bonus)
         returns = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, 1.0)  # (T, B)
         advantage = (returns - roll.values).flatten()  # (T*B,)
 
@@ -44,10 +38,3 @@ class ReinforceLearner:
             "losses/grad_norm": grad_norm,
         }
         return obs, metrics
-
-    def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.critic_optimizer.load_state_dict(state["critic_optimizer"])

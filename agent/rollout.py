@@ -96,6 +96,37 @@ def fit_critic(
     return loss_sum
 
 
+class VisitBonus:
+    """Count-based exploration bonus beta / sqrt(1 + N(world, s)) for entering cell s
+    (the MBIE-EB form, Strehl & Littman 2008).
+
+    It is read off the position as `pos . bonus`, so on the differentiable path the pathwise
+    gradient sees it too: it points towards cells visited less, which is what gets a sparse
+    maze explored before the first goal is ever reached. beta = 0 switches it off.
+    """
+
+    def __init__(self, num_worlds: int, num_states: int, beta: float, device: torch.device) -> None:
+        self.beta = beta
+        self.counts = torch.zeros(num_worlds, num_states, device=device)  # (W, S)
+
+    def __call__(self, pos: torch.Tensor, world_id: torch.Tensor) -> torch.Tensor:
+        if self.beta == 0:
+            return torch.zeros(pos.shape[0], device=pos.device)
+        table = self.beta * torch.rsqrt(1.0 + self.counts)  # (W, S)
+        rows = table[0] if table.shape[0] == 1 else table[world_id]  # (S,) or (B, S)
+        return (pos * rows).sum(-1)  # (B,)
+
+    def visit(self, state: torch.Tensor, world_id: torch.Tensor) -> None:
+        if self.beta:
+            self.counts.index_put_((world_id, state), torch.ones_like(state, dtype=self.counts.dtype), accumulate=True)
+
+    def state_dict(self) -> dict:
+        return {"counts": self.counts}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.counts.copy_(state["counts"])
+
+
 @dataclass
 class Rollout:
     """T steps of B envs on the integer path, everything detached. Shapes (T, B, ...)."""
@@ -111,7 +142,7 @@ class Rollout:
 
 @torch.no_grad()
 def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon: int,
-            stats: EpisodeStats, generator: torch.Generator) -> tuple[Rollout, torch.Tensor]:
+            stats: EpisodeStats, generator: torch.Generator, bonus: VisitBonus) -> tuple[Rollout, torch.Tensor]:
     """Run the current policy for `horizon` steps with integer actions; returns the rollout
     and the observation to continue from."""
     buf: dict[str, list[torch.Tensor]] = {k: [] for k in Rollout.__dataclass_fields__}
@@ -119,8 +150,11 @@ def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon
         logits = policy(obs)  # (B, A)
         dist = torch.distributions.Categorical(logits=logits)
         action = gumbel_max_sample(logits, generator=generator)  # (B,)
+        world_id = env.world_id
         next_obs, reward, terminated, truncated, info = env.step(action)
         stats.add(info)
+        reward = reward + bonus(info["final_pos"], world_id)
+        bonus.visit(info["final_state"], world_id)
         next_value = critic(info["final_obs"]) * (~terminated)  # (B,)
         buf["obs"].append(obs)
         buf["actions"].append(action)

@@ -190,6 +190,8 @@ class BatchedGridWorld:
             next_pos = torch.nn.functional.one_hot(next_state, S).float()
         self.pos = next_pos
         info["final_obs"] = self._obs(next_pos)
+        info["final_pos"] = next_pos  # (B, S) before any reset; differentiable on that path
+        info["final_state"] = next_state  # (B,) before any reset
         info["done"] = done
         info["success"] = self.goal[w, next_state] & terminated
         info["episode_return"] = self.episode_return.clone()

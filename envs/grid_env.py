@@ -36,8 +36,8 @@ class GridWorldEnv(gym.Env):
       policy needs to generalise across mazes.
 
     ## Starting State
-    Uniform over the `S` cells (or the toy-text env's start distribution). `reset(options=
-    {"state": s})` starts in cell `s` instead.
+    Uniform over the start cells (`S` on the map), or the toy-text env's start distribution.
+    `reset(options={"state": s})` starts in cell `s` instead.
 
     ## Reward
     `goal_reward` (1) for entering a goal, `hazard_reward` (-1) for entering lava,

@@ -1,0 +1,169 @@
+"""envs.oracle: value iteration and exact (differentiable) policy evaluation, checked against
+closed forms, an independent plain-Python Bellman iteration on gymnasium's own `P`, Monte-Carlo
+returns of GridWorldEnv, and finite differences."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from envs import (
+    GridWorldEnv,
+    expected_return,
+    from_gymnasium,
+    load_map,
+    policy_values,
+    value_iteration,
+)
+
+
+def _open_room(height: int, width: int, start: tuple[int, int], goal: tuple[int, int]) -> str:
+    rows = [["#"] * (width + 2)] + [["#"] + ["."] * width + ["#"] for _ in range(height)]
+    rows += [["#"] * (width + 2)]
+    rows[start[0] + 1][start[1] + 1] = "S"
+    rows[goal[0] + 1][goal[1] + 1] = "G"
+    return "\n".join("".join(r) for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("size", "start", "goal"),
+    [
+        ((5, 6), (0, 0), (4, 5)),
+        ((4, 4), (3, 0), (0, 2)),
+        ((1, 7), (0, 6), (0, 1)),
+        ((3, 3), (1, 1), (1, 2)),
+    ],
+)
+def test_open_room_optimum_is_gamma_to_the_distance(size, start, goal):
+    gamma = 0.9
+    mdp = load_map(_open_room(*size, start, goal))
+    result = value_iteration(mdp, gamma)
+    W = size[1] + 2
+    d = abs(start[0] - goal[0]) + abs(start[1] - goal[1])
+    # Reward 1 on the d-th step, discounted by gamma^(d-1); step reward 0.
+    assert result.optimal_return == pytest.approx(gamma ** (d - 1), abs=1e-9)
+    # Every open cell's value follows the same rule with its own Manhattan distance.
+    for r in range(size[0]):
+        for c in range(size[1]):
+            s = (r + 1) * W + c + 1
+            dist = abs(r - goal[0]) + abs(c - goal[1])
+            assert float(result.values[s]) == pytest.approx(
+                0.0 if dist == 0 else gamma ** (dist - 1), abs=1e-9
+            )
+    # The greedy policy walks straight there in GridWorldEnv.
+    env = GridWorldEnv(mdp)
+    state, _ = env.reset(seed=0)
+    for t in range(1, d + 1):
+        state, reward, terminated, _, info = env.step(int(result.policy[state]))
+        assert terminated == (t == d)
+    assert reward == 1.0 and info["success"]
+
+
+def _reference_frozenlake_values(P: dict, gamma: float, tol: float = 1e-13) -> list[float]:
+    """Bellman optimality iteration written out on gymnasium's P in plain Python floats."""
+    V = [0.0] * len(P)
+    while True:
+        new = [
+            max(
+                sum(p * (r + (0.0 if done else gamma * V[ns])) for p, ns, r, done in P[s][a])
+                for a in P[s]
+            )
+            for s in P
+        ]
+        delta = max(abs(x - y) for x, y in zip(new, V, strict=True))
+        V = new
+        if delta < tol:
+            return V
+
+
+@pytest.mark.parametrize("gamma", [0.9, 0.99])
+def test_slippery_frozenlake_matches_an_independent_solution(gamma):
+    P = gym.make("FrozenLake-v1", is_slippery=True).unwrapped.P
+    reference = _reference_frozenlake_values(P, gamma)
+    result = value_iteration(from_gymnasium("FrozenLake-v1", is_slippery=True), gamma)
+    # The imported probabilities are float32 (1/3 to ~3e-8), hence the tolerance.
+    np.testing.assert_allclose(result.values.numpy(), reference, atol=2e-6)
+    assert result.optimal_return == pytest.approx(reference[0], abs=2e-6)
+    assert result.values.dtype == torch.float64
+    assert result.values[[5, 7, 11, 12, 15]].abs().max() == 0  # holes and goal end the episode
+
+
+def test_value_iteration_rejects_gamma_one_and_leaves_the_mdp_alone():
+    mdp = load_map("empty")
+    with pytest.raises(ValueError, match="gamma=1.0"):
+        value_iteration(mdp, 1.0)
+    value_iteration(mdp, 0.9)
+    assert mdp.prob.dtype == torch.float32 and mdp.reward.dtype == torch.float32
+
+
+def test_policy_values_of_the_greedy_policy_are_the_optimal_values():
+    mdp = load_map("lava_gap", slip=0.2, step_reward=-0.01)
+    result = value_iteration(mdp, 0.95)
+    greedy = torch.nn.functional.one_hot(result.policy, 4).double()
+    torch.testing.assert_close(policy_values(mdp, greedy, 0.95), result.values, atol=1e-8, rtol=0)
+
+
+# A small slippery room with lava and two starts: uniform-random episodes are short.
+SMALL_ROOM = """
+######
+#S..L#
+#...S#
+#L..G#
+######
+"""
+
+
+def test_uniform_policy_matches_monte_carlo():
+    gamma, episodes, horizon = 0.95, 4000, 300
+    mdp = load_map(SMALL_ROOM, slip=0.2, step_reward=-0.05, hazard_reward=-1.0)
+    uniform = torch.full((mdp.num_states, 4), 0.25, dtype=torch.float64)
+    exact = float(expected_return(mdp, uniform, gamma))
+    env = GridWorldEnv(mdp)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    returns = np.empty(episodes)
+    for i in range(episodes):
+        env.reset()
+        g, discount = 0.0, 1.0
+        for _ in range(horizon):  # the return left after 300 steps is below 0.95**300 ~ 2e-7
+            _, r, terminated, _, _ = env.step(int(rng.integers(4)))
+            g += discount * r
+            discount *= gamma
+            if terminated:
+                break
+        returns[i] = g
+    se = returns.std(ddof=1) / np.sqrt(episodes)
+    # 4 standard errors: a correct oracle fails with probability ~6e-5 (CLT); the seed is fixed.
+    # se < 0.02 keeps the test sharp enough to catch e.g. a dropped start state or wrong discount.
+    assert se < 0.02
+    assert abs(returns.mean() - exact) < 4 * se
+    # Per-state values, too, from the two starts separately.
+    values = policy_values(mdp, uniform, gamma)
+    assert exact == pytest.approx(float(0.5 * values[7] + 0.5 * values[16]))
+
+
+def test_expected_return_is_differentiable_and_matches_a_finite_difference():
+    gamma = 0.9
+    mdp = load_map(SMALL_ROOM, slip=0.2, step_reward=-0.05)
+    theta = torch.randn(
+        mdp.num_states, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
+    )
+    theta.requires_grad_()
+    J = expected_return(mdp, torch.softmax(theta, -1), gamma)
+    (grad,) = torch.autograd.grad(J, theta)
+    eps = 1e-6
+    checked = 0
+    for s in (7, 8, 9, 13, 14, 16, 19, 20):  # live cells; central differences in float64
+        for a in range(4):
+            bump = torch.zeros_like(theta)
+            bump[s, a] = eps
+            with torch.no_grad():
+                plus = expected_return(mdp, torch.softmax(theta + bump, -1), gamma)
+                minus = expected_return(mdp, torch.softmax(theta - bump, -1), gamma)
+            assert float(grad[s, a]) == pytest.approx(float(plus - minus) / (2 * eps), abs=1e-8)
+            checked += abs(float(grad[s, a])) > 1e-4
+    assert checked > 16  # most entries carry a real gradient
+    # Walls and terminal cells never act: their policy rows get no gradient.
+    assert grad[0].abs().max() == 0 and grad[10].abs().max() == 0
