@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import tyro
 
-from agent.checkpoint import LATEST, CheckpointError, load_checkpoint, save_checkpoint
+from agent.checkpoint import LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.config import TrainConfig, validate
 from agent.evaluation import evaluate, record_episode
 from agent.factory import build_env, build_learner, build_networks, resolve_device
@@ -44,7 +44,7 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
         resumed = load_checkpoint(cfg.resume)
         stored = TrainConfig.from_dict(resumed["config"])
         cfg = replace(stored, **{k: getattr(cfg, k) for k in explicit if k != "resume"}, resume=cfg.resume)
-        run_dir = Path(cfg.resume)
+        run_dir = resolve_checkpoint(cfg.resume).parent  # --resume takes a run dir or its .pt
     else:
         run_dir = Path(cfg.runs_dir) / (cfg.run_name or cfg.default_run_name())
         if (run_dir / LATEST).exists():
@@ -55,13 +55,14 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
 
     # --- seed, device, envs, networks, learner
     torch.manual_seed(cfg.seed)  # network initialisation; all other noise uses `generator`
+    torch.set_flush_denormal(True)  # saturating softmaxes make denormals, which are ~10x slower on CPU
     device = resolve_device(cfg.device)
     env = build_env(cfg, device)
     eval_env = build_env(cfg, device, num_envs=cfg.eval_episodes, seed=cfg.seed + 10_000,
                          maze_seed=cfg.seed + 1_000_000)
     policy, critic = build_networks(cfg, env.observation_shape, env.A, device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    learner = build_learner(cfg, policy, critic, generator)
+    learner = build_learner(cfg, env, policy, critic, generator)
     schedule = TauSchedule(cfg.tau_schedule, cfg.tau, min(cfg.tau_min, cfg.tau), cfg.tau_anneal_rate,
                            cfg.total_timesteps if cfg.tau_schedule == "linear" else None)
     global_step = 0

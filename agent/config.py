@@ -22,6 +22,10 @@ class TrainConfig:
     """Keyword arguments for a gymnasium id, rl-zoo style: `map_name:8x8 is_slippery:False`."""
     slip: float = 0.0
     """Slip probability for our own maps and mazes (each perpendicular move gets slip/2)."""
+    step_reward: float = 0.0
+    """Reward per move on our own maps and mazes (gymnasium ids keep their own rewards)."""
+    hazard_reward: float = 0.0
+    """Reward for entering lava on our own maps (the episode ends there)."""
     obs: Literal["auto", "onehot", "image"] = "auto"
     """Observation the policy sees; auto = image for mazes (to generalise), onehot otherwise."""
 

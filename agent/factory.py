@@ -6,7 +6,7 @@ import torch
 
 from agent.config import TrainConfig, parse_env_kwargs
 from agent.policy import PolicyNet, ValueNet
-from envs import BatchedGridWorld, MazeSpec, make_world
+from envs import BatchedGridWorld, MapOptions, MazeSpec, make_world
 
 
 def resolve_device(name: str) -> torch.device:
@@ -19,7 +19,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_world(cfg: TrainConfig, env: str | None = None):
-    options = {"slip": cfg.slip} if cfg.slip else {}
+    # Only options that differ from the defaults: gymnasium ids take none.
+    given = {"slip": cfg.slip, "step_reward": cfg.step_reward, "hazard_reward": cfg.hazard_reward}
+    options = {k: v for k, v in given.items() if v != getattr(MapOptions, k)}
     spec = env or cfg.env
     kwargs = parse_env_kwargs(cfg.env_kwargs) if env is None else {}
     return make_world(spec, env_kwargs=kwargs or None, **options)
@@ -56,5 +58,5 @@ def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, cr
     from agent.rollout import VisitBonus
 
     cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
-    bonus = VisitBonus(env.num_worlds, env.S, cfg.explore_bonus, env.device)
+    bonus = VisitBonus(env.terminal, cfg.explore_bonus)
     return cls(cfg, policy, critic, generator, bonus)

@@ -9,7 +9,7 @@ import torch
 
 from agent.config import TrainConfig
 from agent.policy import PolicyNet, ValueNet
-from agent.rollout import VisitBonus
+from agent.rollout import VisitBonus, fit_critic
 
 
 class Learner:
@@ -27,3 +27,17 @@ class Learner:
         self.optimizer.load_state_dict(state["optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.bonus.load_state_dict(state["bonus"])
+
+    def fit_critic_and_report(self, obs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
+                              entropy: torch.Tensor, grad_norm: float) -> dict[str, float]:
+        """Regress the critic on this update's targets; return the update's loss metrics."""
+        value_loss = fit_critic(
+            self.critic, self.critic_optimizer, obs, targets,
+            epochs=self.cfg.update_epochs, num_minibatches=self.cfg.num_minibatches, generator=self.generator,
+        )
+        return {
+            "losses/policy_loss": float(loss.detach()),
+            "losses/value_loss": value_loss,
+            "losses/entropy": float(entropy.detach()),
+            "losses/grad_norm": grad_norm,
+        }

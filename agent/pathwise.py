@@ -13,10 +13,31 @@ import torch
 
 from agent.learner import Learner
 from agent.gumbel import straight_through
-from agent.rollout import EpisodeStats, clip_and_step, fit_critic, lambda_returns
+from agent.rollout import EpisodeStats, clip_and_step, lambda_returns
 
 
 class PathwiseLearner(Learner):
+    def _readers(self, env):
+        """How the window reads the policy and the critic off an observation.
+
+        The pathwise gradient asks "what if the agent were partly in another cell?", i.e. for
+        derivatives along directions the networks never saw in training. For one-hot
+        observations we answer with the networks' values *at* the cells: logits = pos @ L and
+        V = pos @ v, L = policy(I), v = critic(I), which equal the networks at every one-hot
+        position and are exact (linear) in between. Read directly, an MLP's input derivative is
+        unconstrained there, and measured on `cliff` it sent the agent into the lava. Image
+        observations (mazes) fall back to the networks' own input gradient. Either way mass on
+        terminal cells is masked out (`without_terminal`): the value there is 0 by definition.
+        """
+        if env.obs_mode == "onehot" and env.num_worlds == 1:
+            alive = 1.0 - env.terminal_f[0]  # (S,)
+            eye = torch.eye(env.S, device=alive.device)  # (S, S)
+            logit_table = self.policy(eye) * alive[:, None]  # (S, A), differentiable in the policy
+            value_table = self.critic(eye) * alive  # (S,), critic frozen during the actor pass
+            return (lambda obs: obs @ logit_table), (lambda obs, world_id: obs @ value_table)
+        return (lambda obs: self.policy(env.without_terminal(obs))), \
+            (lambda obs, world_id: self.critic(env.without_terminal(obs, world_id)))
+
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
         cfg, gamma = self.cfg, self.cfg.gamma
         env.detach()
@@ -27,8 +48,9 @@ class PathwiseLearner(Learner):
         entropy = torch.zeros((), device=obs.device)
         record: dict[str, list[torch.Tensor]] = {"obs": [], "rewards": [], "next_values": [], "continues": []}
         self.critic.requires_grad_(False)  # the actor loss must not train the critic
+        policy, value = self._readers(env)
         for _ in range(cfg.horizon):
-            logits = self.policy(obs)  # (B, A)
+            logits = policy(obs)  # (B, A)
             action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
             world_id = env.world_id
             next_obs, reward, terminated, truncated, info = env.step(action)
@@ -38,7 +60,7 @@ class PathwiseLearner(Learner):
             window_return = window_return + discount * reward
             # V of the true successor: 0 after a real end; after a time limit the state
             # goes on, so the return is closed with its value (differentiable in the state).
-            next_value = self.critic(info["final_obs"]) * (~terminated)  # (B,)
+            next_value = value(info["final_obs"], world_id) * (~terminated)  # (B,)
             if cfg.critic:
                 window_return = window_return + discount * gamma * next_value * truncated
             discount = torch.where(info["done"], 1.0, discount * gamma)
@@ -49,7 +71,7 @@ class PathwiseLearner(Learner):
             record["continues"].append((~info["done"]).float())
             obs = next_obs
         if cfg.critic:
-            window_return = window_return + discount * self.critic(obs)
+            window_return = window_return + discount * value(obs, env.world_id)
         self.critic.requires_grad_(True)
 
         # The loss: minus the mean (bootstrapped) discounted window return.
@@ -61,14 +83,5 @@ class PathwiseLearner(Learner):
 
         rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B, ...)
         targets = lambda_returns(rec["rewards"], rec["next_values"], rec["continues"], gamma, cfg.gae_lambda)
-        value_loss = fit_critic(
-            self.critic, self.critic_optimizer, rec["obs"].flatten(0, 1), targets.flatten(),
-            epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
-        )
-        metrics = {
-            "losses/policy_loss": float(loss.detach()),
-            "losses/value_loss": value_loss,
-            "losses/entropy": float(entropy),
-            "losses/grad_norm": grad_norm,
-        }
+        metrics = self.fit_critic_and_report(rec["obs"].flatten(0, 1), targets.flatten(), loss, entropy, grad_norm)
         return obs.detach(), metrics

@@ -18,11 +18,12 @@ def _body(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int]:
     if len(obs_shape) == 3:
         C, H, W = obs_shape
         # Padding keeps the grid size, so the flatten sees every cell (walls matter everywhere).
+        # 16 channels: mazes are read off 3x3 neighbourhoods, and on a CPU the conv is the cost.
         conv = nn.Sequential(
-            nn.Conv2d(C, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(C, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(32 * H * W, hidden), nn.ReLU(),
+            nn.Linear(16 * H * W, hidden), nn.ReLU(),
         )
         return conv, hidden
     raise ValueError(f"observation shape {obs_shape} is neither flat (S,) nor an image (C, H, W)")

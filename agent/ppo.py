@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from agent.learner import Learner
-from agent.rollout import EpisodeStats, clip_and_step, collect, fit_critic, lambda_returns
+from agent.rollout import EpisodeStats, clip_and_step, collect, lambda_returns
 
 
 class PPOLearner(Learner):
@@ -34,14 +34,5 @@ class PPOLearner(Learner):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
-        value_loss = fit_critic(
-            self.critic, self.critic_optimizer, flat_obs, returns.flatten(),
-            epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
-        )
-        metrics = {
-            "losses/policy_loss": float(loss),
-            "losses/value_loss": value_loss,
-            "losses/entropy": float(entropy),
-            "losses/grad_norm": grad_norm,
-        }
+        metrics = self.fit_critic_and_report(flat_obs, returns.flatten(), loss, entropy, grad_norm)
         return obs, metrics

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from agent.learner import Learner
-from agent.rollout import EpisodeStats, clip_and_step, collect, fit_critic, lambda_returns
+from agent.rollout import EpisodeStats, clip_and_step, collect, lambda_returns
 
 
 class ReinforceLearner(Learner):
@@ -27,14 +27,5 @@ class ReinforceLearner(Learner):
         loss.backward()
         grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
 
-        value_loss = fit_critic(
-            self.critic, self.critic_optimizer, roll.obs.flatten(0, 1), returns.flatten(),
-            epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, generator=self.generator,
-        )
-        metrics = {
-            "losses/policy_loss": float(loss),
-            "losses/value_loss": value_loss,
-            "losses/entropy": float(entropy),
-            "losses/grad_norm": grad_norm,
-        }
+        metrics = self.fit_critic_and_report(roll.obs.flatten(0, 1), returns.flatten(), loss, entropy, grad_norm)
         return obs, metrics

@@ -105,14 +105,17 @@ class VisitBonus:
     maze explored before the first goal is ever reached. beta = 0 switches it off.
     """
 
-    def __init__(self, num_worlds: int, num_states: int, beta: float, device: torch.device) -> None:
+    def __init__(self, terminal: torch.Tensor, beta: float) -> None:
         self.beta = beta
-        self.counts = torch.zeros(num_worlds, num_states, device=device)  # (W, S)
+        # Entering a terminal cell earns nothing: otherwise a fresh lava cell would pay the
+        # agent to end its episode there.
+        self.alive = (~terminal).float()  # (W, S)
+        self.counts = torch.zeros_like(self.alive)  # (W, S)
 
     def __call__(self, pos: torch.Tensor, world_id: torch.Tensor) -> torch.Tensor:
         if self.beta == 0:
             return torch.zeros(pos.shape[0], device=pos.device)
-        table = self.beta * torch.rsqrt(1.0 + self.counts)  # (W, S)
+        table = self.beta * torch.rsqrt(1.0 + self.counts) * self.alive  # (W, S)
         rows = table[0] if table.shape[0] == 1 else table[world_id]  # (S,) or (B, S)
         return (pos * rows).sum(-1)  # (B,)
 

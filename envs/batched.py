@@ -156,7 +156,7 @@ class BatchedGridWorld:
         On the differentiable path `info["terminated_soft"]` is the termination signal as a
         float with gradient.
         """
-        B, S, A = self.num_envs, self.S, self.A
+        S = self.S
         action = self._check_action(action)
         diff = action.is_floating_point()
         a_idx = action.argmax(-1) if diff else action  # (B,)
@@ -228,6 +228,22 @@ class BatchedGridWorld:
         H, W = self.grid_shape
         agent = pos.reshape(self.num_envs, 1, H, W)  # (B, 1, H, W)
         return torch.cat([self.static_planes[self.world_id], agent], dim=1)  # (B, 4, H, W)
+
+    def without_terminal(self, obs: torch.Tensor, world_id: torch.Tensor | None = None) -> torch.Tensor:
+        """`obs` with the agent's mass on terminal cells removed (float obs modes).
+
+        Where the agent is alive the value is unchanged. What changes is the gradient: a value
+        network read through this can't be exploited by a pathwise gradient that moves the agent
+        into a terminal cell, where the network was never trained (the true value there is 0).
+        """
+        w = self.world_id if world_id is None else world_id
+        alive = 1.0 - (self.terminal_f[:1] if self.num_worlds == 1 else self.terminal_f[w])  # (1 or B, S)
+        if self.obs_mode == "onehot":
+            return obs * alive
+        if self.obs_mode == "image":
+            H, W = self.grid_shape
+            return torch.cat([obs[:, :3], obs[:, 3:] * alive.reshape(-1, 1, H, W)], dim=1)
+        raise ValueError("without_terminal needs a float observation mode (onehot or image)")
 
     @property
     def observation_shape(self) -> tuple[int, ...]:

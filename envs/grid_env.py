@@ -40,7 +40,7 @@ class GridWorldEnv(gym.Env):
     `reset(options={"state": s})` starts in cell `s` instead.
 
     ## Reward
-    `goal_reward` (1) for entering a goal, `hazard_reward` (-1) for entering lava,
+    `goal_reward` (1) for entering a goal, `hazard_reward` (0, like a FrozenLake hole) for entering lava,
     `step_reward` (0) otherwise. Imported envs keep their own rewards.
 
     ## Episode End

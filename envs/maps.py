@@ -31,8 +31,9 @@ class MapOptions:
     """Reward of every move that does not enter a goal or a hazard."""
     goal_reward: float = 1.0
     """Reward for entering a goal (ends the episode)."""
-    hazard_reward: float = -1.0
-    """Reward for entering lava (ends the episode)."""
+    hazard_reward: float = 0.0
+    """Reward for entering lava (ends the episode; 0 like a FrozenLake hole, losing the goal is
+    the penalty)."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.slip < 1.0:
