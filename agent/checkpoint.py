@@ -4,6 +4,7 @@ written atomically and read back with `weights_only=True` (a checkpoint can't ru
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,9 @@ def package_versions() -> dict[str, str]:
     import gymnasium
     import numpy
 
-    return {"torch": torch.__version__, "gymnasium": gymnasium.__version__, "numpy": numpy.__version__}
+    # str(): torch.__version__ is a TorchVersion, which a weights_only load refuses to unpickle.
+    return {"torch": str(torch.__version__), "gymnasium": str(gymnasium.__version__),
+            "numpy": str(numpy.__version__)}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
@@ -57,7 +60,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
     try:
         state = torch.load(p, map_location=device, weights_only=True)
     except Exception as e:  # torch raises many types for damaged files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        # A refused weights_only load puts the useful line ("Unsupported global: ...") last.
+        useful = [ln for ln in lines if ln.startswith("WeightsUnpickler error")] or lines
+        first = re.sub(r"\x1b\[[0-9;]*m", "", useful[0]) if useful else type(e).__name__
         raise CheckpointError(f"cannot read checkpoint {p} ({first[:120]}); it is damaged or not a train.py checkpoint") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a gumbel-gridworld checkpoint (expected format {FORMAT!r})")

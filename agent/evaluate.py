@@ -1,0 +1,171 @@
+"""Score a trained policy: `python -m agent.evaluate runs/NAME [--episodes N] [--env OTHER] ...`.
+
+Loads a checkpoint written by train.py, rebuilds its policy from the stored config and plays
+one episode in each of N env copies, greedy (argmax) by default. A procedural-maze run is scored
+on mazes it never saw: training drew its mazes from seed `cfg.seed` and train.py's periodic
+evaluation from `cfg.seed + 1_000_000`, so this one uses `cfg.seed + 2_000_000 + --seed`.
+
+Examples:
+    python -m agent.evaluate runs/four_rooms__pathwise__0__1700000000
+    python -m agent.evaluate runs/NAME --episodes 1000 --sample --json
+    python -m agent.evaluate runs/NAME --env my_map.txt        # another map of the same size
+    python -m agent.evaluate runs/NAME --gif episode.gif       # needs pip install '.[plots]'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from agent.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from agent.config import TrainConfig
+from agent.evaluation import evaluate, record_episode
+from agent.factory import build_env, build_networks, build_world, resolve_device
+from envs import MazeSpec
+
+UNSEEN_MAZE_OFFSET = 2_000_000  # training mazes: seed; train.py's eval mazes: seed + 1_000_000
+GIF_FPS = 8
+
+
+def load_policy(path: str | Path, device: torch.device):
+    """Checkpoint -> (policy in eval mode, its TrainConfig, the raw checkpoint dict)."""
+    state = load_checkpoint(path, device=device)
+    where = resolve_checkpoint(path)
+    missing = [k for k in ("config", "policy", "obs_shape", "num_actions") if k not in state]
+    if missing:
+        raise CheckpointError(f"{where} lacks {', '.join(missing)}; it was not written by train.py")
+    try:
+        cfg = TrainConfig.from_dict(state["config"])
+    except TypeError as e:
+        raise CheckpointError(f"{where} holds a config this version can't read ({e})") from None
+    policy, _ = build_networks(cfg, tuple(state["obs_shape"]), int(state["num_actions"]), device)
+    try:
+        policy.load_state_dict(state["policy"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{where}: policy weights don't fit its stored config ({first})") \
+            from None
+    policy.eval()
+    return policy, cfg, state
+
+
+def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | None = None,
+                        greedy: bool = True, seed: int = 0, device: str = "auto",
+                        gif: str | Path | None = None) -> dict[str, Any]:
+    """Evaluate a checkpoint (a run directory or a .pt file); see the module docstring.
+
+    Returns `agent.evaluation.evaluate`'s metrics plus where they came from (checkpoint, env,
+    global_step, greedy, seed, maze_seed, gif).
+    """
+    if episodes < 1:
+        raise ValueError(f"--episodes {episodes} must be >= 1")
+    dev = resolve_device(device)
+    policy, cfg, state = load_policy(path, dev)
+    world = build_world(cfg, env=env) if env is not None else build_world(cfg)
+    env_name = env or cfg.env
+    maze_seed = cfg.seed + UNSEEN_MAZE_OFFSET + seed if isinstance(world, MazeSpec) else None
+    eval_env = build_env(cfg, dev, world=world, num_envs=episodes, seed=seed, maze_seed=maze_seed)
+
+    trained = (tuple(state["obs_shape"]), int(state["num_actions"]))
+    given = (tuple(eval_env.observation_shape), int(eval_env.A))
+    if given != trained:
+        raise ValueError(
+            f"--env {env_name} gives observations of shape {given[0]} with {given[1]} actions, "
+            f"but the policy was trained on {cfg.env} with shape {trained[0]} and {trained[1]} "
+            f"actions; pick a world with the same grid size"
+        )
+
+    generator = torch.Generator(device=dev).manual_seed(seed)
+    result: dict[str, Any] = evaluate(policy, eval_env, gamma=cfg.gamma, greedy=greedy,
+                                      generator=generator)
+    result |= {"checkpoint": str(resolve_checkpoint(path)), "env": env_name,
+               "global_step": int(state.get("global_step", 0)), "greedy": greedy, "seed": seed,
+               "maze_seed": maze_seed}
+    if gif is not None:
+        # A maze GIF plays an unseen maze too: gymnasium seeds its maze draw like our pool does.
+        frames = record_episode(policy, cfg, seed=seed if maze_seed is None else maze_seed,
+                                world=world, greedy=greedy)
+        result["gif"] = str(write_gif(gif, frames))
+    return result
+
+
+def write_gif(path: str | Path, frames: list, fps: int = GIF_FPS) -> Path:
+    """Frames (H, W, 3) uint8 -> a looping GIF; imageio is an optional extra."""
+    try:
+        import imageio.v2 as imageio
+    except ImportError:
+        raise ValueError("--gif needs imageio: pip install 'gumbel-gridworld[plots]'") from None
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Hold the last frame a second so the loop shows where the episode ended.
+    durations = [1000 / fps] * (len(frames) - 1) + [1000]
+    imageio.mimsave(path, frames, duration=durations, loop=0)
+    return path
+
+
+def summary(result: dict[str, Any]) -> str:
+    mode = "greedy" if result["greedy"] else "sampled"
+    seed = result["maze_seed"]
+    unseen = "" if seed is None else f" on unseen mazes (maze seed {seed})"
+    lines = [
+        f"{result['checkpoint']} (step {result['global_step']:,}) on {result['env']}, "
+        f"{result['episodes']} {mode} episodes{unseen}",
+        f"  success rate      {result['success_rate']:.1%}",
+        f"  mean return       {result['mean_return']:.3f}",
+        f"  mean length       {result['mean_length']:.1f}",
+        f"  normalised score  {result['normalized_score']:.3f}  (discounted return / optimum)",
+    ]
+    if "gif" in result:
+        lines.append(f"  episode GIF       {result['gif']}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m agent.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
+                        help="a run directory written by train.py (runs/NAME) or its .pt file")
+    parser.add_argument("--episodes", type=int, default=256,
+                        help="episodes to play, one per parallel env copy (default: 256)")
+    parser.add_argument("--env", default=None, metavar="OTHER",
+                        help="evaluate on another world (map name, map file, maze:HxW, gymnasium "
+                             "id) with the same observation shape; default: the training world")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--greedy", dest="greedy", action="store_true", default=True,
+                      help="take the most likely action (default)")
+    mode.add_argument("--sample", dest="greedy", action="store_false",
+                      help="sample actions from the policy (Gumbel-Max) instead")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds starts, slips, sampled actions and unseen mazes (default: 0)")
+    parser.add_argument("--gif", default=None, metavar="PATH",
+                        help="also write one episode as a GIF (needs the [plots] extra: imageio)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of the summary")
+    parser.add_argument("--device", default="auto",
+                        help="cpu, cuda, cuda:1, ...; auto = cuda when available (default: auto)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, env=args.env,
+                                     greedy=args.greedy, seed=args.seed, device=args.device,
+                                     gif=args.gif)
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result) if args.json else summary(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

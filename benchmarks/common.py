@@ -1,0 +1,233 @@
+"""What every benchmark shares: the machine it ran on, a timer, tables and JSON output."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+DEFAULT_OUT = "docs/benchmarks"
+_THREAD_VARS = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_NUM_THREADS", "GOMP_SPINCOUNT")
+
+
+# ----------------------------------------------------------------------------- the machine
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def machine_info() -> dict[str, Any]:
+    """The facts a timing depends on, as a JSON-ready dict."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "cores": _usable_cores(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # Thread settings change CPU timings a lot (e.g. OMP_WAIT_POLICY on a shared machine).
+        "env": {k: os.environ[k] for k in _THREAD_VARS if k in os.environ},
+    }
+    try:
+        # Other jobs on the machine skew timings; the load average says how busy it was.
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        pass
+    return info
+
+
+def machine_description() -> str:
+    """One line: CPU model, cores, torch version and threads, python version (and GPU, load)."""
+    m = machine_info()
+    parts = [
+        f"CPU {m['cpu']}",
+        f"{m['cores']} cores",
+        f"torch {m['torch']}",
+        f"{m['torch_threads']} torch threads",
+        f"python {m['python']}",
+    ]
+    if m["cuda"]:
+        parts.append(f"GPU {m['cuda']}")
+    if "load_average_1m" in m:
+        parts.append(f"load average {m['load_average_1m']}")
+    parts += [f"{k}={v}" for k, v in m["env"].items()]
+    return "machine: " + ", ".join(parts)
+
+
+def load_warning() -> str | None:
+    """A warning line when other jobs keep the CPUs busy (timings are then unreliable)."""
+    m = machine_info()
+    load = m.get("load_average_1m")
+    if load is None or load < 0.5 * m["cores"]:
+        return None
+    hint = ""
+    if m["torch_threads"] > 1 and "OMP_WAIT_POLICY" not in m["env"]:
+        # Seen on a shared 2-core box: with 2 OpenMP threads, each parallel torch op waited
+        # ~12 ms for the second thread; OMP_WAIT_POLICY=PASSIVE or --threads 1 avoided it.
+        hint = "; with several torch threads try OMP_WAIT_POLICY=PASSIVE or --threads 1"
+    return (
+        f"warning: load average {load} on {m['cores']} cores: other jobs are running and "
+        f"timings will be noisy{hint}"
+    )
+
+
+# ----------------------------------------------------------------------------- timing
+@dataclass(frozen=True)
+class Timing:
+    """Seconds per call of a timed function."""
+
+    median: float
+    times: tuple[float, ...]  # per repeat, each averaged over `calls` calls
+    calls: int  # calls per repeat (chosen so that a repeat lasts at least `min_time`)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median over the repeats: how noisy the machine was."""
+        return (max(self.times) - min(self.times)) / self.median
+
+
+def time_it(
+    fn: Callable[[], Any],
+    *,
+    repeats: int = 5,
+    warmup: int = 1,
+    min_time: float = 0.2,
+    sync: Callable[[], None] | None = None,
+) -> Timing:
+    """Median seconds per call of `fn` over `repeats` repeats, after `warmup` untimed calls.
+
+    Like `timeit.Timer.autorange`: a repeat runs `fn` often enough to last `min_time` seconds
+    (fast functions are timed in bulk, so timer resolution and call overhead don't dominate).
+    `sync` (e.g. `torch.cuda.synchronize`) runs before each clock read.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be at least 1")
+    sync = sync or (lambda: None)
+    for _ in range(warmup):
+        fn()
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    once = max(time.perf_counter() - start, 1e-9)
+    calls = max(1, math.ceil(min_time / once))
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        sync()
+        times.append((time.perf_counter() - start) / calls)
+    return Timing(statistics.median(times), tuple(times), calls)
+
+
+# ----------------------------------------------------------------------------- output
+def format_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] | None = None,
+    formats: dict[str, str] | None = None,
+) -> str:
+    """A GitHub-markdown table of `rows` (dicts); `formats` maps a column to a format spec."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0])
+    formats = formats or {}
+
+    def cell(row: dict, col: str) -> str:
+        v = row.get(col, "")
+        if v is None or v == "":
+            return "-"
+        if col in formats and isinstance(v, (int, float)):
+            return format(v, formats[col])
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    body = [[cell(r, c) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(columns)]
+
+    def line(vals: list[str]) -> str:
+        return "| " + " | ".join(v.rjust(w) for v, w in zip(vals, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|"
+    return "\n".join([line(columns), sep, *(line(b) for b in body)])
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, Timing):
+        return _jsonable(asdict(x))
+    if isinstance(x, torch.Tensor):
+        return _jsonable(x.tolist())
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, float) and not math.isfinite(x):
+        return None  # strict JSON has no NaN/inf; a missing number reads as null
+    if hasattr(x, "item") and callable(x.item):  # numpy scalars
+        return _jsonable(x.item())
+    return x
+
+
+def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write `payload` as strict JSON (non-finite floats become null); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def add_common_args(p: argparse.ArgumentParser, *, repeats: int = 5) -> None:
+    """--repeats, --out, --smoke, --seed: the flags every benchmark takes."""
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=repeats,
+        help=f"repeats of each measurement; the median is reported (default {repeats})",
+    )
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"directory for the JSON/PNG results (default {DEFAULT_OUT})",
+    )
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (what CI runs)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every generator used (default 0)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch.set_num_threads before anything runs (default: torch's choice)",
+    )
+
+
+def apply_threads(threads: int | None) -> None:
+    """Apply --threads (call before `machine_description`, which reports the thread count)."""
+    if threads is not None:
+        if threads < 1:
+            raise ValueError(f"--threads {threads} must be at least 1")
+        torch.set_num_threads(threads)

@@ -1,0 +1,424 @@
+"""Time to solve: wall-clock and env steps until the greedy policy reaches the goal every time.
+
+    python -m benchmarks.time_to_solve                 # 2 worlds x 4 learners x 3 seeds (long)
+    python -m benchmarks.time_to_solve --worlds FrozenLake8x8 --learners pathwise sb3-ppo --seeds 0
+    python -m benchmarks.time_to_solve --smoke         # seconds, for CI
+
+Worlds (both deterministic, with one start cell, so a greedy policy plays one episode over and
+over): `FrozenLake8x8` (gymnasium `FrozenLake-v1`, `map_name="8x8"`, `is_slippery=False`) and
+`maze` (the built-in maze map, 11x11 cells with its border walls, gymnasium id
+`GumbelGrid/Maze-v0`).
+
+Learners:
+- `pathwise` (default estimator), `reinforce`, `ppo`: `train.train(TrainConfig(...))` in this
+  process with train.py's defaults (1024 envs x 16 steps = 16,384 env steps per update),
+  `stop_at_success=1.0`, greedy evaluation of `--eval-episodes` episodes every `--eval-every`
+  steps, wandb disabled, run directories in a temporary folder.
+- `sb3-ppo`: stable-baselines3 `PPO("MlpPolicy", env, seed=s, device="cpu")` with SB3's
+  defaults (it one-hot encodes the Discrete observation) on a `make_vec_env` of `--sb3-envs`
+  DummyVecEnv copies (8 x SB3's n_steps=2048 = 16,384 env steps per update, as ours). A callback
+  plays `--sb3-eval-episodes` greedy episodes (`model.predict(obs, deterministic=True)`) on a
+  separate env at the start of each rollout once `--eval-every` steps have passed since the last
+  check, i.e. right after an update, and stops training at 100% success. Needs the `[bench]` extra.
+
+Every run stops at 100% greedy success or after the update that crosses `--max-steps`; a run that
+hits the cap is reported as not solved. "Env steps" are those the evaluated policy was trained on
+(a multiple of the update size). "Wall-clock" times the whole call for every learner: building
+envs and networks, training, the periodic evaluations, and for ours the closing checkpoint and
+final evaluation that `train.train` always does (its own `wall_clock_s`, the loop alone, is kept
+in the JSON as `train_loop_s`). Medians count an unsolved seed as infinitely slow, so a median is
+"not solved" when half the seeds or more were not. The ratio columns are SB3 PPO's median over
+this learner's: above 1 means this learner solved the world sooner.
+
+All learners run in this one process with the same `torch.set_num_threads(--threads)` (default 1)
+and with denormal flushing on (train.py turns it on; here it is on from the start, so the order of
+the runs does not change SB3's arithmetic). Results go to `--out`/time_to_solve.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import math
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    DEFAULT_OUT,
+    apply_threads,
+    format_table,
+    load_warning,
+    machine_description,
+    machine_info,
+    write_json,
+)
+
+SB3_MISSING = "stable-baselines3 not installed: pip install '.[bench]'"
+OURS = ("pathwise", "reinforce", "ppo")
+LEARNERS = (*OURS, "sb3-ppo")
+
+
+@dataclass(frozen=True)
+class World:
+    """One world, as train.py's TrainConfig fields and as a gymnasium id for SB3."""
+
+    train: dict[str, Any]
+    """TrainConfig overrides (env, env_kwargs)."""
+    gym_id: str
+    """`gymnasium.make` id (`GumbelGrid/...` ids need `import envs`)."""
+    gym_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for `gymnasium.make`."""
+
+
+WORLDS: dict[str, World] = {
+    "FrozenLake8x8": World(
+        {"env": "FrozenLake-v1", "env_kwargs": ("map_name:8x8", "is_slippery:False")},
+        "FrozenLake-v1",
+        {"map_name": "8x8", "is_slippery": False},
+    ),
+    "maze": World({"env": "maze"}, "GumbelGrid/Maze-v0"),
+}
+
+
+# ----------------------------------------------------------------------------- our learners
+def run_ours(world: str, learner: str, seed: int, args: argparse.Namespace, runs_dir: Path) -> dict:
+    """One `train.train` run with a stop at 100% greedy success."""
+    from agent.config import TrainConfig
+    from train import train
+
+    cfg = TrainConfig(
+        **WORLDS[world].train,
+        algo=learner,
+        seed=seed,
+        total_timesteps=args.max_steps,
+        eval_every=args.eval_every,
+        eval_episodes=args.eval_episodes,
+        stop_at_success=1.0,
+        wandb_mode="disabled",
+        progress=False,
+        device="cpu",
+        runs_dir=str(runs_dir),
+        run_name=f"{world}__{learner}__{seed}",
+    )
+    if args.smoke:
+        cfg = replace(cfg, num_envs=64, horizon=8)
+    start = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):  # its "done: ... saved in <temp dir>" line
+        final = train(cfg)
+    wall = time.perf_counter() - start
+    return {
+        "steps": int(final["global_step"]),
+        "wall_clock_s": wall,
+        "train_loop_s": float(final["wall_clock_s"]),
+        "success_rate": float(final["success_rate"]),
+    }
+
+
+# ----------------------------------------------------------------------------- stable-baselines3
+def sb3_version() -> str | None:
+    """The installed stable-baselines3 version, or None when it cannot be imported."""
+    try:
+        import stable_baselines3
+    except ImportError:
+        return None
+    return stable_baselines3.__version__
+
+
+def greedy_success(model, env, episodes: int, seed: int) -> float:
+    """Fraction of `episodes` greedy episodes of `model` on the single `env` that reach the goal."""
+    wins = 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        terminated = truncated = False
+        while not (terminated or truncated):
+            action, _ = model.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, info = env.step(int(action))
+        # GumbelGrid envs say it in info; FrozenLake pays 1 only at the goal.
+        wins += bool(info.get("success", terminated and reward > 0))
+    return wins / episodes
+
+
+def run_sb3(world: str, seed: int, args: argparse.Namespace) -> dict:
+    """SB3 PPO with its defaults until greedy success is 100% or `--max-steps` is spent."""
+    import gymnasium as gym
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    import envs  # noqa: F401  (registers the GumbelGrid/... ids)
+
+    w = WORLDS[world]
+
+    class StopAtSuccess(BaseCallback):
+        """Greedy check after an update, every `eval_every` steps; stops training at 100%."""
+
+        def __init__(self, eval_env: gym.Env) -> None:
+            super().__init__()
+            self.eval_env = eval_env
+            self.next_eval = args.eval_every
+            self.solved_at: int | None = None
+
+        def _on_rollout_start(self) -> None:
+            # The policy has just been updated on `num_timesteps` env steps.
+            if self.num_timesteps >= self.next_eval:
+                self.next_eval += args.eval_every
+                rate = greedy_success(
+                    self.model, self.eval_env, args.sb3_eval_episodes, seed + 10_000
+                )
+                if rate >= 1.0:
+                    self.solved_at = self.num_timesteps
+
+        def _on_step(self) -> bool:
+            return self.solved_at is None  # False ends `learn` at the first step of this rollout
+
+    start = time.perf_counter()
+    venv = make_vec_env(w.gym_id, n_envs=args.sb3_envs, seed=seed, env_kwargs=w.gym_kwargs)
+    eval_env = gym.make(w.gym_id, **w.gym_kwargs)
+    extra = {"n_steps": 64} if args.smoke else {}  # smoke: 8 x 64 steps per update
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **extra)
+    callback = StopAtSuccess(eval_env)
+    model.learn(total_timesteps=args.max_steps, callback=callback)
+    if callback.solved_at is None:  # the cap: score the policy that training ended with
+        rate = greedy_success(model, eval_env, args.sb3_eval_episodes, seed + 10_000)
+        steps = model.num_timesteps
+        if rate >= 1.0:
+            callback.solved_at = steps
+    else:
+        rate, steps = 1.0, callback.solved_at
+    wall = time.perf_counter() - start
+    venv.close()
+    eval_env.close()
+    return {"steps": int(steps), "wall_clock_s": wall, "train_loop_s": None, "success_rate": rate}
+
+
+def run(world: str, learner: str, seed: int, args: argparse.Namespace, runs_dir: Path) -> dict:
+    """One timed run of any learner: steps, wall_clock_s, train_loop_s, success_rate."""
+    if learner == "sb3-ppo":
+        return run_sb3(world, seed, args)
+    return run_ours(world, learner, seed, args, runs_dir)
+
+
+def warm_up(world: str, learner: str, args: argparse.Namespace, runs_dir: Path) -> None:
+    """One untimed update (512 steps) so that first-call costs fall on no timed run.
+
+    The first run in a process pays about a second of lazy imports and allocations that later
+    runs do not; on FrozenLake that is a sizeable share of a solve.
+    """
+    tiny = argparse.Namespace(
+        **{
+            **vars(args),
+            "max_steps": 512,
+            "eval_every": 512,
+            "eval_episodes": 8,
+            "sb3_eval_episodes": 1,
+            "smoke": True,
+        }
+    )
+    run(world, learner, 1_000_000, tiny, runs_dir / "warm_up")
+
+
+# ----------------------------------------------------------------------------- summary
+def _median_to_solve(rows: list[dict], key: str) -> float:
+    """Median of `key` over seeds, an unsolved seed counting as infinite."""
+    return statistics.median(r[key] if r["solved"] else math.inf for r in rows)
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Per (world, learner): seeds solved, median env steps and wall-clock, SB3 PPO ratios."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["world"], r["learner"]), []).append(r)
+    out = []
+    for (world, learner), rs in groups.items():
+        out.append(
+            {
+                "world": world,
+                "learner": learner,
+                "seeds_solved": sum(r["solved"] for r in rs),
+                "seeds": len(rs),
+                "env_steps": _median_to_solve(rs, "steps"),
+                "wall_clock_s": _median_to_solve(rs, "wall_clock_s"),
+            }
+        )
+    for s in out:
+        sb3 = next((b for b in out if b["world"] == s["world"] and b["learner"] == "sb3-ppo"), None)
+        for key, ratio in (
+            ("wall_clock_s", "sb3_over_this_wall_clock"),
+            ("env_steps", "sb3_over_this_env_steps"),
+        ):
+            ok = sb3 is not None and math.isfinite(sb3[key]) and math.isfinite(s[key])
+            s[ratio] = sb3[key] / s[key] if ok else None
+    return out
+
+
+def markdown(summary: list[dict], max_steps: int) -> str:
+    """The summary as a markdown table; "not solved" where the median run hit the cap."""
+
+    def num(v: float, fmt: str) -> str:
+        return format(v, fmt) if math.isfinite(v) else f"not solved (cap {max_steps:,})"
+
+    rows = [
+        {
+            "world": s["world"],
+            "learner": s["learner"],
+            "seeds solved": f"{s['seeds_solved']}/{s['seeds']}",
+            "env steps (median)": num(s["env_steps"], ",.0f"),
+            "wall-clock s (median)": num(s["wall_clock_s"], ".1f"),
+            "SB3 PPO / this, wall-clock": "-"
+            if s["sb3_over_this_wall_clock"] is None
+            else f"{s['sb3_over_this_wall_clock']:.2f}",
+            "SB3 PPO / this, env steps": "-"
+            if s["sb3_over_this_env_steps"] is None
+            else f"{s['sb3_over_this_env_steps']:.2f}",
+        }
+        for s in summary
+    ]
+    return format_table(rows)
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--worlds",
+        nargs="+",
+        choices=list(WORLDS),
+        default=list(WORLDS),
+        help="worlds to solve (default: all)",
+    )
+    p.add_argument(
+        "--learners",
+        nargs="+",
+        choices=LEARNERS,
+        default=list(LEARNERS),
+        help="learners to time (default: all; sb3-ppo needs the [bench] extra)",
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=1_000_000,
+        help="env-step cap per run; a run that reaches it is not solved (default 1,000,000)",
+    )
+    p.add_argument(
+        "--eval-every",
+        type=int,
+        default=50_000,
+        help="env steps between greedy checks, for every learner (default 50,000)",
+    )
+    p.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=64,
+        help="greedy episodes per check for our learners (default 64)",
+    )
+    p.add_argument(
+        "--sb3-eval-episodes",
+        type=int,
+        default=5,
+        help="greedy episodes per check for SB3 PPO (the worlds are deterministic with "
+        "one start, so one would do; default 5)",
+    )
+    p.add_argument(
+        "--sb3-envs", type=int, default=8, help="DummyVecEnv copies for SB3 PPO (default 8)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch.set_num_threads for every learner (default 1)"
+    )
+    p.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        help=f"directory for time_to_solve.json/.md (default {DEFAULT_OUT})",
+    )
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny budgets (4,096 steps, smaller updates), first world and seed only: seconds, "
+        "for CI; the numbers mean nothing",
+    )
+    args = p.parse_args(argv)
+    try:
+        for name in ("max_steps", "eval_every", "eval_episodes", "sb3_eval_episodes", "sb3_envs"):
+            if getattr(args, name) < 1:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1"
+                )
+        apply_threads(args.threads)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.smoke:
+        args.worlds, args.seeds = args.worlds[:1], args.seeds[:1]
+        args.max_steps, args.eval_every, args.eval_episodes = 4096, 1024, 8
+    torch.set_flush_denormal(True)  # what train.train sets; on from the start for every learner
+
+    print(machine_description())
+    print(f"every learner runs with torch.set_num_threads({args.threads}) in this process")
+    if warning := load_warning():
+        print(warning)
+    learners = list(args.learners)
+    version = sb3_version() if "sb3-ppo" in learners else None
+    if "sb3-ppo" in learners and version is None:
+        print(SB3_MISSING)
+        learners.remove("sb3-ppo")
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for world in args.worlds:
+            for learner in learners:
+                warm_up(world, learner, args, Path(tmp))
+            for seed in args.seeds:  # seeds outer, learners inner: load drifts hit all alike
+                for learner in learners:
+                    r = run(world, learner, seed, args, Path(tmp))
+                    r = {
+                        "world": world,
+                        "learner": learner,
+                        "seed": seed,
+                        **r,
+                        "solved": r["success_rate"] >= 1.0,
+                        "torch_threads": torch.get_num_threads(),
+                    }
+                    rows.append(r)
+                    print(
+                        " ".join(
+                            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                            for k, v in r.items()
+                        ),
+                        flush=True,
+                    )
+
+    summary = summarise(rows)
+    md = markdown(summary, args.max_steps)
+    print(md)
+    out = Path(args.out)
+    note = (
+        f"{machine_description()}; every learner with torch.set_num_threads({args.threads}); "
+        "wall-clock times the whole call (setup, training, evaluations)"
+    )
+    write_json(
+        out / "time_to_solve.json",
+        {
+            "machine": machine_info(),
+            "note": note,
+            "stable_baselines3": version,
+            "args": vars(args),
+            "runs": rows,
+            "summary": summary,
+        },
+    )
+    (out / "time_to_solve.md").write_text(note + "\n\n" + md + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,307 @@
+"""train.py end to end: real subprocesses on tiny budgets (a few seconds each).
+
+Each run uses `--env empty` with 64 envs x 8 steps, so an update is 512 env steps; the budget
+is what the CLI tests need (files, resume, signals, wandb), not learning (see test_learning.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+from agent.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--env", "empty", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "4096",
+        "--eval-every", "2048", "--eval-episodes", "16", "--no-progress"]
+RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "final_eval.json")
+TIMING_KEYS = {"charts/SPS", "wall_clock_s"}
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """The caller's environment with a private HOME (no wandb credentials, nothing leaks out)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    home.mkdir(parents=True, exist_ok=True)
+    # One thread: the tests share 2 cores with each other and with whatever else runs; torch's
+    # default thread pool then spins more than it computes.
+    return env | {"HOME": str(home), "WANDB_DIR": str(home), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+
+
+def run_train(args: list[str], home: Path, *, timeout: float = 180, env: dict | None = None):
+    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env or clean_env(home),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def assert_one_line_error(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "Warning" not in ln]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("train")
+
+
+@pytest.fixture(scope="module")
+def pathwise_run(workdir) -> Path:
+    """One tiny pathwise run shared by the tests that only read it (or copy it first)."""
+    proc = run_train([*TINY, "--algo", "pathwise", "--wandb-mode", "disabled", "--runs-dir",
+                      str(workdir / "runs"), "--run-name", "pathwise"], workdir / "home")
+    assert proc.returncode == 0, proc.stderr
+    return workdir / "runs" / "pathwise"
+
+
+# ------------------------------------------------------------------ every algorithm runs
+@pytest.mark.parametrize("algo", ["pathwise", "reinforce", "ppo"])
+def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
+    if algo == "pathwise":
+        run_dir = pathwise_run
+    else:
+        proc = run_train([*TINY, "--algo", algo, "--wandb-mode", "disabled", "--runs-dir",
+                          str(workdir / "runs"), "--run-name", algo], workdir / "home")
+        assert proc.returncode == 0, proc.stderr
+        assert "Traceback" not in proc.stderr
+        run_dir = workdir / "runs" / algo
+    for name in RUN_FILES:
+        assert (run_dir / name).is_file(), f"{algo} run lacks {name}"
+    assert json.loads((run_dir / "config.json").read_text())["algo"] == algo
+    final = json.loads((run_dir / "final_eval.json").read_text())
+    assert final["global_step"] == 4096 and final["episodes"] == 16
+    assert 0.0 <= final["success_rate"] <= 1.0
+    steps = [r["global_step"] for r in rows(run_dir)]
+    assert steps[0] == 512 and steps[-1] == 4096 and steps == sorted(steps)
+    assert load_checkpoint(run_dir)["global_step"] == 4096
+
+
+# ------------------------------------------------------------------ reproducibility
+def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
+    proc = run_train([*TINY, "--algo", "pathwise", "--wandb-mode", "disabled", "--runs-dir",
+                      str(workdir / "runs"), "--run-name", "pathwise_again"], workdir / "home")
+    assert proc.returncode == 0, proc.stderr
+    strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]  # noqa: E731
+    first, second = strip(rows(pathwise_run)), strip(rows(workdir / "runs" / "pathwise_again"))
+    assert len(first) == len(second) > 0
+    for a, b in zip(first, second):
+        assert a == b  # exact: same seed, same thread count, same CPU kernels
+    final = [json.loads((d / "final_eval.json").read_text()) for d in (pathwise_run, workdir / "runs" / "pathwise_again")]
+    assert {k: v for k, v in final[0].items() if k not in TIMING_KEYS} == \
+           {k: v for k, v in final[1].items() if k not in TIMING_KEYS}
+
+
+# ------------------------------------------------------------------ resume
+def test_resume_continues_the_step_count(workdir, pathwise_run):
+    run_dir = workdir / "resumed"
+    shutil.copytree(pathwise_run, run_dir)
+    before = rows(run_dir)
+    proc = run_train(["--resume", str(run_dir), "--total-timesteps", "8192"], workdir / "home")
+    assert proc.returncode == 0, proc.stderr
+    after = rows(run_dir)
+    assert after[: len(before)] == before  # appended, not rewritten
+    new_steps = [r["global_step"] for r in after[len(before):]]
+    assert new_steps[0] == 4096 + 512, "the resumed run restarted its step count"
+    assert new_steps == sorted(new_steps) and new_steps[-1] == 8192
+    assert load_checkpoint(run_dir)["global_step"] == 8192
+    assert json.loads((run_dir / "final_eval.json").read_text())["global_step"] == 8192
+    # The stored config keeps the run's settings; the flag given on the command line wins.
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["total_timesteps"] == 8192 and config["env"] == "empty" and config["num_envs"] == 64
+
+
+# ------------------------------------------------------------------ SIGINT
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(workdir):
+    runs = workdir / "runs"
+    run_dir = runs / "interrupted"
+    proc = subprocess.Popen(
+        [sys.executable, "train.py", *TINY, "--total-timesteps", "100000000", "--eval-every", "0",
+         "--wandb-mode", "disabled", "--runs-dir", str(runs), "--run-name", "interrupted"],
+        cwd=ROOT, env=clean_env(workdir / "home"), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.time() + 90
+        metrics = run_dir / "metrics.jsonl"
+        while not (metrics.is_file() and metrics.read_text().strip()):
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.time() < deadline, "no metrics row within 90 s"
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGINT, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert f"--resume {run_dir}" in stderr
+    step = load_checkpoint(run_dir)["global_step"]
+    assert step == rows(run_dir)[-1]["global_step"] > 0
+    assert not (run_dir / "final_eval.json").exists()
+
+    # The hint works, and --resume also takes the checkpoint file itself.
+    proc = run_train(["--resume", str(run_dir / "checkpoint.pt"), "--total-timesteps", str(step + 512)],
+                     workdir / "home")
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(run_dir)["global_step"] == step + 512
+
+
+# ------------------------------------------------------------------ wandb, for real
+def read_wandb_records(path: Path) -> list[bytes]:
+    """The records of a `.wandb` transaction log (LevelDB log format, which wandb-core writes and
+    wandb 0.31 no longer reads from Python): a 7-byte header `:W&B` + magic + version, then
+    32 KiB blocks of chunks `crc32 (4) | length (2) | type (1) | data`, a record split over
+    FIRST/MIDDLE/LAST chunks when it crosses a block."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a wandb transaction log"
+    block, pos, out, pending = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, "corrupt chunk in the wandb log"
+        if kind == 1:  # FULL
+            out.append(chunk)
+        elif kind == 2:  # FIRST
+            pending = chunk
+        elif kind == 3:  # MIDDLE
+            pending += chunk
+        elif kind == 4:  # LAST
+            out.append(pending + chunk)
+    return out
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    from wandb.proto import wandb_internal_pb2
+
+    logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 1, f"expected one offline run under {run_dir}/wandb, found {logs}"
+    history = []
+    for raw in read_wandb_records(logs[0]):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "history":
+            history.append({(item.key or "/".join(item.nested_key)): json.loads(item.value_json)
+                            for item in record.history.item})
+    return history
+
+
+def test_wandb_offline_run_can_be_read_back(workdir):
+    home = workdir / "wandb_home"
+    proc = run_train([*TINY, "--wandb-mode", "offline", "--runs-dir", str(workdir / "runs"),
+                      "--run-name", "offline"], home)
+    assert proc.returncode == 0, proc.stderr
+    history = wandb_history(workdir / "runs" / "offline")
+    returns = [(h["global_step"], h["charts/episodic_return"]) for h in history if "charts/episodic_return" in h]
+    assert returns, "no charts/episodic_return in the wandb history"
+    assert all(math.isfinite(v) for _, v in returns)
+    steps = [h["global_step"] for h in history]
+    assert steps == sorted(steps) and steps[-1] == 4096
+    assert any("eval/success_rate" in h for h in history)
+    # The local metrics file and wandb got the same numbers.
+    local = {r["global_step"]: r["charts/episodic_return"] for r in rows(workdir / "runs" / "offline")
+             if "charts/episodic_return" in r}
+    assert dict(returns) == pytest.approx(local)
+
+
+def test_wandb_auto_without_credentials_goes_offline_with_a_hint(workdir):
+    home = workdir / "auto_home"  # empty: no ~/.netrc, and clean_env drops WANDB_API_KEY
+    proc = run_train([*TINY, "--total-timesteps", "1024", "--eval-every", "0", "--wandb-mode", "auto",
+                      "--runs-dir", str(workdir / "runs"), "--run-name", "auto"], home, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    hints = [ln for ln in proc.stderr.splitlines() if "wandb sync" in ln]
+    assert len(hints) == 1 and "offline" in hints[0], proc.stderr
+    assert list((workdir / "runs" / "auto" / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+# ------------------------------------------------------------------ damaged checkpoints
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_resume_from_a_damaged_checkpoint_is_one_error_line(damage, workdir, pathwise_run, capsys):
+    run_dir = workdir / f"damaged_{damage}"
+    shutil.copytree(pathwise_run, run_dir)
+    ckpt = run_dir / "checkpoint.pt"
+    blob = ckpt.read_bytes()
+    ckpt.write_bytes(os.urandom(4096) if damage == "garbage" else blob[: len(blob) // 2])
+    args = ["--resume", str(run_dir), "--total-timesteps", "8192"]
+    if damage == "garbage":  # through the script
+        proc = run_train(args, workdir / "home")
+        code, err = proc.returncode, proc.stderr
+    else:  # in-process, the same `main`
+        code, err = train.main(args), capsys.readouterr().err
+    assert code == 2
+    assert_one_line_error(err)
+    assert str(ckpt) in err and "damaged" in err
+
+
+# ------------------------------------------------------------------ bad flags
+RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--estimator", "nope"], "--estimator 'nope' is unknown"),
+    (["--env", "no_such_map"], "unknown map 'no_such_map'"),
+    (["--num-envs", "0"], "--num-envs 0"),
+    (["--env-kwargs", "badformat"], "key:value"),
+    (["--device", "cuda"], "CUDA is not available"),
+    (["--env", "RAGGED"], "row 2 has 6 cells"),
+    (["--resume", "MISSING"], "no checkpoint at"),
+])
+def test_bad_flags_are_one_error_line(flags, says, tmp_path, capsys):
+    """In-process `train.main` (the function the script calls) keeps these fast; the next test
+    checks the same path through a real subprocess."""
+    if flags == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    ragged = tmp_path / "ragged.txt"
+    ragged.write_text(RAGGED_MAP)
+    flags = [str(ragged) if f == "RAGGED" else str(tmp_path / "missing") if f == "MISSING" else f for f in flags]
+    code = train.main([*TINY, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert_one_line_error(err)
+    assert says in err
+
+
+@pytest.mark.parametrize("flags", [["--algo", "nope"], ["--num-envs", "x"]])
+def test_tyro_rejects_bad_values(flags, tmp_path, capsys):
+    """tyro's own errors are a multi-line box, but an exit, not a traceback."""
+    with pytest.raises(SystemExit) as e:
+        train.main([*TINY, "--runs-dir", str(tmp_path / "runs"), *flags])
+    assert e.value.code not in (0, None)
+    assert flags[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, one_line", [
+    (["--gamma", "1.5"], True),  # our validation
+    (["--no-such-flag", "1"], False),  # tyro's box
+])
+def test_bad_flags_through_the_script(flags, one_line, tmp_path):
+    proc = run_train([*TINY, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"), *flags],
+                     tmp_path / "home", timeout=60)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if one_line:
+        assert_one_line_error(proc.stderr)
+        assert "--gamma 1.5 must be in [0, 1)" in proc.stderr
+    else:
+        assert "--no-such-flag" in proc.stderr
+    assert not (tmp_path / "runs").exists()
