@@ -48,7 +48,9 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
     else:
         run_dir = Path(cfg.runs_dir) / (cfg.run_name or cfg.default_run_name())
         if (run_dir / LATEST).exists():
-            raise ValueError(f"run directory {run_dir} already has a checkpoint; pick another --run-name or --resume {run_dir}")
+            raise ValueError(
+                f"run directory {run_dir} already has a checkpoint; pick another --run-name or --resume {run_dir}"
+            )
     validate(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))

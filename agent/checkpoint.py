@@ -51,7 +51,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if p.is_dir():
         p = p / LATEST
     if not p.is_file():
-        raise CheckpointError(f"no checkpoint at {p}; pass a run directory (runs/NAME) or a .pt file written by train.py")
+        raise CheckpointError(
+            f"no checkpoint at {p}; pass a run directory (runs/NAME) or a .pt file written by train.py"
+        )
     return p
 
 
@@ -64,7 +66,9 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         # A refused weights_only load puts the useful line ("Unsupported global: ...") last.
         useful = [ln for ln in lines if ln.startswith("WeightsUnpickler error")] or lines
         first = re.sub(r"\x1b\[[0-9;]*m", "", useful[0]) if useful else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {p} ({first[:120]}); it is damaged or not a train.py checkpoint") from None
+        raise CheckpointError(
+            f"cannot read checkpoint {p} ({first[:120]}); it is damaged or not a train.py checkpoint"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not a gumbel-gridworld checkpoint (expected format {FORMAT!r})")
     return state

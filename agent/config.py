@@ -46,6 +46,11 @@ class TrainConfig:
     critic: bool = True
     """Bootstrap each pathwise window with a learned value (short-horizon actor-critic);
     the score-function learners always use one as a baseline."""
+    slip_gradient: Literal["sampled", "expected"] = "expected"
+    """Pathwise on slippery worlds: differentiate each step at the slip outcome drawn
+    ("sampled"), or average its derivative over the outcomes by their probabilities
+    ("expected", Rao-Blackwellised: same forward, lower-variance gradient; measured better
+    on slippery FrozenLake 8x8). No effect without slip."""
     explore_bonus: float = 0.05
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
     training reward (never to logged returns); 0 disables it."""
@@ -155,7 +160,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.tau > 0, f"--tau {cfg.tau} must be > 0"),
         (cfg.explore_bonus >= 0, f"--explore-bonus {cfg.explore_bonus} must be >= 0"),
         (cfg.tau_min > 0, f"--tau-min {cfg.tau_min} must be > 0"),
-        (cfg.estimator in ESTIMATORS, f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}"),
+        (cfg.estimator in ESTIMATORS,
+         f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}"),
         (0.0 <= cfg.slip < 1.0, f"--slip {cfg.slip} must be in [0, 1)"),
         (cfg.eval_episodes >= 1, f"--eval-episodes {cfg.eval_episodes} must be >= 1"),
         (cfg.update_epochs >= 1 and cfg.num_minibatches >= 1, "--update-epochs and --num-minibatches must be >= 1"),

@@ -41,6 +41,7 @@ def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: i
     return BatchedGridWorld(
         trained_on if world is None else world, num_envs or cfg.num_envs, obs_mode=obs_mode(cfg, trained_on),
         device=device, seed=cfg.seed if seed is None else seed, maze_seed=maze_seed,
+        slip_gradient=cfg.slip_gradient,
     )
 
 

@@ -50,7 +50,8 @@ class RunLogger:
         self.wandb.define_metric("global_step")
         self.wandb.define_metric("*", step_metric="global_step")
         if self.mode == "offline" and cfg.wandb_mode == "auto":
-            print(f"wandb: no credentials found, logging offline; upload later with `wandb sync {run_dir}/wandb/offline-run-*`", file=sys.stderr)
+            print("wandb: no credentials found, logging offline; upload later with "
+                  f"`wandb sync {run_dir}/wandb/offline-run-*`", file=sys.stderr)
 
     @property
     def wandb_id(self) -> str | None:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from agent.learner import Learner
 from agent.gumbel import straight_through
+from agent.learner import Learner
 from agent.rollout import EpisodeStats, clip_and_step, lambda_returns
 
 

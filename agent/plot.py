@@ -169,7 +169,7 @@ def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: 
     import matplotlib.ticker
 
     fig, axes = plt.subplots(1, len(metrics), figsize=(6 * len(metrics), 4), squeeze=False)
-    for ax, metric in zip(axes[0], metrics):
+    for ax, metric in zip(axes[0], metrics, strict=True):
         for i, key in enumerate(groups):
             # Smooth each seed before averaging so the band shows seed spread, not step noise.
             seeds = [(xs, smooth(ys, smoothing)) for xs, ys in curves[(metric, key)]]

@@ -94,6 +94,13 @@ def load_warning() -> str | None:
     )
 
 
+def announce_machine() -> None:
+    """Print the machine line, and the load warning when other jobs are running."""
+    print(machine_description(), flush=True)
+    if warning := load_warning():
+        print(warning, flush=True)
+
+
 # ----------------------------------------------------------------------------- timing
 @dataclass(frozen=True)
 class Timing:

@@ -39,10 +39,9 @@ from torch.nn.functional import one_hot
 from benchmarks.common import (
     Timing,
     add_common_args,
+    announce_machine,
     apply_threads,
     format_table,
-    load_warning,
-    machine_description,
     machine_info,
     time_it,
     write_json,
@@ -270,9 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--threads must be at least 1, got {args.threads}")
 
     apply_threads(args.threads)
-    print(machine_description(), flush=True)
-    if warning := load_warning():
-        print(warning, flush=True)
+    announce_machine()
     timed = lambda fn: time_it(fn, repeats=args.repeats, min_time=args.min_time)  # noqa: E731
     rows: list[dict] = []
     skipped: list[str] = []

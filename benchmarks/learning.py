@@ -35,6 +35,8 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
 VARIANTS: dict[str, dict] = {
     "pathwise": {"algo": "pathwise"},
     "pathwise-st-gs": {"algo": "pathwise", "estimator": "st-gs"},
+    "pathwise-sampled-slip": {"algo": "pathwise", "slip_gradient": "sampled"},
+    "pathwise-h1": {"algo": "pathwise", "horizon": 1},
     "reinforce": {"algo": "reinforce"},
     "ppo": {"algo": "ppo"},
 }
@@ -68,7 +70,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| world | learner | seeds solved | greedy success (median) | normalised score (median) "
              "| env steps (median) | wall-clock s (median) |", "|---|---|---|---|---|---|---|"]
     for (world, variant), rs in groups.items():
-        med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+        med = lambda k, rs=rs: statistics.median(r[k] for r in rs)  # noqa: E731
         lines.append(
             f"| {world} | {variant} | {sum(r['solved'] for r in rs)}/{len(rs)} | {med('success_rate'):.1%} "
             f"| {med('normalized_score'):.3f} | {med('steps'):,.0f} | {med('wall_clock_s'):.1f} |"
@@ -79,7 +81,8 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--suite", choices=[*SUITES, "all"], default="all")
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                   default=["pathwise", "pathwise-st-gs", "reinforce", "ppo"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--steps", type=int, default=2_000_000, help="env-step budget per run")
     p.add_argument("--eval-every", type=int, default=100_000)
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     md = table(rows)
     print(md)
     name = "learning" if args.suite == "all" else f"learning_{args.suite}"
-    (out / f"{name}.json").write_text(json.dumps({"machine": machine_description(), "args": vars(args), "runs": rows}, indent=2))
+    payload = {"machine": machine_description(), "args": vars(args), "runs": rows}
+    (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
     (out / f"{name}.md").write_text(md + "\n")
     return 0
 

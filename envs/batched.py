@@ -7,7 +7,10 @@ Two ways to step:
   position, the reward, the termination signal and the observation are functions of `pos` and
   the action that autograd can differentiate (bilinear in both, read off the tables), so a return
   summed over a rollout back-propagates through every action taken. Slip outcomes are drawn by
-  Gumbel-Max from `prob` and carry no gradient.
+  Gumbel-Max from `prob` and carry no gradient. With `slip_gradient="sampled"` the backward
+  differentiates the step at the outcome that was drawn; with `"expected"` it differentiates
+  the expectation over outcomes (sum_o prob[s, a, o] * ...), the same forward with a
+  lower-variance (Rao-Blackwellised) backward.
 
 Auto-reset happens in the same step: when an episode ends at step t, the observation that step t
 returns is already the first one of the next episode; the last observation of the finished
@@ -23,11 +26,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot
 from envs.grid_env import OBS_MODES
 from envs.maze import MazeSpec
-from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot
 from envs.mdp import TabularMDP, stack_tables
 from envs.world import make_world
+
+SLIP_GRADIENTS = ("sampled", "expected")
 
 
 class BatchedGridWorld:
@@ -42,6 +47,8 @@ class BatchedGridWorld:
         device: where tables and state live.
         seed: seeds the env's own generator (starts, slips, maze draws).
         max_episode_steps: time limit (truncation); defaults to the world's.
+        slip_gradient: "sampled" or "expected": which slip outcome(s) the backward of the
+            differentiable path uses (see the module docstring); no effect without slip.
     """
 
     def __init__(
@@ -56,12 +63,16 @@ class BatchedGridWorld:
         maze_pool: int | None = None,
         maze_seed: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
+        slip_gradient: str = "sampled",
         **map_options: float,
     ) -> None:
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be at least 1")
         if obs_mode not in OBS_MODES:
             raise ValueError(f"obs_mode={obs_mode!r} is not one of {OBS_MODES}")
+        if slip_gradient not in SLIP_GRADIENTS:
+            raise ValueError(f"slip_gradient={slip_gradient!r} is not one of {SLIP_GRADIENTS}")
+        self.slip_gradient = slip_gradient
         self.device = torch.device(device)
         self.num_envs = B = num_envs
         self.obs_mode = obs_mode
@@ -92,7 +103,7 @@ class BatchedGridWorld:
         # integer step at B = 65536 (torch.profiler), so those skip the draw.
         single_start = bool(((t["start"] > 0).sum(-1) == 1).all())
         self.fixed_start = t["start"].argmax(-1) if single_start else None  # (W,)
-        self.tables = StepTables(self.next_state, self.reward_table)
+        self.tables = StepTables(self.next_state, self.reward_table, self.prob)
         self._soft = False  # set once a soft (non one-hot) action has mixed positions
         self.S, self.A, self.O = self.mdp.num_states, self.mdp.num_actions, self.mdp.num_outcomes
         if obs_mode == "image":
@@ -180,7 +191,8 @@ class BatchedGridWorld:
                 next_state = next_pos.detach().argmax(-1)  # (B,) the most likely cell
                 self._soft = True
             else:
-                next_pos, reward, next_state = OneHotStep.apply(self.pos, action, self.tables, w, s, a_idx, o)
+                next_pos, reward, next_state = OneHotStep.apply(self.pos, action, self.tables, w, s, a_idx, o,
+                                                                  self.slip_gradient == "expected")
             terminal = self.terminal_f[0] if self.num_worlds == 1 else self.terminal_f[w]  # (S,) or (B, S)
             info["terminated_soft"] = (next_pos * terminal).sum(-1)  # (B,)
         else:
@@ -220,7 +232,9 @@ class BatchedGridWorld:
                 raise ValueError(f"float actions must be one-hot of shape ({B}, {A}), got {tuple(action.shape)}")
             return action
         if action.dtype == torch.bool or tuple(action.shape) != (B,):
-            raise ValueError(f"integer actions must have shape ({B},) and an int dtype, got {tuple(action.shape)} {action.dtype}")
+            raise ValueError(
+                f"integer actions must have shape ({B},) and an int dtype, got {tuple(action.shape)} {action.dtype}"
+            )
         bad = (action < 0) | (action >= A)
         if bad.any():
             raise ValueError(f"invalid action {int(action[bad][0])}; actions must be in [0, {A})")

@@ -26,11 +26,12 @@ class StepTables:
     `by_state[(w, s, o)]` is the (A,) row "where state s goes under every action".
     """
 
-    def __init__(self, next_state: torch.Tensor, reward: torch.Tensor) -> None:
+    def __init__(self, next_state: torch.Tensor, reward: torch.Tensor, prob: torch.Tensor | None = None) -> None:
         W, S, A, O = next_state.shape  # (W, S, A, O)
         self.shape = (W, S, A, O)
         self.next_state = next_state
         self.reward = reward
+        self.prob = prob  # (W, S, A, O); needed only by the expected-outcome backward
         self.ns_by_action = next_state.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
         self.r_by_action = reward.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
         self.ns_by_state = next_state.permute(0, 1, 3, 2).reshape(W * S * O, A).contiguous()
@@ -49,11 +50,11 @@ class OneHotStep(torch.autograd.Function):
     """(pos, act) one-hot -> (next_pos, reward), with the gather backward described above."""
 
     @staticmethod
-    def forward(ctx, pos, act, tables: StepTables, w, s, a, o):  # noqa: D102
+    def forward(ctx, pos, act, tables: StepTables, w, s, a, o, expected=False):  # noqa: D102
         next_state = tables.next_state[w, s, a, o]  # (B,)
         reward = tables.reward[w, s, a, o].to(pos.dtype)  # (B,)
         next_pos = torch.nn.functional.one_hot(next_state, pos.shape[1]).to(pos.dtype)  # (B, S)
-        ctx.tables = tables
+        ctx.tables, ctx.expected = tables, expected and tables.shape[3] > 1
         ctx.save_for_backward(w, s, a, o)
         ctx.mark_non_differentiable(next_state)
         return next_pos, reward, next_state
@@ -63,6 +64,8 @@ class OneHotStep(torch.autograd.Function):
         tables: StepTables = ctx.tables
         w, s, a, o = ctx.saved_tensors
         g_pos = g_act = None
+        if ctx.expected:
+            return (*_expected_backward(tables, g_next, g_reward, w, s, a, ctx.needs_input_grad), *[None] * 6)
         if ctx.needs_input_grad[0]:
             rows = tables.action_rows(w, o, a)
             ns = tables.ns_by_action.index_select(0, rows)  # (B, S)
@@ -73,7 +76,26 @@ class OneHotStep(torch.autograd.Function):
             ns = tables.ns_by_state.index_select(0, rows)  # (B, A)
             r = tables.r_by_state.index_select(0, rows).to(g_next.dtype)  # (B, A)
             g_act = g_next.gather(1, ns) + g_reward[:, None] * r  # (B, A)
-        return g_pos, g_act, None, None, None, None, None
+        return g_pos, g_act, None, None, None, None, None, None
+
+
+def _expected_backward(tables: StepTables, g_next, g_reward, w, s, a, needs):
+    """The backward averaged over slip outcomes with their probabilities instead of taking the
+    sampled one: the derivative of E_o[next_pos], E_o[reward] (Rao-Blackwellised over slip)."""
+    g_pos = g_act = None
+    B = g_next.shape[0]
+
+    def expect(ns, r, p):  # ns, r, p: (B, K, O) -> (B, K)
+        K, O = ns.shape[1:]
+        g = g_next.gather(1, ns.reshape(B, K * O)).reshape(B, K, O) + g_reward[:, None, None] * r.to(g_next.dtype)
+        return (p.to(g_next.dtype) * g).sum(-1)
+
+    if needs[0]:  # every state j under the taken action
+        idx = (w[:, None], torch.arange(tables.shape[1], device=w.device)[None, :], a[:, None])
+        g_pos = expect(tables.next_state[idx], tables.reward[idx], tables.prob[idx])  # (B, S)
+    if needs[1]:  # the current state under every action
+        g_act = expect(tables.next_state[w, s], tables.reward[w, s], tables.prob[w, s])  # (B, A)
+    return g_pos, g_act
 
 
 def dense_step(pos: torch.Tensor, act: torch.Tensor, tables: StepTables, w: torch.Tensor,

@@ -171,7 +171,7 @@ def parse_map(text: str) -> GridLayout:
 
 
 def _check_goal_reachable(layout: GridLayout) -> None:
-    for r, c in zip(*np.nonzero(layout.starts)):
+    for r, c in zip(*np.nonzero(layout.starts), strict=True):
         if not _reaches(layout, int(r), int(c)):
             raise ValueError(
                 f"no goal is reachable from the start at row {r}, column {c}; "
@@ -224,7 +224,7 @@ def compile_grid(
             s = r * W + c
             for a in range(A):
                 moves = (a, *perpendicular[a])[:O]
-                for o, (move, p) in enumerate(zip(moves, probs)):
+                for o, (move, p) in enumerate(zip(moves, probs, strict=True)):
                     prob[s, a, o] = p
                     if ends[r, c] or layout.walls[r, c]:
                         next_state[s, a, o] = s  # absorbing; never stepped from

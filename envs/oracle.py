@@ -34,7 +34,7 @@ def value_iteration(
     m = mdp.to("cpu")
     m.prob, m.reward = m.prob.double(), m.reward.double()
     values = torch.zeros(m.num_states, dtype=torch.float64)
-    for it in range(1, max_iters + 1):
+    for it in range(1, max_iters + 1):  # noqa: B007 (`it` is reported after the loop)
         q = _expected_backup(m, values, gamma)
         # amax, not max(-1): max(dim) also computes indices and costs ~10 ms a call on some
         # CPU builds (torch 2.13, 2 threads) whatever the size; it dominated the loop.

@@ -311,7 +311,7 @@ def test_gradient_with_slip_uses_the_drawn_outcome():
     mdp = load_map("four_rooms", slip=0.6, step_reward=-0.01)
     live = torch.tensor(_live_states(mdp))
     B = len(live)
-    env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=3)
+    env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=3, slip_gradient="sampled")
     env.reset(state=live)
     a = one_hot(torch.arange(B) % 4, 4).float().requires_grad_()
     _, reward, _, _, info = env.step(a)
@@ -324,6 +324,40 @@ def test_gradient_with_slip_uses_the_drawn_outcome():
     v = torch.randn(B, mdp.num_states, generator=torch.Generator().manual_seed(2))
     ns = mdp.next_state[live[:, None], torch.arange(4), o[:, None]]  # (B, A) under outcome o
     torch.testing.assert_close(_grad((info["final_obs"] * v).sum(), a), v.gather(1, ns))
+
+
+def test_expected_slip_gradient_averages_the_outcomes():
+    """slip_gradient="expected": the same forward, and the derivative of the step averaged over
+    slip outcomes by their probabilities (here 0.4 intended, 0.3 each side, so a plain mean of
+    the outcomes would fail)."""
+    mdp = load_map("four_rooms", slip=0.6, step_reward=-0.01)
+    live = torch.tensor(_live_states(mdp))
+    B = len(live)
+    runs = {}
+    for mode in ("sampled", "expected"):
+        env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=3, slip_gradient=mode)
+        env.reset(state=live)
+        env.pos.requires_grad_()
+        pos = env.pos
+        a = one_hot(torch.arange(B) % 4, 4).float().requires_grad_()
+        _, reward, _, _, info = env.step(a)
+        runs[mode] = (pos, a, reward, info)
+    (_, _, r_s, info_s), (pos, a, reward, info) = runs["sampled"], runs["expected"]
+    torch.testing.assert_close(reward, r_s)  # the forward does not change
+    torch.testing.assert_close(info["final_obs"], info_s["final_obs"])
+    p = mdp.prob[live]  # (B, A, O)
+    torch.testing.assert_close(_grad(reward.sum(), a), (p * mdp.reward[live]).sum(-1))
+    v = torch.randn(B, mdp.num_states, generator=torch.Generator().manual_seed(2))
+    ns = mdp.next_state[live]  # (B, A, O)
+    expected_a = (p * v.gather(1, ns.reshape(B, -1)).reshape(ns.shape)).sum(-1)  # (B, A)
+    torch.testing.assert_close(_grad((info["final_obs"] * v).sum(), a), expected_a)
+    # Position: every cell j under the action taken, averaged over its outcomes.
+    taken = torch.arange(B) % 4
+    ns_j = mdp.next_state[:, taken].permute(1, 0, 2)  # (B, S, O)
+    p_j = mdp.prob[:, taken].permute(1, 0, 2)  # (B, S, O)
+    S = mdp.num_states
+    expected_pos = (p_j * v.gather(1, ns_j.reshape(B, -1)).reshape(B, S, -1)).sum(-1)  # (B, S)
+    torch.testing.assert_close(_grad((info["final_obs"] * v).sum(), pos), expected_pos)
 
 
 def test_detach_cuts_the_graph():

@@ -76,6 +76,21 @@ def test_env_throughput_smoke(tmp_path):
     assert (tmp_path / "env_throughput.png").stat().st_size > 0
 
 
+def test_train_throughput_smoke(tmp_path):
+    proc = _run("benchmarks.train_throughput", tmp_path)
+    assert "torch.profiler by self CPU time" in proc.stdout
+    data = json.loads((tmp_path / "train_throughput.json").read_text())
+    assert {r["learner"] for r in data["rows"]} == {"pathwise", "reinforce", "ppo"}
+    for r in data["rows"]:
+        assert _positive(r["steps_per_s"]) and _positive(r["update_ms"]), r
+        # steps/s is B*T per update time, so the two columns must agree.
+        assert math.isclose(r["steps_per_s"], r["B"] * r["T"] / (r["update_ms"] / 1e3), rel_tol=1e-9)
+        assert 0.0 < r["critic_fit_share"] < 1.0, r
+    ops = data["profile"]["top_ops"]
+    assert ops and all(o["calls"] >= 1 and 0.0 <= o["share"] <= 1.0 for o in ops)
+    assert sum(o["share"] for o in ops) <= 1.0 + 1e-9
+
+
 def test_estimators_smoke(tmp_path):
     proc = _run("benchmarks.estimators", tmp_path)
     assert "Highest median cosine similarity" in proc.stdout

@@ -66,7 +66,7 @@ def test_save_leaves_no_temp_files_and_replaces_atomically(tmp_path):
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path):
     path = save_checkpoint(tmp_path / LATEST, _state())
     before = path.read_bytes()
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):
         save_checkpoint(path, {"cannot": threading.Lock()})  # not picklable: torch.save fails mid-way
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [LATEST]

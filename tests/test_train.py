@@ -99,9 +99,10 @@ def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
     strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]  # noqa: E731
     first, second = strip(rows(pathwise_run)), strip(rows(workdir / "runs" / "pathwise_again"))
     assert len(first) == len(second) > 0
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert a == b  # exact: same seed, same thread count, same CPU kernels
-    final = [json.loads((d / "final_eval.json").read_text()) for d in (pathwise_run, workdir / "runs" / "pathwise_again")]
+    runs = (pathwise_run, workdir / "runs" / "pathwise_again")
+    final = [json.loads((d / "final_eval.json").read_text()) for d in runs]
     assert {k: v for k, v in final[0].items() if k not in TIMING_KEYS} == \
            {k: v for k, v in final[1].items() if k not in TIMING_KEYS}
 

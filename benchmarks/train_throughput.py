@@ -1,0 +1,154 @@
+"""End-to-end training speed: env steps per second of whole learner updates, and where the time goes.
+
+    python -m benchmarks.train_throughput                       # 3 learners x B = 1024, 4096, 16384
+    python -m benchmarks.train_throughput --learners pathwise --batch-sizes 1024 --profile
+    python -m benchmarks.train_throughput --smoke               # seconds, for CI
+
+One update is exactly what `train.py` runs per loop iteration: `learner.update(env, obs, tau,
+stats)` on a `BatchedGridWorld` of B envs for `--horizon` steps (policy forward, env steps, the
+loss's backward, the optimiser step, and the critic regression every learner does after it).
+Steps/s = B * T / (median seconds per update over `--repeats` repeats). Networks, env and
+learner are built by `agent.factory` from a `TrainConfig` with train.py's defaults, so the
+numbers are train.py's (less logging and evaluation, which are timed by neither).
+
+`--profile` also runs `torch.profiler` over `--profile-updates` pathwise updates at the first
+batch size and prints (and stores) the operators with the most self CPU time, plus the share of
+the update spent in the actor pass (rollout + backward + optimiser) versus the critic fit — the
+breakdown behind the gap to the 1M steps/s target in README's Benchmarks section.
+
+Results go to `--out`/train_throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import torch
+
+from agent.config import TrainConfig
+from agent.factory import build_env, build_learner, build_networks
+from agent.rollout import EpisodeStats
+from benchmarks import common
+
+LEARNERS = ("pathwise", "reinforce", "ppo")
+
+
+def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
+    """A learner in train.py's configuration, and a function running one update of it."""
+    cfg = TrainConfig(env=env_name, algo=algo, num_envs=B, horizon=horizon, seed=seed, device="cpu",
+                      wandb_mode="disabled", progress=False)
+    torch.manual_seed(seed)
+    env = build_env(cfg, torch.device("cpu"))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(seed))
+    stats = EpisodeStats()
+    state = {"obs": env.reset()}
+
+    def update() -> None:
+        state["obs"], _ = learner.update(env, state["obs"], cfg.tau, stats)
+        stats.pop()
+
+    return cfg, learner, update
+
+
+def critic_share(learner, update, updates: int) -> float:
+    """Fraction of update time spent in `fit_critic_and_report` (timed by wrapping it)."""
+    spent = [0.0]
+    inner = learner.fit_critic_and_report
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            spent[0] += time.perf_counter() - start
+
+    learner.fit_critic_and_report = timed
+    try:
+        start = time.perf_counter()
+        for _ in range(updates):
+            update()
+        total = time.perf_counter() - start
+    finally:
+        learner.fit_critic_and_report = inner
+    return spent[0] / total
+
+
+def profile(update, updates: int, rows: int) -> tuple[str, list[dict]]:
+    """torch.profiler over `updates` updates: the table and the top operators by self CPU time."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(updates):
+            update()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
+    ops = [{"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total} for e in top]
+    return events.table(sort_by="self_cpu_time_total", row_limit=rows), ops
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    common.add_common_args(p)
+    p.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS),
+                   help="learners to time (default: all)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096, 16384],
+                   help="numbers of envs B (default 1024 4096 16384)")
+    p.add_argument("--env", default="empty", help="world, as train.py's --env (default: the 9x9 `empty` room)")
+    p.add_argument("--horizon", type=int, default=16, help="steps per update T (default 16, train.py's)")
+    p.add_argument("--min-time", type=float, default=1.0,
+                   help="seconds a repeat lasts at least (default 1.0)")
+    p.add_argument("--profile", action="store_true",
+                   help="also profile pathwise updates at the first batch size (torch.profiler)")
+    p.add_argument("--profile-updates", type=int, default=5, help="updates profiled (default 5)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.batch_sizes, args.horizon, args.min_time, args.repeats = [64], 4, 0.01, 2
+        args.profile, args.profile_updates = True, 1
+    for name in ("repeats", "horizon", "profile_updates"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if min(args.batch_sizes) < 1:
+        p.error(f"--batch-sizes must be at least 1, got {min(args.batch_sizes)}")
+    try:
+        common.apply_threads(args.threads)
+    except ValueError as e:
+        p.error(str(e))
+
+    common.announce_machine()
+    torch.set_flush_denormal(True)  # as train.py
+    rows = []
+    for algo in args.learners:
+        for B in args.batch_sizes:
+            cfg, learner, update = build(algo, args.env, B, args.horizon, args.seed)
+            t = common.time_it(update, repeats=args.repeats, warmup=2, min_time=args.min_time)
+            share = critic_share(learner, update, max(2, t.calls))
+            row = {"learner": algo, "world": args.env, "B": B, "T": args.horizon,
+                   "update_ms": t.median * 1e3, "steps_per_s": B * args.horizon / t.median,
+                   "critic_fit_share": share, "spread": t.spread, "timing": t}
+            rows.append(row)
+            print(f"  {algo:<10} B={B:<6} {row['steps_per_s']:>12,.0f} steps/s  "
+                  f"{row['update_ms']:8.1f} ms/update  critic fit {share:.0%}", flush=True)
+
+    columns = ["learner", "world", "B", "T", "update_ms", "steps_per_s", "critic_fit_share"]
+    print()
+    print(common.format_table(rows, columns, {"update_ms": ".1f", "steps_per_s": ",.0f", "critic_fit_share": ".0%"}))
+    payload = {"machine": common.machine_info(), "args": vars(args), "rows": rows}
+    if args.profile:
+        _, _, update = build("pathwise", args.env, args.batch_sizes[0], args.horizon, args.seed)
+        for _ in range(2):
+            update()  # warm up, as the timings above
+        table, ops = profile(update, args.profile_updates, rows=15)
+        print(f"\npathwise, B={args.batch_sizes[0]}, {args.profile_updates} updates, torch.profiler by self CPU time:")
+        print(table)
+        payload["profile"] = {"learner": "pathwise", "B": args.batch_sizes[0], "updates": args.profile_updates,
+                              "top_ops": ops}
+    path = common.write_json(f"{args.out}/train_throughput.json", payload)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
