@@ -66,6 +66,8 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dic
         # A refused weights_only load puts the useful line ("Unsupported global: ...") last.
         useful = [ln for ln in lines if ln.startswith("WeightsUnpickler error")] or lines
         first = re.sub(r"\x1b\[[0-9;]*m", "", useful[0]) if useful else type(e).__name__
+        # Garbage files put raw bytes in the message; some (e.g. \x0c, \x85) would break the line.
+        first = "".join(ch if ch.isprintable() else "?" for ch in first)
         raise CheckpointError(
             f"cannot read checkpoint {p} ({first[:120]}); it is damaged or not a train.py checkpoint"
         ) from None

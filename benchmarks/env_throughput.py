@@ -11,7 +11,7 @@ Systems, timed back to back in this process, each `--repeats` times (median repo
 - Minigrid `MiniGrid-Empty-8x8-v0`, one env, when minigrid is installed (the `[bench]` extra).
 - `BatchedGridWorld` on FrozenLake 8x8 (imported from gymnasium, so the same dynamics) and on
   the built-in 9x9 `empty` room, at each `--batch-sizes` B, in three modes:
-  `int` (random int64 actions drawn up front), `diff-fwd` (one-hot float actions requiring
+  `int` (random int64 actions drawn up front, index observations like FrozenLake's), `diff-fwd` (one-hot float actions requiring
   grad: the differentiable path builds its graph, no backward) and `diff-fwd+bwd` (a
   `--horizon`-step rollout, loss = sum of rewards + obs . random weights, `.backward()`).
   Steps/s counts B env steps per `step` call, so B * T per rollout.
@@ -101,7 +101,9 @@ def gym_vector(
 # ----------------------------------------------------------------------------- the batched env
 def batched(mdp: TabularMDP, B: int, mode: str, horizon: int, seed: int) -> Callable[[], int]:
     """One call = `horizon` steps of B envs in `mode`; returns the env steps done (B * horizon)."""
-    env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=seed)
+    # The integer path returns cell indices, as gymnasium's FrozenLake does; the differentiable
+    # path needs positions, so one-hot observations.
+    env = BatchedGridWorld(mdp, B, obs_mode="index" if mode == "int" else "onehot", seed=seed)
     env.reset()
     g = torch.Generator().manual_seed(seed)
     idx = torch.randint(env.A, (horizon, B), generator=g)  # (T, B)

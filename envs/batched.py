@@ -114,10 +114,23 @@ class BatchedGridWorld:
             self.grid_shape = (self.mdp.layout.height, self.mdp.layout.width)
         self.world_id = torch.arange(B, device=self.device) % self.num_worlds  # (B,)
         self.state = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
-        self.pos = torch.zeros(B, self.S, device=self.device)  # (B, S) one-hot, may carry grad
+        self._pos: torch.Tensor | None = torch.zeros(B, self.S, device=self.device)  # see `pos`
         self.elapsed = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
         self.episode_return = torch.zeros(B, device=self.device)  # (B,)
         self._arange = torch.arange(B, device=self.device)
+
+    @property
+    def pos(self) -> torch.Tensor:
+        """(B, S) one-hot position, may carry gradient. The integer path with index observations
+        never needs it, so there it is only built (from `state`) when asked for: writing a
+        (B, S) float tensor per step was most of that path's time at B = 65536."""
+        if self._pos is None:
+            self._pos = torch.nn.functional.one_hot(self.state, self.S).float()
+        return self._pos
+
+    @pos.setter
+    def pos(self, value: torch.Tensor) -> None:
+        self._pos = value
 
     # ----------------------------------------------------------------- randomness
     def _gumbel_argmax(self, logits: torch.Tensor) -> torch.Tensor:
@@ -158,19 +171,23 @@ class BatchedGridWorld:
         else:
             start = self._gumbel_argmax(self.start_logits[self.world_id])  # (B,)
         self.state = torch.where(mask, start, self.state)
-        self.pos = torch.where(mask[:, None], torch.nn.functional.one_hot(self.state, self.S).float(), self.pos)
+        if self._pos is not None:
+            self._pos = torch.where(mask[:, None], torch.nn.functional.one_hot(self.state, self.S).float(), self._pos)
         self.elapsed = torch.where(mask, 0, self.elapsed)
         self.episode_return = torch.where(mask, 0.0, self.episode_return)
 
     def detach(self) -> None:
         """Cut the autograd graph at the current position (truncated back-propagation)."""
-        self.pos = self.pos.detach()
+        if self._pos is not None:
+            self._pos = self._pos.detach()
 
     # ----------------------------------------------------------------- step
     def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Step all envs. `action`: (B,) int64 (fast path) or (B, A) one-hot float (differentiable).
 
         Returns obs, reward (B,), terminated (B,) bool, truncated (B,) bool, info.
+        `info["final_pos"]` (the (B, S) position before any reset) is there except on the integer
+        path with index observations, which never builds positions; `final_state` always is.
         On the differentiable path `info["terminated_soft"]` is the termination signal as a
         float with gradient.
         """
@@ -205,11 +222,12 @@ class BatchedGridWorld:
         done = terminated | truncated
         self.episode_return = self.episode_return + reward.detach()
         self.state = next_state
-        if next_pos is None:
+        if next_pos is None and self.obs_mode != "index":
             next_pos = torch.nn.functional.one_hot(next_state, S).float()
-        self.pos = next_pos
+        self._pos = next_pos  # None: built from `state` when asked for
         info["final_obs"] = self._obs(next_pos)
-        info["final_pos"] = next_pos  # (B, S) before any reset; differentiable on that path
+        if next_pos is not None:
+            info["final_pos"] = next_pos  # (B, S) before any reset; differentiable on that path
         info["final_state"] = next_state  # (B,) before any reset
         info["done"] = done
         info["success"] = self.goal[w, next_state] & terminated
@@ -218,7 +236,7 @@ class BatchedGridWorld:
         info["outcome"] = o
         if done.any():
             self._reset_where(done)
-            obs = self._obs(self.pos)
+            obs = self._obs(self._pos)
         else:
             obs = info["final_obs"]
         return obs, reward, terminated, truncated, info
@@ -241,7 +259,7 @@ class BatchedGridWorld:
         return action.to(device=self.device, dtype=torch.long)
 
     # ----------------------------------------------------------------- observations
-    def _obs(self, pos: torch.Tensor) -> torch.Tensor:
+    def _obs(self, pos: torch.Tensor | None) -> torch.Tensor:
         if self.obs_mode == "index":
             return self.state.clone()
         if self.obs_mode == "onehot":
