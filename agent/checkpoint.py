@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,11 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     p = resolve_checkpoint(path)
     try:
-        state = torch.load(p, map_location=device, weights_only=True)
+        with warnings.catch_warnings():
+            # A damaged file can start like a pickle of another protocol; torch then warns about
+            # it on stderr before failing, which would add lines to our one-line error.
+            warnings.simplefilter("ignore")
+            state = torch.load(p, map_location=device, weights_only=True)
     except Exception as e:  # torch raises many types for damaged files
         lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
         # A refused weights_only load puts the useful line ("Unsupported global: ...") last.

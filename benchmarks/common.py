@@ -151,6 +151,20 @@ def time_it(
     return Timing(statistics.median(times), tuple(times), calls)
 
 
+def profile_ops(fn: Callable[[], Any], calls: int, rows: int = 15) -> tuple[str, list[dict[str, Any]]]:
+    """torch.profiler over `calls` calls of `fn`: its table, and the `rows` operators with the
+    most self CPU time as dicts (op, calls, self_cpu_ms, share of all self CPU time)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
+    ops = [{"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total} for e in top]
+    return events.table(sort_by="self_cpu_time_total", row_limit=rows), ops
+
+
 # ----------------------------------------------------------------------------- output
 def format_table(
     rows: Sequence[dict[str, Any]],

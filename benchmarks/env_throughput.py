@@ -11,8 +11,8 @@ Systems, timed back to back in this process, each `--repeats` times (median repo
 - Minigrid `MiniGrid-Empty-8x8-v0`, one env, when minigrid is installed (the `[bench]` extra).
 - `BatchedGridWorld` on FrozenLake 8x8 (imported from gymnasium, so the same dynamics) and on
   the built-in 9x9 `empty` room, at each `--batch-sizes` B, in three modes:
-  `int` (random int64 actions drawn up front, index observations like FrozenLake's), `diff-fwd` (one-hot float actions requiring
-  grad: the differentiable path builds its graph, no backward) and `diff-fwd+bwd` (a
+  `int` (random int64 actions drawn up front, index observations like FrozenLake's), `diff-fwd`
+  (one-hot float actions requiring grad: the differentiable path builds its graph, no backward) and `diff-fwd+bwd` (a
   `--horizon`-step rollout, loss = sum of rewards + obs . random weights, `.backward()`).
   Steps/s counts B env steps per `step` call, so B * T per rollout.
 
@@ -43,6 +43,7 @@ from benchmarks.common import (
     apply_threads,
     format_table,
     machine_info,
+    profile_ops,
     time_it,
     write_json,
 )
@@ -260,10 +261,17 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds a repeat lasts at least (fast calls are repeated; default 0.2)",
     )
     p.add_argument("--no-minigrid", action="store_true", help="skip the Minigrid row")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run torch.profiler over the integer path on FrozenLake at the largest B and "
+        "store its top operators (where the time of a batched step goes)",
+    )
     args = p.parse_args(argv)
     if args.smoke:
         args.batch_sizes, args.horizon, args.kernel_steps = [1, 64], 4, 2
         args.gym_steps, args.vector_envs, args.min_time, args.repeats = 50, [2], 0.01, 2
+        args.profile = True
     for name in ("repeats", "horizon", "kernel_steps", "gym_steps"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -413,6 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     for msg in skipped:
         print(msg)
 
+    profile = None
+    if args.profile:
+        B = max(args.batch_sizes)
+        run = batched(worlds()["FrozenLake8x8"], B, "int", args.horizon, args.seed)
+        run()  # warm up
+        table, ops = profile_ops(run, 3)
+        print(f"\ntorch.profiler, integer path, FrozenLake8x8, B={B}, 3 x {args.horizon} steps:\n{table}")
+        profile = {"world": "FrozenLake8x8", "B": B, "mode": "int", "steps": 3 * args.horizon, "top_ops": ops}
+
     out = Path(args.out)
     payload = {
         "benchmark": "env_throughput",
@@ -422,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
         "kernel": kernel_rows,
         "skipped": skipped,
+        "profile": profile,
     }
     path = write_json(out / "env_throughput.json", payload)
     png = plot(rows, out / "env_throughput.png")

@@ -76,19 +76,6 @@ def critic_share(learner, update, updates: int) -> float:
     return spent[0] / total
 
 
-def profile(update, updates: int, rows: int) -> tuple[str, list[dict]]:
-    """torch.profiler over `updates` updates: the table and the top operators by self CPU time."""
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        for _ in range(updates):
-            update()
-    events = prof.key_averages()
-    total = sum(e.self_cpu_time_total for e in events) or 1.0
-    top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
-    ops = [{"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
-            "share": e.self_cpu_time_total / total} for e in top]
-    return events.table(sort_by="self_cpu_time_total", row_limit=rows), ops
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     common.add_common_args(p)
@@ -140,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         _, _, update = build("pathwise", args.env, args.batch_sizes[0], args.horizon, args.seed)
         for _ in range(2):
             update()  # warm up, as the timings above
-        table, ops = profile(update, args.profile_updates, rows=15)
+        table, ops = common.profile_ops(update, args.profile_updates, rows=15)
         print(f"\npathwise, B={args.batch_sizes[0]}, {args.profile_updates} updates, torch.profiler by self CPU time:")
         print(table)
         payload["profile"] = {"learner": "pathwise", "B": args.batch_sizes[0], "updates": args.profile_updates,

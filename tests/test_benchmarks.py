@@ -74,6 +74,9 @@ def test_env_throughput_smoke(tmp_path):
         )
         assert k["max_grad_diff"] == 0.0  # both kernels give the same gradient at one-hot inputs
     assert (tmp_path / "env_throughput.png").stat().st_size > 0
+    prof = data["profile"]
+    assert prof["mode"] == "int" and prof["B"] == max(r["B"] for r in rows if r["system"] == "BatchedGridWorld")
+    assert prof["top_ops"] and all(o["calls"] >= 1 and 0.0 <= o["share"] <= 1.0 for o in prof["top_ops"])
 
 
 def test_train_throughput_smoke(tmp_path):
