@@ -134,6 +134,13 @@ def _as_float_tensor(x: float | Tensor) -> Tensor:
     return t if t.is_floating_point() else t.to(torch.get_default_dtype())
 
 
+def _standardised(x: float | Tensor, loc: float, scale: float) -> tuple[Tensor, Tensor]:
+    """x as a float tensor, and z = (x - loc) / scale computed in at least float32."""
+    _check_scale(scale)
+    t = _as_float_tensor(x)
+    return t, (t.to(_compute_dtype(t.dtype)) - loc) / scale
+
+
 def gumbel_cdf(x: float | Tensor, loc: float = 0.0, scale: float = 1.0) -> float | Tensor:
     """Gumbel cdf ``exp(-exp(-(x - loc) / scale))``.
 
@@ -145,9 +152,7 @@ def gumbel_cdf(x: float | Tensor, loc: float = 0.0, scale: float = 1.0) -> float
     Returns:
         A tensor like ``x`` (computed in at least float32), or a float for a number input.
     """
-    _check_scale(scale)
-    t = _as_float_tensor(x)
-    z = (t.to(_compute_dtype(t.dtype)) - loc) / scale  # (...)
+    t, z = _standardised(x, loc, scale)  # z: (...)
     out = torch.exp(-torch.exp(-z))  # (...)
     return out.item() if not isinstance(x, Tensor) else out.to(t.dtype)
 
@@ -163,9 +168,7 @@ def gumbel_pdf(x: float | Tensor, loc: float = 0.0, scale: float = 1.0) -> float
     Returns:
         A tensor like ``x`` (computed in at least float32), or a float for a number input.
     """
-    _check_scale(scale)
-    t = _as_float_tensor(x)
-    z = (t.to(_compute_dtype(t.dtype)) - loc) / scale  # (...)
+    t, z = _standardised(x, loc, scale)  # z: (...)
     # One exp of the summed exponent: exp(-z) may overflow to inf far in the left tail, which
     # then correctly gives exp(-inf) = 0 instead of the inf * 0 = NaN of a factored form.
     out = torch.exp(-(z + torch.exp(-z))) / scale  # (...)

@@ -8,6 +8,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -166,6 +167,20 @@ def profile_ops(fn: Callable[[], Any], calls: int, rows: int = 15) -> tuple[str,
 
 
 # ----------------------------------------------------------------------------- output
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None (with a note) when not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed (pip install matplotlib): skipping the plot", file=sys.stderr)
+        return None
+    return plt
+
+
+
 def format_table(
     rows: Sequence[dict[str, Any]],
     columns: Sequence[str] | None = None,

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from benchmarks.common import (
     format_table,
     machine_info,
     profile_ops,
+    pyplot,
     time_it,
     write_json,
 )
@@ -186,15 +186,8 @@ def _row(system: str, world: str, B: int | str, mode: str, steps: int, t: Timing
 
 
 def plot(rows: list[dict], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(
-            "matplotlib not installed (pip install matplotlib): skipping the plot", file=sys.stderr
-        )
+    plt = pyplot()
+    if plt is None:
         return None
     labels = [f"{r['system']} {r['world']} B={r['B']} {r['mode']}".replace(" -", "") for r in rows]
     fig, ax = plt.subplots(figsize=(9, 0.28 * len(rows) + 1.2))

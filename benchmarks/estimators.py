@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -53,6 +52,7 @@ from benchmarks.common import (
     format_table,
     machine_description,
     machine_info,
+    pyplot,
     write_json,
 )
 from envs import BatchedGridWorld, TabularMDP, expected_return, load_map, make_world, policy_values
@@ -311,15 +311,8 @@ def conclusion(results: list[dict], taus: list[float], batch_sizes: list[int]) -
 
 # ----------------------------------------------------------------------------- output
 def plot(results: list[dict], taus: list[float], batch_sizes: list[int], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print(
-            "matplotlib not installed (pip install matplotlib): skipping the plot", file=sys.stderr
-        )
+    plt = pyplot()
+    if plt is None:
         return None
     names = list(dict.fromkeys(r["estimator"] for r in results))
     colors = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(names)}

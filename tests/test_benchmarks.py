@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_smoke
 
 from benchmarks.common import format_table, time_it, write_json
 from benchmarks.estimators import (
@@ -24,7 +23,6 @@ from benchmarks.estimators import (
 )
 from envs import expected_return, load_map
 
-ROOT = Path(__file__).resolve().parents[1]
 # A 3x3 room with lava beside the goal: small enough for a finite difference over every logit,
 # and a terminal state of each kind.
 TINY = """
@@ -35,18 +33,7 @@ S.L
 
 
 def _run(module: str, out: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MPLBACKEND": "Agg"}
-    proc = subprocess.run(
-        [sys.executable, "-m", module, "--smoke", "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("machine: CPU "), proc.stdout[:200]
-    return proc
+    return run_smoke(["-m", module], ["--out", str(out)])
 
 
 def _positive(x) -> bool:

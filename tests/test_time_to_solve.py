@@ -9,9 +9,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import (
+    ROOT,
+    run_smoke,
+)
+
 from benchmarks.time_to_solve import LEARNERS, SB3_MISSING, markdown, sb3_version, summarise
 
-ROOT = Path(__file__).resolve().parents[1]
 # Hides stable-baselines3 from the benchmark (a None entry makes `import` raise ImportError).
 WITHOUT_SB3 = (
     "import sys; sys.modules['stable_baselines3'] = None; "
@@ -20,15 +24,7 @@ WITHOUT_SB3 = (
 
 
 def _run(prefix: list[str], args: list[str]) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, *prefix, "--smoke", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.startswith("machine: CPU "), proc.stdout[:200]
+    proc = run_smoke(prefix, args)
     assert "torch.set_num_threads(1)" in proc.stdout
     return proc
 
