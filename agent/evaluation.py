@@ -33,10 +33,12 @@ def run_episodes(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, gree
 
 
 def optimal_return(env: BatchedGridWorld, gamma: float) -> float:
-    """Mean value-iteration optimum over the env's worlds (the normalised-score denominator)."""
+    """Mean optimum over the env's worlds (the normalised-score denominator) for episodes cut at
+    the env's time limit, as the evaluated episodes are: then an optimal policy scores 1."""
     # One VI per distinct world; mazes share a size but not a solution.
     worlds = range(env.num_worlds)
-    values = [value_iteration(env_world(env, w), gamma).optimal_return for w in worlds]
+    T = env.max_episode_steps
+    values = [value_iteration(env_world(env, w), gamma, horizon=T).optimal_return for w in worlds]
     return sum(values) / len(values)
 
 
@@ -53,7 +55,7 @@ def env_world(env: BatchedGridWorld, w: int):
 def evaluate(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, greedy: bool = True,
              generator: torch.Generator | None = None) -> dict[str, float]:
     """One episode per env copy -> success_rate, mean_return, mean_length, normalized_score
-    (mean discounted return over the value-iteration optimum), episodes."""
+    (mean discounted return over the time-limited optimum, `optimal_return`), episodes."""
     was_training = policy.training
     policy.eval()
     ep = run_episodes(policy, env, gamma=gamma, greedy=greedy, generator=generator)

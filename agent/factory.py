@@ -27,6 +27,23 @@ def build_world(cfg: TrainConfig, env: str | None = None):
     return make_world(spec, env_kwargs=kwargs or None, **options)
 
 
+DEFAULT_HORIZON = 16
+
+
+def resolve_horizon(cfg: TrainConfig, world) -> int:
+    """`--horizon`, or (when it is 0) its default for this algo and world (see `TrainConfig.horizon`)."""
+    if cfg.horizon:
+        return cfg.horizon
+    return 1 if cfg.algo == "pathwise" and has_random_moves(world) else DEFAULT_HORIZON
+
+
+def has_random_moves(world) -> bool:
+    """Whether some move of the world (a `TabularMDP` or `MazeSpec`) has more than one outcome."""
+    if isinstance(world, MazeSpec):
+        return world.options.slip > 0
+    return bool((world.prob < 1).any())
+
+
 def obs_mode(cfg: TrainConfig, world) -> str:
     if cfg.obs != "auto":
         return cfg.obs

@@ -26,10 +26,23 @@ def _expected_backup(mdp: TabularMDP, values: torch.Tensor, gamma: float) -> tor
 
 
 def value_iteration(
-    mdp: TabularMDP, gamma: float = 0.99, *, tol: float = 1e-10, max_iters: int = 100_000
+    mdp: TabularMDP, gamma: float = 0.99, *, horizon: int | None = None, tol: float = 1e-10,
+    max_iters: int = 100_000,
 ) -> ValueIterationResult:
-    """Optimal values and greedy policy by value iteration (float64 for a tight fixed point)."""
-    if not 0.0 <= gamma < 1.0:
+    """Optimal values and greedy policy by value iteration (float64 for a tight fixed point).
+
+    With `horizon=T` the values are the optimum over episodes cut after T steps (backward
+    induction: T backups from V = 0), which is what an agent under a time limit of T can reach;
+    `policy` is then the best first action. On a slippery lake the untruncated optimum counts
+    successes after the time limit, which no policy playing the time-limited env can collect.
+    """
+    if horizon is not None:
+        if horizon < 1:
+            raise ValueError(f"horizon={horizon} must be >= 1 (or None for the untruncated optimum)")
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma={gamma} must be in [0, 1]")
+        max_iters = horizon
+    elif not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma={gamma} must be in [0, 1) for value iteration to converge")
     m = mdp.to("cpu")
     m.prob, m.reward = m.prob.double(), m.reward.double()

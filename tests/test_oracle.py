@@ -61,9 +61,11 @@ def test_open_room_optimum_is_gamma_to_the_distance(size, start, goal):
     assert reward == 1.0 and info["success"]
 
 
-def _reference_frozenlake_values(P: dict, gamma: float, tol: float = 1e-13) -> list[float]:
-    """Bellman optimality iteration written out on gymnasium's P in plain Python floats."""
+def _reference_frozenlake_values(P: dict, gamma: float, tol: float = 1e-13, steps: int | None = None) -> list[float]:
+    """Bellman optimality iteration written out on gymnasium's P in plain Python floats; with
+    `steps`, exactly that many backups (the optimum of episodes cut after `steps` steps)."""
     V = [0.0] * len(P)
+    done_steps = 0
     while True:
         new = [
             max(
@@ -74,7 +76,8 @@ def _reference_frozenlake_values(P: dict, gamma: float, tol: float = 1e-13) -> l
         ]
         delta = max(abs(x - y) for x, y in zip(new, V, strict=True))
         V = new
-        if delta < tol:
+        done_steps += 1
+        if (steps is None and delta < tol) or done_steps == steps:
             return V
 
 
@@ -88,6 +91,25 @@ def test_slippery_frozenlake_matches_an_independent_solution(gamma):
     assert result.optimal_return == pytest.approx(reference[0], abs=2e-6)
     assert result.values.dtype == torch.float64
     assert result.values[[5, 7, 11, 12, 15]].abs().max() == 0  # holes and goal end the episode
+
+
+def test_time_limited_optimum_matches_an_independent_solution():
+    # 8x8 slippery: the time limit (100 steps, as gymnasium's FrozenLake-v1 with map_name 8x8)
+    # binds, so the time-limited optimum is clearly below the untruncated one.
+    P = gym.make("FrozenLake-v1", map_name="8x8", is_slippery=True).unwrapped.P
+    mdp = from_gymnasium("FrozenLake-v1", map_name="8x8", is_slippery=True)
+    assert mdp.max_episode_steps == 100
+    limited = value_iteration(mdp, 0.99, horizon=100)
+    np.testing.assert_allclose(limited.values.numpy(), _reference_frozenlake_values(P, 0.99, steps=100), atol=2e-6)
+    assert limited.optimal_return < 0.9 * value_iteration(mdp, 0.99).optimal_return
+    # A limit no shorter than the longest optimal path changes nothing on a deterministic room,
+    # and one shorter than the path to the goal leaves nothing to collect.
+    room = load_map(_open_room(4, 5, (0, 0), (3, 4)))  # goal 7 steps away
+    assert value_iteration(room, 0.9, horizon=7).optimal_return == pytest.approx(0.9**6, abs=1e-12)
+    assert value_iteration(room, 0.9, horizon=6).optimal_return == 0.0
+    assert value_iteration(room, 1.0, horizon=50).optimal_return == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="horizon=0"):
+        value_iteration(room, 0.9, horizon=0)
 
 
 def test_value_iteration_rejects_gamma_one_and_leaves_the_mdp_alone():

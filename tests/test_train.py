@@ -91,6 +91,19 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
     assert load_checkpoint(run_dir)["global_step"] == 4096
 
 
+def test_default_horizon_is_recorded_and_steps_follow_it(workdir):
+    # Pathwise on a slippery lake defaults to one-step windows (agent.factory.resolve_horizon):
+    # the run's config says so, and every update is then B x 1 steps.
+    slippery = ["--env", "FrozenLake-v1", "--env-kwargs", "map_name:4x4", "is_slippery:True", "--num-envs", "64",
+                "--total-timesteps", "256", "--eval-every", "0", "--eval-episodes", "8", "--no-progress"]
+    proc = run_train([*slippery, "--wandb-mode", "disabled", "--runs-dir", str(workdir / "runs"),
+                      "--run-name", "slippery"], workdir / "home")
+    assert proc.returncode == 0, proc.stderr
+    run_dir = workdir / "runs" / "slippery"
+    assert json.loads((run_dir / "config.json").read_text())["horizon"] == 1
+    assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [64, 128, 192, 256]
+
+
 # ------------------------------------------------------------------ reproducibility
 def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
     proc = run_train([*TINY, "--algo", "pathwise", "--wandb-mode", "disabled", "--runs-dir",
