@@ -118,7 +118,7 @@ def summary(result: dict[str, Any]) -> str:
         f"  success rate      {result['success_rate']:.1%}",
         f"  mean return       {result['mean_return']:.3f}",
         f"  mean length       {result['mean_length']:.1f}",
-        f"  normalised score  {result['normalized_score']:.3f}  (discounted return / optimum)",
+        f"  normalised score  {result['normalized_score']:.3f}  (discounted return / time-limited optimum)",
     ]
     if "gif" in result:
         lines.append(f"  episode GIF       {result['gif']}")

@@ -114,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="evaluation episodes (default: 200; 2000 for the noisy slippery suite)")
     p.add_argument("--stop-at", type=float, default=0.99,
                    help="stop once greedy success reaches this (the slippery optimum is far below it)")
-    p.add_argument("--out", default="docs/benchmarks", help="directory for learning.json / learning.md")
+    p.add_argument("--out", default="docs/benchmarks", help="directory for the results")
+    p.add_argument("--name", default=None,
+                   help="file stem of the results (default: learning_SUITE, or learning for all suites)")
     p.add_argument("--smoke", action="store_true", help="tiny budgets, one map, one seed (CI)")
     args = p.parse_args(argv)
     if args.smoke:
@@ -137,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                         print(json.dumps(r), flush=True)
     md = table(rows)
     print(md)
-    name = "learning" if args.suite == "all" else f"learning_{args.suite}"
+    name = args.name or ("learning" if args.suite == "all" else f"learning_{args.suite}")
     payload = {"machine": machine_description(), "args": vars(args), "optima": optimum, "runs": rows}
     (out / f"{name}.json").write_text(json.dumps(payload, indent=2))
     (out / f"{name}.md").write_text(md + "\n")
