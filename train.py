@@ -60,7 +60,7 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
     torch.manual_seed(cfg.seed)  # network initialisation; all other noise uses `generator`
     torch.set_flush_denormal(True)  # saturating softmaxes make denormals, which are ~10x slower on CPU
     device = resolve_device(cfg.device)
-    env = build_env(cfg, device)
+    env = build_env(cfg, device, maze_pool=cfg.maze_pool)
     eval_env = build_env(cfg, device, num_envs=cfg.eval_episodes, seed=cfg.seed + 10_000,
                          maze_seed=cfg.seed + 1_000_000)
     policy, critic = build_networks(cfg, env.observation_shape, env.A, device)

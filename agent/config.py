@@ -26,6 +26,8 @@ class TrainConfig:
     """Reward per move on our own maps and mazes (gymnasium ids keep their own rewards)."""
     hazard_reward: float = 0.0
     """Reward for entering lava on our own maps (the episode ends there)."""
+    maze_pool: int = 0
+    """Procedural mazes only: how many training mazes to draw episodes from (0 = min(num_envs, 1024))."""
     obs: Literal["auto", "onehot", "image"] = "auto"
     """Observation the policy sees; auto = image for mazes (to generalise), onehot otherwise."""
 
@@ -156,6 +158,7 @@ def validate(cfg: TrainConfig) -> None:
 
     checks = [
         (cfg.num_envs >= 1, f"--num-envs {cfg.num_envs} must be >= 1"),
+        (cfg.maze_pool >= 0, f"--maze-pool {cfg.maze_pool} must be >= 1 (or 0 for the default)"),
         (cfg.horizon >= 0, f"--horizon {cfg.horizon} must be >= 1 (or 0 for the automatic default)"),
         (cfg.total_timesteps >= 1, f"--total-timesteps {cfg.total_timesteps} must be >= 1"),
         (cfg.learning_rate > 0, f"--learning-rate {cfg.learning_rate} must be > 0"),

@@ -51,13 +51,14 @@ def obs_mode(cfg: TrainConfig, world) -> str:
 
 
 def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: int | None = None,
-              seed: int | None = None, maze_seed: int | None = None) -> BatchedGridWorld:
+              seed: int | None = None, maze_seed: int | None = None, maze_pool: int = 0) -> BatchedGridWorld:
     """The batched env of a run; `world` overrides the config's (e.g. unseen mazes to evaluate on),
     the observation mode always follows the config, since the policy was built for it."""
     trained_on = build_world(cfg)
     return BatchedGridWorld(
         trained_on if world is None else world, num_envs or cfg.num_envs, obs_mode=obs_mode(cfg, trained_on),
         device=device, seed=cfg.seed if seed is None else seed, maze_seed=maze_seed,
+        maze_pool=maze_pool or None,
         slip_gradient=cfg.slip_gradient,
     )
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from agent.config import TrainConfig
-from agent.factory import DEFAULT_HORIZON, build_world, has_random_moves, resolve_horizon
+from agent.factory import DEFAULT_HORIZON, build_env, build_world, has_random_moves, resolve_horizon
 
 SLIPPERY = {"env": "FrozenLake-v1", "env_kwargs": ("map_name:8x8", "is_slippery:True")}
 DETERMINISTIC = {"env": "FrozenLake-v1", "env_kwargs": ("map_name:8x8", "is_slippery:False")}
@@ -37,3 +38,9 @@ def test_random_moves_are_recognised(world, random_moves):
 def test_default_horizon(overrides, expected):
     cfg = TrainConfig(**overrides)
     assert resolve_horizon(cfg, build_world(cfg)) == expected
+
+
+def test_maze_pool_sets_the_number_of_training_mazes():
+    cfg = TrainConfig(env="maze:9x9", num_envs=8, maze_pool=37)
+    assert build_env(cfg, torch.device("cpu"), maze_pool=cfg.maze_pool).num_worlds == 37
+    assert build_env(cfg, torch.device("cpu")).num_worlds == 8  # default: min(num_envs, 1024)

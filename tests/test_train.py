@@ -279,6 +279,8 @@ RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
     (["--estimator", "nope"], "--estimator 'nope' is unknown"),
     (["--env", "no_such_map"], "unknown map 'no_such_map'"),
     (["--num-envs", "0"], "--num-envs 0"),
+    (["--horizon", "-1"], "--horizon -1 must be >= 1"),
+    (["--maze-pool", "-2"], "--maze-pool -2"),
     (["--env-kwargs", "badformat"], "key:value"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--env", "RAGGED"], "row 2 has 6 cells"),
