@@ -57,10 +57,7 @@ MODES = ("int", "diff-fwd", "diff-fwd+bwd")
 
 def worlds() -> dict[str, TabularMDP]:
     """The maps the batched env runs on, by table label."""
-    return {
-        "FrozenLake8x8": from_gymnasium(GYM_ID, **GYM_KWARGS),
-        "empty 9x9": load_map("empty"),
-    }
+    return {"FrozenLake8x8": from_gymnasium(GYM_ID, **GYM_KWARGS), "empty 9x9": load_map("empty")}
 
 
 # ----------------------------------------------------------------------------- reference envs
@@ -80,13 +77,9 @@ def gym_single(env: gym.Env, steps: int, seed: int) -> Callable[[], int]:
     return run
 
 
-def gym_vector(
-    num_envs: int, steps: int, seed: int
-) -> tuple[Callable[[], int], Callable[[], None]]:
+def gym_vector(num_envs: int, steps: int, seed: int) -> tuple[Callable[[], int], Callable[[], None]]:
     """SyncVectorEnv of `num_envs` FrozenLakes (autoreset on the next step, gymnasium's default)."""
-    env = gym.vector.SyncVectorEnv(
-        [lambda: gym.make(GYM_ID, **GYM_KWARGS) for _ in range(num_envs)]
-    )
+    env = gym.vector.SyncVectorEnv([lambda: gym.make(GYM_ID, **GYM_KWARGS) for _ in range(num_envs)])
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     actions = rng.integers(env.single_action_space.n, size=(steps, num_envs))  # (T, n)
@@ -135,9 +128,7 @@ def batched(mdp: TabularMDP, B: int, mode: str, horizon: int, seed: int) -> Call
     return run
 
 
-def kernel(
-    mdp: TabularMDP, B: int, steps: int, seed: int, dense: bool
-) -> Callable[[], torch.Tensor]:
+def kernel(mdp: TabularMDP, B: int, steps: int, seed: int, dense: bool) -> Callable[[], torch.Tensor]:
     """Forward + backward through `steps` chained differentiable steps, by kernel.
 
     Built straight from a `BatchedGridWorld`'s tables, world ids and start states, so only the
@@ -210,9 +201,7 @@ def plot(rows: list[dict], path: Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p)
     p.add_argument(
         "--batch-sizes",
@@ -300,24 +289,12 @@ def main(argv: list[str] | None = None) -> int:
     env.close()
     for n in args.vector_envs:
         run, close = gym_vector(n, max(1, args.gym_steps // n), args.seed)
-        record(
-            _row(
-                "gym SyncVectorEnv",
-                "FrozenLake8x8",
-                n,
-                "env.step",
-                max(1, args.gym_steps // n) * n,
-                timed(run),
-            )
-        )
+        record(_row("gym SyncVectorEnv", "FrozenLake8x8", n, "env.step", max(1, args.gym_steps // n) * n, timed(run)))
         close()
     if args.no_minigrid:
         skipped.append("minigrid: --no-minigrid")
     elif importlib.util.find_spec("minigrid") is None:
-        msg = (
-            f"minigrid not installed (pip install minigrid, or the [bench] extra): "
-            f"skipping {MINIGRID_ID}"
-        )
+        msg = f"minigrid not installed (pip install minigrid, or the [bench] extra): skipping {MINIGRID_ID}"
         print(msg, flush=True)
         skipped.append(msg)
     else:
@@ -403,12 +380,7 @@ def main(argv: list[str] | None = None) -> int:
         format_table(
             kernel_rows,
             ["world", "B", "onehot_steps_per_s", "dense_steps_per_s", "speedup", "max_grad_diff"],
-            {
-                "onehot_steps_per_s": ",.0f",
-                "dense_steps_per_s": ",.0f",
-                "speedup": ".3g",
-                "max_grad_diff": ".1e",
-            },
+            {"onehot_steps_per_s": ",.0f", "dense_steps_per_s": ",.0f", "speedup": ".3g", "max_grad_diff": ".1e"},
         )
     )
     for msg in skipped:

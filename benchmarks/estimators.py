@@ -55,7 +55,7 @@ from benchmarks.common import (
     pyplot,
     write_json,
 )
-from envs import BatchedGridWorld, TabularMDP, expected_return, load_map, make_world, policy_values
+from envs import BatchedGridWorld, TabularMDP, expected_return, load_map, make_world, policy_values, time_limited_return
 from envs.maze import MazeSpec
 
 # The default world: a 5x5 open room, start and goal in opposite corners (the grid edge is a wall).
@@ -66,7 +66,7 @@ MAPS = {
         .....
         .....
         ....G
-    """,
+    """
 }
 REINFORCE = ("reinforce+v", "reinforce")  # exact v_pi baseline, no baseline
 
@@ -88,9 +88,7 @@ def init_theta(mdp: TabularMDP, std: float, seed: int) -> torch.Tensor:
     return std * torch.randn(mdp.num_states, mdp.num_actions, generator=g)
 
 
-def exact_gradient(
-    mdp: TabularMDP, theta: torch.Tensor, gamma: float
-) -> tuple[float, torch.Tensor]:
+def exact_gradient(mdp: TabularMDP, theta: torch.Tensor, gamma: float) -> tuple[float, torch.Tensor]:
     """(J, dJ/dtheta (S, A)) of J = expected_return(mdp, softmax(theta), gamma), in float64."""
     th = theta.detach().double().requires_grad_()
     J = expected_return(mdp, torch.softmax(th, -1), gamma)
@@ -98,40 +96,15 @@ def exact_gradient(
     return float(J.detach()), g
 
 
-def truncated_return(
-    mdp: TabularMDP, policy: torch.Tensor, gamma: float, horizon: int
-) -> torch.Tensor:
-    """E[sum_{t<H} gamma^t r_t] from the start distribution: H policy-evaluation backups.
-
-    The same backup as `envs.oracle` (values are 0 in and after terminal states), stopped after
-    H steps: what a rollout with time limit H estimates.
-    """
-    dtype = policy.dtype
-    alive = (~mdp.terminal).to(dtype)  # (S,)
-    prob, reward = mdp.prob.to(dtype), mdp.reward.to(dtype)  # (S, A, O)
-    v = torch.zeros(mdp.num_states, dtype=dtype)  # (S,)
-    for _ in range(horizon):
-        q = (prob * (reward + gamma * (v * alive)[mdp.next_state])).sum(-1)  # (S, A)
-        v = (policy * q).sum(-1) * alive  # (S,)
-    return (mdp.start.to(dtype) * v).sum()
-
-
-def truncation_bias(
-    mdp: TabularMDP, theta: torch.Tensor, gamma: float, horizon: int, g: torch.Tensor
-) -> float:
+def truncation_bias(mdp: TabularMDP, theta: torch.Tensor, gamma: float, horizon: int, g: torch.Tensor) -> float:
     """||g_H - g|| / ||g||, g_H the exact gradient of the H-step objective."""
     th = theta.detach().double().requires_grad_()
-    (g_h,) = torch.autograd.grad(truncated_return(mdp, torch.softmax(th, -1), gamma, horizon), th)
+    (g_h,) = torch.autograd.grad(time_limited_return(mdp, torch.softmax(th, -1), gamma, horizon), th)
     return float((g_h - g).norm() / g.norm())
 
 
 def choose_horizon(
-    mdp: TabularMDP,
-    theta: torch.Tensor,
-    gamma: float,
-    g: torch.Tensor,
-    tol: float,
-    max_horizon: int = 4096,
+    mdp: TabularMDP, theta: torch.Tensor, gamma: float, g: torch.Tensor, tol: float, max_horizon: int = 4096
 ) -> int:
     """Smallest H (to bisection) with truncation bias below `tol`: double, then bisect."""
     hi = 1
@@ -176,9 +149,7 @@ def pathwise_samples(
     S, A = theta.shape
     out = []
     for i, b in _chunks(n, chunk):
-        env = BatchedGridWorld(
-            mdp, b, obs_mode="onehot", seed=seed * 7919 + i, max_episode_steps=horizon
-        )
+        env = BatchedGridWorld(mdp, b, obs_mode="onehot", seed=seed * 7919 + i, max_episode_steps=horizon)
         gen = torch.Generator().manual_seed(seed * 7919 + i)
         theta_b = theta.detach().expand(b, S, A).clone().requires_grad_()  # (b, S, A) per sample
         obs = env.reset()  # (b, S) one-hot position
@@ -187,9 +158,7 @@ def pathwise_samples(
         discount = 1.0
         for _ in range(horizon):
             logits = torch.einsum("bs,bsa->ba", obs, theta_b)  # (b, A), differentiable in pos too
-            action, _ = straight_through(
-                logits, estimator, tau=tau, generator=gen, **options
-            )  # (b, A)
+            action, _ = straight_through(logits, estimator, tau=tau, generator=gen, **options)  # (b, A)
             obs, reward, _, _, info = env.step(action)
             ret = ret + discount * reward * alive  # (b,)
             alive = alive & ~info["done"]
@@ -202,14 +171,7 @@ def pathwise_samples(
 
 
 def reinforce_samples(
-    mdp: TabularMDP,
-    theta: torch.Tensor,
-    *,
-    n: int,
-    horizon: int,
-    gamma: float,
-    seed: int,
-    chunk: int = 8192,
+    mdp: TabularMDP, theta: torch.Tensor, *, n: int, horizon: int, gamma: float, seed: int, chunk: int = 8192
 ) -> dict[str, torch.Tensor]:
     """Per-sample score-function gradients (n, S, A).
 
@@ -220,9 +182,7 @@ def reinforce_samples(
     v = policy_values(mdp, torch.softmax(theta.double(), -1), gamma).float()  # (S,) exact baseline
     out: dict[str, list[torch.Tensor]] = {k: [] for k in REINFORCE}
     for i, b in _chunks(n, chunk):
-        env = BatchedGridWorld(
-            mdp, b, obs_mode="index", seed=seed * 7919 + i, max_episode_steps=horizon
-        )
+        env = BatchedGridWorld(mdp, b, obs_mode="index", seed=seed * 7919 + i, max_episode_steps=horizon)
         gen = torch.Generator().manual_seed(seed * 7919 + i)
         state = env.reset()  # (b,)
         alive = torch.ones(b, dtype=torch.bool)
@@ -302,11 +262,7 @@ def conclusion(results: list[dict], taus: list[float], batch_sizes: list[int]) -
             ranked.setdefault(round(r["by_batch"][B]["cos_median"], 4), []).append(r["estimator"])
         top = [f"{' = '.join(names)} ({cos:.4f})" for cos, names in list(ranked.items())[:2]]
         parts.append(f"at B={B} " + ", then ".join(top))
-    return (
-        f"Highest median cosine similarity to the exact gradient at tau={tau:g}: "
-        + "; ".join(parts)
-        + "."
-    )
+    return f"Highest median cosine similarity to the exact gradient at tau={tau:g}: " + "; ".join(parts) + "."
 
 
 # ----------------------------------------------------------------------------- output
@@ -327,15 +283,7 @@ def plot(results: list[dict], taus: list[float], batch_sizes: list[int], path: P
             lo = [r["by_batch"][B]["cos_q25"] for B in batch_sizes]
             hi = [r["by_batch"][B]["cos_q75"] for B in batch_sizes]
             style = "--" if r["tau"] is None else "-"
-            ax.plot(
-                batch_sizes,
-                med,
-                style,
-                marker="o",
-                ms=3,
-                color=colors[r["estimator"]],
-                label=r["estimator"],
-            )
+            ax.plot(batch_sizes, med, style, marker="o", ms=3, color=colors[r["estimator"]], label=r["estimator"])
             ax.fill_between(batch_sizes, lo, hi, color=colors[r["estimator"]], alpha=0.12)
         ax.set_xscale("log", base=2)
         ax.set_ylim(-0.1, 1.02)
@@ -377,9 +325,7 @@ def plot(results: list[dict], taus: list[float], batch_sizes: list[int], path: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(p, repeats=16)
     p.add_argument(
         "--map",
@@ -401,34 +347,17 @@ def main(argv: list[str] | None = None) -> int:
         default=[16, 256, 4096],
         help="batch sizes B (default 16 256 4096); --repeats batches of the largest are drawn",
     )
-    p.add_argument(
-        "--taus",
-        type=float,
-        nargs="+",
-        default=[0.5, 1.0, 2.0],
-        help="temperatures (default 0.5 1 2)",
-    )
-    p.add_argument(
-        "--init-std", type=float, default=0.5, help="std of the random logits theta (default 0.5)"
-    )
-    p.add_argument(
-        "--horizon",
-        type=int,
-        default=None,
-        help="rollout length H (default: chosen from --trunc-tol)",
-    )
+    p.add_argument("--taus", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="temperatures (default 0.5 1 2)")
+    p.add_argument("--init-std", type=float, default=0.5, help="std of the random logits theta (default 0.5)")
+    p.add_argument("--horizon", type=int, default=None, help="rollout length H (default: chosen from --trunc-tol)")
     p.add_argument(
         "--trunc-tol",
         type=float,
         default=1e-3,
         help="largest relative truncation bias ||g_H - g||/||g|| allowed (default 1e-3)",
     )
-    p.add_argument(
-        "--rao-k", type=int, default=10, help="conditional samples of gumbel-rao (default 10)"
-    )
-    p.add_argument(
-        "--chunk", type=int, default=8192, help="envs rolled out at once (memory; default 8192)"
-    )
+    p.add_argument("--rao-k", type=int, default=10, help="conditional samples of gumbel-rao (default 10)")
+    p.add_argument("--chunk", type=int, default=8192, help="envs rolled out at once (memory; default 8192)")
     args = p.parse_args(argv)
     if args.smoke:
         args.batch_sizes, args.taus, args.repeats = [4, 16], [1.0], 2
@@ -481,13 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
 
-    common = {
-        "n": n,
-        "horizon": horizon,
-        "gamma": args.gamma,
-        "seed": args.seed,
-        "chunk": args.chunk,
-    }
+    common = {"n": n, "horizon": horizon, "gamma": args.gamma, "seed": args.seed, "chunk": args.chunk}
     if any(e in REINFORCE for e in args.estimators):
         t0 = time.perf_counter()
         rf = reinforce_samples(mdp, theta, **common)
@@ -505,9 +428,7 @@ def main(argv: list[str] | None = None) -> int:
     # Sanity lines computed from the data (not asserted).
     checks: dict = {"truncation_bias": trunc}
     if len(kept) == 2:  # the same noise drives both, so the trajectories are the same
-        checks["reinmax_tau1_vs_zgr_max_abs_diff"] = float(
-            (kept[("zgr", None)] - kept[("reinmax", 1.0)]).abs().max()
-        )
+        checks["reinmax_tau1_vs_zgr_max_abs_diff"] = float((kept[("zgr", None)] - kept[("reinmax", 1.0)]).abs().max())
         checks["grad_scale_max_abs"] = float(kept[("zgr", None)].abs().max())
     # Gumbel-Rao is ST-GS Rao-Blackwellised: the same mean, so the pooled means should differ
     # by noise only.

@@ -76,10 +76,10 @@ def optima(overrides: dict, gamma: float) -> dict | None:
     """The world's optimal discounted return from the start, under its time limit (the normalised
     score's denominator) and without one; None for procedural mazes (one optimum per maze)."""
     from agent.factory import build_world
-    from envs import value_iteration
+    from envs import MazeSpec, value_iteration
 
     world = build_world(TrainConfig(**overrides))
-    if not hasattr(world, "prob"):
+    if isinstance(world, MazeSpec):
         return None
     return {"time_limit": world.max_episode_steps,
             "time_limited": value_iteration(world, gamma, horizon=world.max_episode_steps).optimal_return,

@@ -61,6 +61,17 @@ def value_iteration(
     return ValueIterationResult(values, q, q.argmax(-1), start_return, it)
 
 
+def time_limited_return(mdp: TabularMDP, policy: torch.Tensor, gamma: float, horizon: int) -> torch.Tensor:
+    """Expected discounted return of `policy` (S, A) from the start distribution over episodes cut
+    after `horizon` steps (what a rollout under that time limit estimates): `horizon` policy
+    backups from V = 0, differentiable in the policy. Scalar, in the policy's dtype."""
+    alive = (~mdp.terminal).to(policy.dtype)  # (S,)
+    v = torch.zeros(mdp.num_states, dtype=policy.dtype)  # (S,)
+    for _ in range(horizon):
+        v = (policy * _expected_backup(mdp, v, gamma)).sum(-1) * alive  # (S,)
+    return (mdp.start.to(policy.dtype) * v).sum()
+
+
 def policy_values(mdp: TabularMDP, policy: torch.Tensor, gamma: float) -> torch.Tensor:
     """Exact values v_pi (S,) of a stochastic policy (S, A), differentiable in the policy.
 

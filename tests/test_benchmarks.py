@@ -19,9 +19,8 @@ from benchmarks.estimators import (
     exact_gradient,
     init_theta,
     reinforce_samples,
-    truncated_return,
 )
-from envs import expected_return, load_map
+from envs import expected_return, load_map, time_limited_return
 
 # A 3x3 room with lava beside the goal: small enough for a finite difference over every logit,
 # and a terminal state of each kind.
@@ -129,12 +128,12 @@ def test_exact_gradient_matches_finite_difference():
     assert torch.all(g[mdp.terminal] == 0)
 
 
-def test_truncated_return_converges_to_expected_return():
+def test_time_limited_return_converges_to_expected_return():
     mdp = load_map(TINY)
     policy = torch.softmax(init_theta(mdp, 0.5, seed=2).double(), -1)
     exact = float(expected_return(mdp, policy, 0.9))
-    assert float(truncated_return(mdp, policy, 0.9, 1)) == 0.0  # the goal is 4 steps away
-    assert float(truncated_return(mdp, policy, 0.9, 400)) == pytest.approx(exact, rel=1e-12)
+    assert float(time_limited_return(mdp, policy, 0.9, 1)) == 0.0  # the goal is 4 steps away
+    assert float(time_limited_return(mdp, policy, 0.9, 400)) == pytest.approx(exact, rel=1e-12)
 
 
 def test_reinforce_agrees_with_exact_gradient():

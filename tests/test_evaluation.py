@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from agent.evaluation import evaluate, optimal_return
-from envs import BatchedGridWorld, from_gymnasium, value_iteration
+from envs import BatchedGridWorld, from_gymnasium, time_limited_return, value_iteration
 
 
 def _table_policy(actions: torch.Tensor) -> nn.Module:
@@ -22,25 +22,13 @@ def _table_policy(actions: torch.Tensor) -> nn.Module:
     return net
 
 
-def _time_limited_value(mdp, actions: torch.Tensor, gamma: float, steps: int) -> float:
-    """Expected discounted return from the start of a stationary deterministic policy over
-    `steps` steps: `steps` policy backups from V = 0 (written out, independent of the oracle)."""
-    S = mdp.num_states
-    V = torch.zeros(S, dtype=torch.float64)
-    rows = torch.arange(S)
-    prob, reward = mdp.prob.double()[rows, actions], mdp.reward.double()[rows, actions]  # (S, O)
-    nxt = mdp.next_state[rows, actions]  # (S, O)
-    for _ in range(steps):
-        V = torch.where(mdp.terminal, 0.0, (prob * (reward + gamma * V[nxt] * ~mdp.terminal[nxt])).sum(-1))
-    return float((mdp.start.double() * V).sum())
-
-
 def test_normalised_score_is_the_policy_value_over_the_time_limited_optimum():
     gamma = 0.99
     mdp = from_gymnasium("FrozenLake-v1", map_name="8x8", is_slippery=True)
     actions = value_iteration(mdp, gamma).policy  # the untruncated optimum's stationary policy
     T = mdp.max_episode_steps
-    exact = _time_limited_value(mdp, actions, gamma, T) / value_iteration(mdp, gamma, horizon=T).optimal_return
+    greedy = torch.nn.functional.one_hot(actions, 4).double()  # (S, A)
+    exact = float(time_limited_return(mdp, greedy, gamma, T)) / value_iteration(mdp, gamma, horizon=T).optimal_return
     env = BatchedGridWorld(mdp, 20_000, obs_mode="onehot", seed=0)
     assert optimal_return(env, gamma) == pytest.approx(value_iteration(mdp, gamma, horizon=T).optimal_return)
     result = evaluate(_table_policy(actions), env, gamma=gamma)
