@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch.nn.functional import one_hot
 
+from agent.figures import save_figure
 from benchmarks.common import (
     Timing,
     add_common_args,
@@ -194,10 +195,7 @@ def plot(rows: list[dict], path: Path) -> Path | None:
     ax.set_xscale("log")
     ax.set_xlabel("env steps / s (median, log scale)")
     ax.set_title("Env throughput", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,7 @@ from pathlib import Path
 
 import torch
 
+from agent.figures import save_figure
 from agent.gumbel import ESTIMATORS, gumbel_max_sample, straight_through
 from benchmarks.common import (
     add_common_args,
@@ -318,10 +319,7 @@ def plot(results: list[dict], taus: list[float], batch_sizes: list[int], path: P
     ax.set_ylabel("relative bias ||E[g_hat] - g|| / ||g||")
     ax.set_title("pooled bias (bars) and the pooled mean's noise level (black ticks)", fontsize=10)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:
