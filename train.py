@@ -20,7 +20,7 @@ import tyro
 from agent.checkpoint import LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.config import TrainConfig, validate
 from agent.evaluation import evaluate, record_episode
-from agent.factory import build_env, build_learner, build_networks, build_world, resolve_device, resolve_horizon
+from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults, resolve_device
 from agent.gumbel import TauSchedule
 from agent.logger import RunLogger
 from agent.progress import Progress
@@ -52,7 +52,7 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
                 f"run directory {run_dir} already has a checkpoint; pick another --run-name or --resume {run_dir}"
             )
     validate(cfg)
-    cfg = replace(cfg, horizon=resolve_horizon(cfg, build_world(cfg)))  # the run's config records the value
+    cfg = resolve_defaults(cfg, build_world(cfg))  # the run's config records the values used
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
 

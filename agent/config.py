@@ -48,14 +48,21 @@ class TrainConfig:
     critic: bool = True
     """Bootstrap each pathwise window with a learned value (short-horizon actor-critic);
     the score-function learners always use one as a baseline."""
+    value_map: bool = True
+    """Image observations: the critic is a value map of the world's static planes read off the
+    agent plane, linear in the agent's position (the pathwise learner needs it on procedural
+    mazes; see the README). --no-value-map: one CNN value of the whole image."""
     slip_gradient: Literal["sampled", "expected"] = "expected"
     """Pathwise on slippery worlds: differentiate each step at the slip outcome drawn
     ("sampled"), or average its derivative over the outcomes by their probabilities
     ("expected", Rao-Blackwellised: same forward, lower-variance gradient; measured better
     on slippery FrozenLake 8x8). No effect without slip."""
-    explore_bonus: float = 0.05
+    explore_bonus: float | None = None
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
-    training reward (never to logged returns); 0 disables it."""
+    training reward (never to logged returns); 0 disables it. Default (None): 0.05, but 0 on
+    procedural mazes, where each maze's visit counts can't be seen in the observation, so the
+    bonus is noise the critic can't fit (pathwise, seed 0: 59% with it vs 100% unseen-maze
+    success; see the README). The run's config.json records the value used."""
     entropy_coef: float = 0.01
     """Weight of the policy-entropy bonus."""
     max_grad_norm: float = 1.0
@@ -68,7 +75,9 @@ class TrainConfig:
     """Steps per rollout window T (pathwise back-propagates through all T). 0 = automatic: 16,
     but 1 for pathwise on a world with random moves (slip), where through longer windows the
     gradient follows the slips that happened to be drawn (normalised score 0.97 vs 0.65 with
-    T = 16 on slippery FrozenLake 8x8; see the README). The run's config.json records the T used."""
+    T = 16 on slippery FrozenLake 8x8), and on procedural mazes, where it would ask what
+    replaying the same later moves from a neighbouring cell earns, which walls make meaningless
+    (see the README). The run's config.json records the T used."""
     total_timesteps: int = 2_000_000
     """Env steps to train for (summed over the B envs)."""
     learning_rate: float = 3e-3
@@ -164,7 +173,8 @@ def validate(cfg: TrainConfig) -> None:
         (cfg.learning_rate > 0, f"--learning-rate {cfg.learning_rate} must be > 0"),
         (0.0 <= cfg.gamma < 1.0, f"--gamma {cfg.gamma} must be in [0, 1)"),
         (cfg.tau > 0, f"--tau {cfg.tau} must be > 0"),
-        (cfg.explore_bonus >= 0, f"--explore-bonus {cfg.explore_bonus} must be >= 0"),
+        (cfg.explore_bonus is None or cfg.explore_bonus >= 0, f"--explore-bonus {cfg.explore_bonus} must be >= 0"),
+        (cfg.entropy_coef >= 0, f"--entropy-coef {cfg.entropy_coef} must be >= 0"),
         (cfg.tau_min > 0, f"--tau-min {cfg.tau_min} must be > 0"),
         (cfg.estimator in ESTIMATORS,
          f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from agent.config import TrainConfig, parse_env_kwargs
@@ -28,13 +30,28 @@ def build_world(cfg: TrainConfig, env: str | None = None):
 
 
 DEFAULT_HORIZON = 16
+DEFAULT_EXPLORE_BONUS = 0.05
+
+
+def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
+    """`cfg` with the world-dependent defaults filled in (see `TrainConfig.horizon` and
+    `.explore_bonus`); the run's config.json records these values."""
+    return replace(cfg, horizon=resolve_horizon(cfg, world), explore_bonus=resolve_explore_bonus(cfg, world))
 
 
 def resolve_horizon(cfg: TrainConfig, world) -> int:
-    """`--horizon`, or (when it is 0) its default for this algo and world (see `TrainConfig.horizon`)."""
+    """`--horizon`, or (when it is 0) its default for this algo and world."""
     if cfg.horizon:
         return cfg.horizon
-    return 1 if cfg.algo == "pathwise" and has_random_moves(world) else DEFAULT_HORIZON
+    one_step = has_random_moves(world) or isinstance(world, MazeSpec)
+    return 1 if cfg.algo == "pathwise" and one_step else DEFAULT_HORIZON
+
+
+def resolve_explore_bonus(cfg: TrainConfig, world) -> float:
+    """`--explore-bonus`, or (when unset) 0 on procedural mazes and 0.05 elsewhere."""
+    if cfg.explore_bonus is not None:
+        return cfg.explore_bonus
+    return 0.0 if isinstance(world, MazeSpec) else DEFAULT_EXPLORE_BONUS
 
 
 def has_random_moves(world) -> bool:
@@ -66,7 +83,7 @@ def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: i
 def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
                    device: torch.device) -> tuple[PolicyNet, ValueNet]:
     return (PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-            ValueNet(obs_shape, cfg.hidden).to(device))
+            ValueNet(obs_shape, cfg.hidden, cfg.value_map).to(device))
 
 
 def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet,
@@ -77,5 +94,7 @@ def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, cr
     from agent.rollout import VisitBonus
 
     cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
+    if cfg.explore_bonus is None:
+        raise ValueError("explore_bonus is unset; pass the config through resolve_defaults first")
     bonus = VisitBonus(env.terminal, cfg.explore_bonus)
     return cls(cfg, policy, critic, generator, bonus)

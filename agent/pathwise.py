@@ -25,8 +25,10 @@ class PathwiseLearner(Learner):
         observations we answer with the networks' values *at* the cells: logits = pos @ L and
         V = pos @ v, L = policy(I), v = critic(I), which equal the networks at every one-hot
         position and are exact (linear) in between. Read directly, an MLP's input derivative is
-        unconstrained there, and measured on `cliff` it sent the agent into the lava. Image
-        observations (mazes) fall back to the networks' own input gradient. Either way mass on
+        unconstrained there, and measured on `cliff` it sent the agent into the lava. For image
+        observations (mazes) the critic is itself linear in the agent plane (a value map,
+        `agent.policy.ValueNet`), so reading it directly is exact; the policy falls back to its
+        input gradient, which one-step windows (the maze default) never use. Either way mass on
         terminal cells is masked out (`without_terminal`): the value there is 0 by definition.
         """
         if env.obs_mode == "onehot" and env.num_worlds == 1:

@@ -1,8 +1,8 @@
 """Networks: a policy giving 4 action logits, and a critic giving a state value.
 
-Both take the float observation (one-hot position (B, S) or image (B, 4, H, W)) so the
-pathwise learner's gradient can flow from a later action back through the observation into
-the position that produced it. Integer observations are one-hot encoded at the edge.
+Both take the float observation (one-hot position (B, S) or image (B, 4, H, W), the agent
+plane last) so the pathwise learner's gradient can flow from a later action back through the
+observation into the position that produced it. Integer observations are one-hot encoded at the edge.
 """
 
 from __future__ import annotations
@@ -45,14 +45,35 @@ class PolicyNet(nn.Module):
 
 
 class ValueNet(nn.Module):
-    """Observation -> state value (B,)."""
+    """Observation -> state value (B,).
 
-    def __init__(self, obs_shape: tuple[int, ...], hidden: int = 128) -> None:
+    For an image it is a value map of the world read off the agent plane: the network sees only
+    the static planes (walls, goal, hazards) and gives one value per cell, (B, H*W), and V is that
+    map at the agent's cell. Any value of (world, cell) can be written so, but this one is linear
+    in the agent plane: the pathwise read of V at a successor position is exactly the map there
+    (as the one-hot table is for flat observations), not a network's input derivative in a
+    direction it was never trained on. One forward also values every cell of a maze. On procedural
+    9x9 mazes the pathwise learner needs it (README, `--no-value-map`).
+    """
+
+    def __init__(self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True) -> None:
         super().__init__()
-        self.body, width = _body(obs_shape, hidden)
-        self.head = nn.Linear(width, 1)
+        self.image = len(obs_shape) == 3 and value_map  # False: one value from the whole image
+        if self.image:
+            C, H, W = obs_shape
+            self.body, width = _body((C - 1, H, W), hidden)  # the static planes only
+            self.head = nn.Linear(width, H * W)
+        else:
+            self.body, width = _body(obs_shape, hidden)
+            self.head = nn.Linear(width, 1)
+
+    def value_map(self, planes: torch.Tensor) -> torch.Tensor:
+        """Static planes (B, C - 1, H, W) -> the value of every cell, (B, H*W)."""
+        return self.head(self.body(planes))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.image:
+            return (self.value_map(obs[:, :-1]) * obs[:, -1].flatten(1)).sum(-1)  # (B,)
         return self.head(self.body(obs)).squeeze(-1)  # (B,)
 
 

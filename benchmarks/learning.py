@@ -46,6 +46,9 @@ VARIANTS: dict[str, dict] = {
     "pathwise-sampled-slip": {"algo": "pathwise", "slip_gradient": "sampled"},
     "pathwise-h1": {"algo": "pathwise", "horizon": 1},
     "pathwise-h16": {"algo": "pathwise", "horizon": 16},
+    "pathwise-bonus": {"algo": "pathwise", "explore_bonus": 0.05},
+    "pathwise-no-value-map": {"algo": "pathwise", "value_map": False},
+    "pathwise-entropy-0.03": {"algo": "pathwise", "entropy_coef": 0.03},
     "reinforce": {"algo": "reinforce"},
     "ppo": {"algo": "ppo"},
 }

@@ -28,7 +28,7 @@ import time
 import torch
 
 from agent.config import TrainConfig
-from agent.factory import build_env, build_learner, build_networks
+from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults
 from agent.rollout import EpisodeStats
 from benchmarks import common
 
@@ -39,6 +39,7 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
     """A learner in train.py's configuration, and a function running one update of it."""
     cfg = TrainConfig(env=env_name, algo=algo, num_envs=B, horizon=horizon, seed=seed, device="cpu",
                       wandb_mode="disabled", progress=False)
+    cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(seed)
     env = build_env(cfg, torch.device("cpu"))
     policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))

@@ -91,7 +91,7 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
     assert load_checkpoint(run_dir)["global_step"] == 4096
 
 
-def test_default_horizon_is_recorded_and_steps_follow_it(workdir):
+def test_default_horizon_and_bonus_are_recorded_and_steps_follow_them(workdir):
     # Pathwise on a slippery lake defaults to one-step windows (agent.factory.resolve_horizon):
     # the run's config says so, and every update is then B x 1 steps.
     slippery = ["--env", "FrozenLake-v1", "--env-kwargs", "map_name:4x4", "is_slippery:True", "--num-envs", "64",
@@ -100,7 +100,9 @@ def test_default_horizon_is_recorded_and_steps_follow_it(workdir):
                       "--run-name", "slippery"], workdir / "home")
     assert proc.returncode == 0, proc.stderr
     run_dir = workdir / "runs" / "slippery"
-    assert json.loads((run_dir / "config.json").read_text())["horizon"] == 1
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["horizon"] == 1  # resolved, not left unset
+    assert config["explore_bonus"] == 0.05
     assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [64, 128, 192, 256]
 
 
@@ -281,6 +283,8 @@ RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
     (["--num-envs", "0"], "--num-envs 0"),
     (["--horizon", "-1"], "--horizon -1 must be >= 1"),
     (["--maze-pool", "-2"], "--maze-pool -2"),
+    (["--explore-bonus", "-0.1"], "--explore-bonus -0.1 must be >= 0"),
+    (["--entropy-coef", "-1"], "--entropy-coef -1.0 must be >= 0"),
     (["--env-kwargs", "badformat"], "key:value"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--env", "RAGGED"], "row 2 has 6 cells"),

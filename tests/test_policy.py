@@ -1,0 +1,74 @@
+"""agent.policy: network shapes, and the image critic as a value map read off the agent plane."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agent.policy import PolicyNet, ValueNet, float_obs
+from envs import BatchedGridWorld, make_world
+
+
+@pytest.mark.parametrize("obs_shape", [(25,), (4, 7, 7)])
+def test_output_shapes(obs_shape):
+    torch.manual_seed(0)
+    obs = torch.rand(5, *obs_shape)
+    assert PolicyNet(obs_shape, 4, 32)(obs).shape == (5, 4)
+    assert ValueNet(obs_shape, 32)(obs).shape == (5,)
+    assert ValueNet(obs_shape, 32, value_map=False)(obs).shape == (5,)  # --no-value-map
+
+
+def test_no_value_map_reads_the_whole_image():
+    critic = ValueNet((4, 9, 9), 32, value_map=False)
+    assert not critic.image and critic.head.out_features == 1
+    assert critic.body[0].in_channels == 4  # the agent plane goes into the CNN
+
+
+def maze_obs(n: int = 6) -> torch.Tensor:
+    env = BatchedGridWorld(make_world("maze:9x9"), n, obs_mode="image", seed=0)
+    return env.reset()  # (n, 4, 9, 9), the agent plane last
+
+
+def with_agent(obs: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:
+    """`obs` with its agent plane replaced by `agent` (n, H, W)."""
+    return torch.cat([obs[:, :3], agent[:, None]], 1)
+
+
+def test_image_value_is_the_map_at_the_agent_cell():
+    torch.manual_seed(0)
+    critic = ValueNet((4, 9, 9), 32)
+    obs = maze_obs()
+    maps = critic.value_map(obs[:, :3])  # (n, 81)
+    cell = obs[:, 3].flatten(1).argmax(-1)  # (n,)
+    torch.testing.assert_close(critic(obs), maps[torch.arange(len(obs)), cell])
+
+
+def test_image_value_is_linear_in_the_agent_plane():
+    # The pathwise read: moving mass between cells moves the value by exactly the map's entries,
+    # and the derivative along the agent plane is the map itself.
+    torch.manual_seed(1)
+    critic = ValueNet((4, 9, 9), 32)
+    obs = maze_obs(3)
+    other = with_agent(obs, torch.roll(obs[:, 3], 1, dims=-1))
+    mix = with_agent(obs, 0.3 * obs[:, 3] + 0.7 * other[:, 3])
+    torch.testing.assert_close(critic(mix), 0.3 * critic(obs) + 0.7 * critic(other))
+    agent = obs[:, 3].clone().requires_grad_(True)
+    critic(with_agent(obs, agent)).sum().backward()
+    torch.testing.assert_close(agent.grad.flatten(1), critic.value_map(obs[:, :3]).detach())
+
+
+def test_image_value_ignores_where_the_agent_is_not():
+    # Only the static planes feed the map: the agent plane enters through the read alone.
+    torch.manual_seed(2)
+    critic = ValueNet((4, 9, 9), 32)
+    obs = maze_obs(2)
+    moved = with_agent(obs, torch.roll(obs[:, 3], 2, dims=-2))
+    torch.testing.assert_close(critic.value_map(obs[:, :3]), critic.value_map(moved[:, :3]))
+    assert not torch.allclose(critic(obs), critic(moved))
+
+
+def test_float_obs_one_hot_encodes_indices():
+    out = float_obs(torch.tensor([0, 2]), 3)
+    assert out.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    x = torch.rand(2, 3)
+    assert float_obs(x, 3) is x
