@@ -51,6 +51,8 @@ VARIANTS: dict[str, dict] = {
     "pathwise-entropy-0.03": {"algo": "pathwise", "entropy_coef": 0.03},
     "reinforce": {"algo": "reinforce"},
     "ppo": {"algo": "ppo"},
+    "ppo-bonus": {"algo": "ppo", "explore_bonus": 0.05},
+    "ppo-no-value-map": {"algo": "ppo", "value_map": False},
 }
 
 
