@@ -58,8 +58,8 @@ class ValueNet(nn.Module):
 
     def __init__(self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True) -> None:
         super().__init__()
-        self.image = len(obs_shape) == 3 and value_map  # False: one value from the whole image
-        if self.image:
+        self.map_form = len(obs_shape) == 3 and value_map  # False: one value from the whole image
+        if self.map_form:
             C, H, W = obs_shape
             self.body, width = _body((C - 1, H, W), hidden)  # the static planes only
             self.head = nn.Linear(width, H * W)
@@ -72,7 +72,7 @@ class ValueNet(nn.Module):
         return self.head(self.body(planes))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        if self.image:
+        if self.map_form:
             return (self.value_map(obs[:, :-1]) * obs[:, -1].flatten(1)).sum(-1)  # (B,)
         return self.head(self.body(obs)).squeeze(-1)  # (B,)
 

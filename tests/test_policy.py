@@ -20,7 +20,7 @@ def test_output_shapes(obs_shape):
 
 def test_no_value_map_reads_the_whole_image():
     critic = ValueNet((4, 9, 9), 32, value_map=False)
-    assert not critic.image and critic.head.out_features == 1
+    assert not critic.map_form and critic.head.out_features == 1
     assert critic.body[0].in_channels == 4  # the agent plane goes into the CNN
 
 
