@@ -144,6 +144,8 @@ class TrainConfig:
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
+        # A config written before `value_map` existed was trained with the whole-image critic.
+        kw.setdefault("value_map", False)
         return cls(**kw)
 
 

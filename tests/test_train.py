@@ -106,6 +106,20 @@ def test_default_horizon_and_bonus_are_recorded_and_steps_follow_them(workdir):
     assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [64, 128, 192, 256]
 
 
+def test_a_maze_run_from_before_the_value_map_resumes(workdir):
+    # Its stored config has no `value_map` key and its critic is the whole-image CNN.
+    maze = ["--env", "maze:9x9", "--num-envs", "16", "--eval-every", "0", "--eval-episodes", "4", "--no-progress",
+            "--wandb-mode", "disabled"]
+    run_dir = workdir / "runs" / "old_maze"
+    assert train.main([*maze, "--no-value-map", "--total-timesteps", "64", "--runs-dir", str(workdir / "runs"),
+                       "--run-name", "old_maze"]) == 0
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    del state["config"]["value_map"]
+    torch.save(state, run_dir / "checkpoint.pt")
+    assert train.main(["--resume", str(run_dir), "--total-timesteps", "128", "--no-progress"]) == 0
+    assert load_checkpoint(run_dir)["global_step"] == 128
+
+
 # ------------------------------------------------------------------ reproducibility
 def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
     proc = run_train([*TINY, "--algo", "pathwise", "--wandb-mode", "disabled", "--runs-dir",
