@@ -40,6 +40,13 @@ class PathwiseLearner(Learner):
         return (lambda obs: self.policy(env.without_terminal(obs))), \
             (lambda obs, world_id: self.critic(env.without_terminal(obs, world_id)))
 
+    def _entropy(self, env, logits: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The entropy bonus of this step, (B,): over the next cell (`--entropy-over cells`, on
+        worlds where each move has one outcome) or over the actions."""
+        if self.cfg.entropy_over == "cells" and env.O == 1:
+            return cell_entropy(logits, env.next_state[world_id, state, :, 0])
+        return torch.distributions.Categorical(logits=logits).entropy()
+
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
         cfg, gamma = self.cfg, self.cfg.gamma
         env.detach()
@@ -54,7 +61,7 @@ class PathwiseLearner(Learner):
         for _ in range(cfg.horizon):
             logits = policy(obs)  # (B, A)
             action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
-            world_id = env.world_id
+            world_id, state = env.world_id, env.state
             next_obs, reward, terminated, truncated, info = env.step(action)
             stats.add(info)
             reward = reward + self.bonus(info["final_pos"], world_id)  # (B,) differentiable
@@ -66,7 +73,7 @@ class PathwiseLearner(Learner):
             if cfg.critic:
                 window_return = window_return + discount * gamma * next_value * truncated
             discount = torch.where(info["done"], 1.0, discount * gamma)
-            entropy = entropy + torch.distributions.Categorical(logits=logits).entropy().mean()
+            entropy = entropy + self._entropy(env, logits, world_id, state).mean()
             record["obs"].append(obs.detach())
             record["rewards"].append(reward.detach())
             record["next_values"].append(next_value.detach())
@@ -87,3 +94,15 @@ class PathwiseLearner(Learner):
         targets = lambda_returns(rec["rewards"], rec["next_values"], rec["continues"], gamma, cfg.gae_lambda)
         metrics = self.fit_critic_and_report(rec["obs"].flatten(0, 1), targets.flatten(), loss, entropy, grad_norm)
         return obs.detach(), metrics
+
+
+def cell_entropy(logits: torch.Tensor, next_cell: torch.Tensor) -> torch.Tensor:
+    """Entropy of the cell the policy moves to, (B,), from logits (B, A) and each action's next
+    cell (B, A): H = -sum_a pi_a log q(next_cell_a), q(c) = sum of pi_b over the actions b that
+    lead to c. Actions with the same outcome (the bumps into walls around a cell) merge into one,
+    so a uniform policy over a dead end's moves is no longer the most random one: staying and
+    leaving are."""
+    pi = logits.softmax(-1)  # (B, A)
+    same = (next_cell[:, :, None] == next_cell[:, None, :]).to(pi.dtype)  # (B, A, A)
+    q = torch.einsum("bij,bj->bi", same, pi)  # (B, A) probability of action i's outcome
+    return -(pi * q.clamp_min(torch.finfo(pi.dtype).tiny).log()).sum(-1)
