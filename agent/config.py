@@ -65,11 +65,11 @@ class TrainConfig:
     success; see the README). The run's config.json records the value used."""
     entropy_coef: float = 0.01
     """Weight of the policy-entropy bonus."""
-    entropy_over: Literal["cells", "actions"] = "cells"
-    """pathwise: what the entropy bonus spreads. cells: the entropy of the cell the action leads
-    to, so the moves into walls, which all leave the agent where it stands, count as one outcome;
-    the action entropy instead pays the agent to bump walls, and on procedural mazes that kept it
-    stuck in dead ends (see the README). actions: the entropy of the action distribution.
+    entropy_over: Literal["actions", "cells"] = "actions"
+    """pathwise: what the entropy bonus spreads. actions: the entropy of the action distribution.
+    cells: the entropy of the cell the action leads to, so the moves into walls, which all leave
+    the agent where it stands, count as one outcome (the action entropy pays a policy to bump
+    walls). On procedural mazes cells changed which seed fails, not how many (see the README).
     Worlds with random moves (slip) always use actions; reinforce and ppo always do."""
     max_grad_norm: float = 1.0
     """Clip the policy gradient to this global norm (<= 0 disables clipping)."""
@@ -152,8 +152,6 @@ class TrainConfig:
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         # A config written before `value_map` existed was trained with the whole-image critic.
         kw.setdefault("value_map", False)
-        # ... and one written before `entropy_over` existed, with the action entropy.
-        kw.setdefault("entropy_over", "actions")
         return cls(**kw)
 
 

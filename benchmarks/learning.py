@@ -49,7 +49,7 @@ VARIANTS: dict[str, dict] = {
     "pathwise-bonus": {"algo": "pathwise", "explore_bonus": 0.05},
     "pathwise-no-value-map": {"algo": "pathwise", "value_map": False},
     "pathwise-entropy-0.03": {"algo": "pathwise", "entropy_coef": 0.03},
-    "pathwise-action-entropy": {"algo": "pathwise", "entropy_over": "actions"},
+    "pathwise-cell-entropy": {"algo": "pathwise", "entropy_over": "cells"},
     "reinforce": {"algo": "reinforce"},
     "ppo": {"algo": "ppo"},
     "ppo-bonus": {"algo": "ppo", "explore_bonus": 0.05},
