@@ -106,6 +106,7 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
         start_time, start_step = time.time(), global_step
         while global_step < cfg.total_timesteps and stop.signal is None:
             tau = schedule(global_step)
+            learner.warm_up(global_step)
             obs, metrics = learner.update(env, obs, tau, stats)
             global_step += env.num_envs * cfg.horizon
             sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)

@@ -88,6 +88,12 @@ class TrainConfig:
     """Env steps to train for (summed over the B envs)."""
     learning_rate: float = 3e-3
     """Adam learning rate of the policy."""
+    actor_warmup: int | None = None
+    """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate,
+    so the policy does not commit to what the critic's first, untrained values say (0 = none).
+    Default (None): 300,000 for pathwise on procedural mazes, where without it a run can settle
+    on a policy that bumps into walls (see the README), and 0 elsewhere. The run's config.json
+    records the value used."""
     critic_learning_rate: float = 3e-3
     """Adam learning rate of the value network."""
     gamma: float = 0.99
@@ -152,6 +158,8 @@ class TrainConfig:
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         # A config written before `value_map` existed was trained with the whole-image critic.
         kw.setdefault("value_map", False)
+        # ... and one written before `actor_warmup` existed, with none.
+        kw.setdefault("actor_warmup", 0)
         return cls(**kw)
 
 
@@ -182,6 +190,8 @@ def validate(cfg: TrainConfig) -> None:
         (0.0 <= cfg.gamma < 1.0, f"--gamma {cfg.gamma} must be in [0, 1)"),
         (cfg.tau > 0, f"--tau {cfg.tau} must be > 0"),
         (cfg.explore_bonus is None or cfg.explore_bonus >= 0, f"--explore-bonus {cfg.explore_bonus} must be >= 0"),
+        (cfg.actor_warmup is None or cfg.actor_warmup >= 0,
+         f"--actor-warmup {cfg.actor_warmup} must be >= 0 (0 = no warm-up)"),
         (cfg.entropy_coef >= 0, f"--entropy-coef {cfg.entropy_coef} must be >= 0"),
         (cfg.tau_min > 0, f"--tau-min {cfg.tau_min} must be > 0"),
         (cfg.estimator in ESTIMATORS,

@@ -31,12 +31,14 @@ def build_world(cfg: TrainConfig, env: str | None = None):
 
 DEFAULT_HORIZON = 16
 DEFAULT_EXPLORE_BONUS = 0.05
+DEFAULT_MAZE_ACTOR_WARMUP = 300_000
 
 
 def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     """`cfg` with the world-dependent defaults filled in (see `TrainConfig.horizon` and
-    `.explore_bonus`); the run's config.json records these values."""
-    return replace(cfg, horizon=resolve_horizon(cfg, world), explore_bonus=resolve_explore_bonus(cfg, world))
+    `.explore_bonus`, `.actor_warmup`); the run's config.json records these values."""
+    return replace(cfg, horizon=resolve_horizon(cfg, world), explore_bonus=resolve_explore_bonus(cfg, world),
+                   actor_warmup=resolve_actor_warmup(cfg, world))
 
 
 def resolve_horizon(cfg: TrainConfig, world) -> int:
@@ -52,6 +54,13 @@ def resolve_explore_bonus(cfg: TrainConfig, world) -> float:
     if cfg.explore_bonus is not None:
         return cfg.explore_bonus
     return 0.0 if isinstance(world, MazeSpec) else DEFAULT_EXPLORE_BONUS
+
+
+def resolve_actor_warmup(cfg: TrainConfig, world) -> int:
+    """`--actor-warmup`, or (when unset) 300k env steps for pathwise on procedural mazes, else 0."""
+    if cfg.actor_warmup is not None:
+        return cfg.actor_warmup
+    return DEFAULT_MAZE_ACTOR_WARMUP if cfg.algo == "pathwise" and isinstance(world, MazeSpec) else 0
 
 
 def has_random_moves(world) -> bool:
@@ -94,7 +103,8 @@ def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, cr
     from agent.rollout import VisitBonus
 
     cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
-    if cfg.explore_bonus is None:
-        raise ValueError("explore_bonus is unset; pass the config through resolve_defaults first")
+    unset = [name for name in ("explore_bonus", "actor_warmup") if getattr(cfg, name) is None]
+    if unset:
+        raise ValueError(f"{', '.join(unset)} unset; pass the config through resolve_defaults first")
     bonus = VisitBonus(env.terminal, cfg.explore_bonus)
     return cls(cfg, policy, critic, generator, bonus)

@@ -19,6 +19,14 @@ class Learner:
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
         self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
 
+    def warm_up(self, global_step: int) -> None:
+        """Set the policy's learning rate for the update that starts at `global_step`: it rises
+        linearly over the first `actor_warmup` env steps (a function of the step alone, so a
+        resumed run picks it up where it stopped)."""
+        fraction = min(1.0, (global_step + 1) / self.cfg.actor_warmup) if self.cfg.actor_warmup else 1.0
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.cfg.learning_rate * fraction
+
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
                 "bonus": self.bonus.state_dict()}

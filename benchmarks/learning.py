@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict] = {
     "pathwise-no-value-map": {"algo": "pathwise", "value_map": False},
     "pathwise-entropy-0.03": {"algo": "pathwise", "entropy_coef": 0.03},
     "pathwise-cell-entropy": {"algo": "pathwise", "entropy_over": "cells"},
+    "pathwise-no-warmup": {"algo": "pathwise", "actor_warmup": 0},
     "reinforce": {"algo": "reinforce"},
     "ppo": {"algo": "ppo"},
     "ppo-bonus": {"algo": "ppo", "explore_bonus": 0.05},
