@@ -1,4 +1,4 @@
-"""agent.factory: the default horizon and exploration bonus follow the algo and the world."""
+"""agent.factory: the default horizon, exploration bonus and actor warm-up follow the algo and the world."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from agent.config import TrainConfig
 from agent.factory import (
     DEFAULT_EXPLORE_BONUS,
     DEFAULT_HORIZON,
+    DEFAULT_MAZE_ACTOR_WARMUP,
     build_env,
     build_learner,
     build_networks,
@@ -76,6 +77,23 @@ def test_default_explore_bonus(overrides, expected):
     resolved = resolve_defaults(cfg, build_world(cfg))
     assert resolved.explore_bonus == expected
     assert resolved.horizon == resolve_horizon(cfg, build_world(cfg))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"env": "maze:9x9"}, DEFAULT_MAZE_ACTOR_WARMUP),  # pathwise on procedural mazes
+        ({"env": "maze:9x9", "algo": "ppo"}, 0),  # the score-function learners keep their settings
+        ({"env": "maze:9x9", "algo": "reinforce"}, 0),
+        ({"env": "maze"}, 0),  # fixed maps, as before
+        ({**SLIPPERY}, 0),
+        ({"env": "maze:9x9", "actor_warmup": 0}, 0),  # an explicit value always wins
+        ({"env": "four_rooms", "actor_warmup": 5000}, 5000),
+    ],
+)
+def test_default_actor_warmup(overrides, expected):
+    cfg = TrainConfig(**overrides)
+    assert resolve_defaults(cfg, build_world(cfg)).actor_warmup == expected
 
 
 def test_learner_refuses_an_unresolved_config():

@@ -103,21 +103,24 @@ def test_default_horizon_and_bonus_are_recorded_and_steps_follow_them(workdir):
     config = json.loads((run_dir / "config.json").read_text())
     assert config["horizon"] == 1  # resolved, not left unset
     assert config["explore_bonus"] == 0.05
+    assert config["actor_warmup"] == 0
     assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [64, 128, 192, 256]
 
 
 def test_a_maze_run_from_before_the_value_map_resumes(workdir):
-    # Its stored config has no `value_map` key and its critic is the whole-image CNN.
+    # Its stored config has no `value_map` key and its critic is the whole-image CNN; nor has it
+    # `actor_warmup`: it was trained with none, and goes on so.
     maze = ["--env", "maze:9x9", "--num-envs", "16", "--eval-every", "0", "--eval-episodes", "4", "--no-progress",
             "--wandb-mode", "disabled"]
     run_dir = workdir / "runs" / "old_maze"
     assert train.main([*maze, "--no-value-map", "--total-timesteps", "64", "--runs-dir", str(workdir / "runs"),
                        "--run-name", "old_maze"]) == 0
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    del state["config"]["value_map"]
+    del state["config"]["value_map"], state["config"]["actor_warmup"]
     torch.save(state, run_dir / "checkpoint.pt")
     assert train.main(["--resume", str(run_dir), "--total-timesteps", "128", "--no-progress"]) == 0
     assert load_checkpoint(run_dir)["global_step"] == 128
+    assert load_checkpoint(run_dir)["config"]["actor_warmup"] == 0
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -299,6 +302,7 @@ RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
     (["--maze-pool", "-2"], "--maze-pool -2"),
     (["--explore-bonus", "-0.1"], "--explore-bonus -0.1 must be >= 0"),
     (["--entropy-coef", "-1"], "--entropy-coef -1.0 must be >= 0"),
+    (["--actor-warmup", "-5"], "--actor-warmup -5 must be >= 0"),
     (["--env-kwargs", "badformat"], "key:value"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--env", "RAGGED"], "row 2 has 6 cells"),
