@@ -14,7 +14,7 @@ def run_episodes(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, gree
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Play exactly one episode in each of the env's B copies; per-episode tensors (B,)."""
     B = env.num_envs
-    obs = env.reset()
+    obs = env.reset(each_world=True)  # a maze pool's mazes once each, not drawn with replacement
     finished = torch.zeros(B, dtype=torch.bool, device=env.device)
     out = {k: torch.zeros(B, device=env.device) for k in ("return", "length", "success", "discounted")}
     for t in range(env.max_episode_steps):

@@ -145,12 +145,18 @@ class BatchedGridWorld:
         return (logits + noise).argmax(-1)
 
     # ----------------------------------------------------------------- reset
-    def reset(self, *, seed: int | None = None, state: torch.Tensor | int | None = None) -> torch.Tensor:
-        """Reset every env; `state` forces the start cell(s). Returns the first observation."""
+    def reset(self, *, seed: int | None = None, state: torch.Tensor | int | None = None,
+              each_world: bool = False) -> torch.Tensor:
+        """Reset every env; `state` forces the start cell(s); `each_world` puts env b in world
+        b % num_worlds instead of drawing the worlds, so an evaluation with B = num_worlds plays
+        every maze of its pool once (drawn, some would come twice and others never). Returns the
+        first observation."""
         if seed is not None:
             self.generator.manual_seed(seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
-        self._reset_where(everyone)
+        if each_world:
+            self.world_id = self._arange % self.num_worlds
+        self._reset_where(everyone, draw_worlds=not each_world)
         self._soft = False
         if state is not None:
             forced = torch.as_tensor(state, dtype=torch.long, device=self.device)
@@ -165,9 +171,9 @@ class BatchedGridWorld:
             self.pos = torch.nn.functional.one_hot(self.state, self.S).float()
         return self._obs(self.pos)
 
-    def _reset_where(self, mask: torch.Tensor) -> None:
+    def _reset_where(self, mask: torch.Tensor, draw_worlds: bool = True) -> None:
         """Start new episodes in the envs where `mask` (B,) is set (no gradient flows in)."""
-        if self.resample_worlds:
+        if self.resample_worlds and draw_worlds:
             fresh = torch.randint(self.num_worlds, (self.num_envs,), generator=self.generator, device=self.device)
             self.world_id = torch.where(mask, fresh, self.world_id)
         if self.fixed_start is not None:

@@ -36,3 +36,21 @@ def test_normalised_score_is_the_policy_value_over_the_time_limited_optimum():
     tolerance = 4 * 0.5 / math.sqrt(env.num_envs) / optimal_return(env, gamma)
     assert result["normalized_score"] == pytest.approx(exact, abs=tolerance)
     assert 0.9 < exact <= 1.0  # near-optimal under the limit, never above the optimum
+
+
+def test_an_evaluation_plays_each_maze_of_its_pool_once():
+    # A pool of 16 unseen mazes evaluated with B = 16 must give, env by env, the episodes of
+    # the same 16 mazes laid out one per env; drawn with replacement, some would come twice.
+    from agent.evaluation import run_episodes
+    from agent.policy import PolicyNet
+    from envs import make_world
+
+    torch.manual_seed(3)
+    policy = PolicyNet((4, 9, 9), 4, hidden=16)  # untrained: sampled walks, the same noise in both
+    pooled = BatchedGridWorld("maze:9x9", 16, obs_mode="image", seed=5, maze_seed=77)
+    laid_out = BatchedGridWorld(make_world("maze:9x9").sample_many(16, 77), 16, obs_mode="image", seed=5)
+    got = run_episodes(policy, pooled, gamma=0.99, greedy=False, generator=torch.Generator().manual_seed(0))
+    want = run_episodes(policy, laid_out, gamma=0.99, greedy=False, generator=torch.Generator().manual_seed(0))
+    assert len(set(want["length"].tolist())) > 2  # the mazes do tell the episodes apart
+    for key in ("length", "success", "return"):
+        assert torch.equal(got[key], want[key]), key
