@@ -13,7 +13,8 @@ from typing import Any
 import torch
 
 FORMAT = "gumbel-gridworld/1"
-LATEST = "checkpoint.pt"
+LATEST = "checkpoint.pt"  # the run's last state, what --resume continues
+BEST = "best.pt"  # the policy with the best evaluation so far, what a user gets
 
 
 class CheckpointError(ValueError):
@@ -46,11 +47,14 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory -> its latest checkpoint; a file -> itself."""
+def resolve_checkpoint(path: str | Path, which: str = LATEST) -> Path:
+    """A run directory -> its checkpoint `which` (LATEST or BEST; a run without a BEST, e.g. one
+    stopped before its first evaluation, falls back to LATEST); a file -> itself."""
+    if which not in (LATEST, BEST):
+        raise ValueError(f"which={which!r} must be {LATEST!r} or {BEST!r}")
     p = Path(path)
     if p.is_dir():
-        p = p / LATEST
+        p = p / which if (p / which).is_file() else p / LATEST
     if not p.is_file():
         raise CheckpointError(
             f"no checkpoint at {p}; pass a run directory (runs/NAME) or a .pt file written by train.py"
@@ -58,8 +62,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return p
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> dict[str, Any]:
-    p = resolve_checkpoint(path)
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu", which: str = LATEST) -> dict[str, Any]:
+    p = resolve_checkpoint(path, which)
     try:
         with warnings.catch_warnings():
             # A damaged file can start like a pickle of another protocol; torch then warns about

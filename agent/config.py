@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ast
+import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
-
-ALGOS = ("pathwise", "reinforce", "ppo")
 
 
 @dataclass
@@ -26,8 +25,8 @@ class TrainConfig:
     """Reward per move on our own maps and mazes (gymnasium ids keep their own rewards)."""
     hazard_reward: float = 0.0
     """Reward for entering lava on our own maps (the episode ends there)."""
-    maze_pool: int = 0
-    """Procedural mazes only: how many training mazes to draw episodes from (0 = min(num_envs, 1024))."""
+    maze_pool: int = 1024
+    """Procedural mazes only: how many training mazes episodes are drawn from."""
     obs: Literal["auto", "onehot", "image"] = "auto"
     """Observation the policy sees; auto = image for mazes (to generalise), onehot otherwise."""
 
@@ -52,19 +51,29 @@ class TrainConfig:
     """Image observations: the critic is a value map of the world's static planes read off the
     agent plane, linear in the agent's position (the pathwise learner needs it on procedural
     mazes; see the README). --no-value-map: one CNN value of the whole image."""
+    lookahead: int = 1
+    """pathwise: env steps each action's gradient looks ahead through the differentiable env
+    before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
+    whole rollout window)."""
+    explore_starts: float = 0.5
+    """Probability that a training episode starts in a state drawn uniformly from those an
+    episode can reach, instead of at the world's start (exploring starts; every algo; never in
+    evaluation)."""
     slip_gradient: Literal["sampled", "expected"] = "expected"
     """Pathwise on slippery worlds: differentiate each step at the slip outcome drawn
     ("sampled"), or average its derivative over the outcomes by their probabilities
     ("expected", Rao-Blackwellised: same forward, lower-variance gradient; measured better
     on slippery FrozenLake 8x8). No effect without slip."""
-    explore_bonus: float | None = None
+    explore_bonus: float = 0.0
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
-    training reward (never to logged returns); 0 disables it. Default (None): 0.05, but 0 on
-    procedural mazes, where each maze's visit counts can't be seen in the observation, so the
-    bonus is noise the critic can't fit (pathwise, seed 0: 59% with it vs 100% unseen-maze
-    success; see the README). The run's config.json records the value used."""
+    training reward (never to logged returns); 0 disables it."""
     entropy_coef: float = 0.01
     """Weight of the policy-entropy bonus."""
+    logit_penalty: float = 0.01
+    """pathwise: weight of a penalty on the squared logits (centred per state). Unlike the entropy
+    bonus, its gradient does not vanish once the policy has collapsed onto one action, so no
+    action becomes so unlikely that its own gradient, proportional to its probability, can no
+    longer bring it back when it turns out to be the better one."""
     entropy_over: Literal["actions", "cells"] = "actions"
     """pathwise: what the entropy bonus spreads. actions: the entropy of the action distribution.
     cells: the entropy of the cell the action leads to, so the moves into walls, which all leave
@@ -72,34 +81,31 @@ class TrainConfig:
     walls). On procedural mazes cells changed which seed fails, not how many (see the README).
     Worlds with random moves (slip) always use actions; reinforce and ppo always do."""
     max_grad_norm: float = 1.0
-    """Clip the policy gradient to this global norm (<= 0 disables clipping)."""
+    """Clip the policy gradient to this global norm (0 disables clipping)."""
 
     # --- budget and optimisation
-    num_envs: int = 1024
+    num_envs: int = 256
     """Number of parallel environments B."""
-    horizon: int = 0
-    """Steps per rollout window T (pathwise back-propagates through all T). 0 = automatic: 16,
-    but 1 for pathwise on a world with random moves (slip), where through longer windows the
-    gradient follows the slips that happened to be drawn (normalised score 0.97 vs 0.65 with
-    T = 16 on slippery FrozenLake 8x8), and on procedural mazes, where it would ask what
-    replaying the same later moves from a neighbouring cell earns, which walls make meaningless
-    (see the README). The run's config.json records the T used."""
+    horizon: int = 16
+    """Env steps T that each of the B envs takes per update (an update trains on B x T steps, and
+    the critic's TD(lambda) targets span the T steps)."""
     total_timesteps: int = 2_000_000
     """Env steps to train for (summed over the B envs)."""
     learning_rate: float = 3e-3
     """Adam learning rate of the policy."""
-    actor_warmup: int | None = None
-    """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate,
-    so the policy does not commit to what the critic's first, untrained values say (0 = none).
-    Default (None): 300,000 for pathwise on procedural mazes, where without it a run can settle
-    on a policy that bumps into walls (see the README), and 0 elsewhere. The run's config.json
-    records the value used."""
+    actor_warmup: int = 0
+    """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
+    (0 = none)."""
     critic_learning_rate: float = 3e-3
     """Adam learning rate of the value network."""
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.95
-    """lambda of the TD(lambda) / GAE targets."""
+    """lambda of the critic's targets: GAE / TD(lambda) for reinforce and ppo, Watkins's
+    Q(lambda) for pathwise."""
+    trace_cut: float = 0.05
+    """pathwise: the critic's Q(lambda) trace goes on through an action whose one-step value is
+    within this fraction of the return scale of the best action's, and is cut at a worse one."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4
@@ -124,6 +130,9 @@ class TrainConfig:
     """Episodes per evaluation."""
     save_every: int = 500_000
     """Write a checkpoint every this many env steps (one is always written at the end)."""
+    save_every_s: float = 60.0
+    """Also write one when this many seconds have passed since the last (0: off), so a killed
+    run loses at most about this much work."""
     stop_at_success: float | None = None
     """Stop early once greedy evaluation reaches this success rate (e.g. 1.0)."""
     resume: str | None = None
@@ -158,52 +167,122 @@ class TrainConfig:
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in known}
         # A config written before `value_map` existed was trained with the whole-image critic.
         kw.setdefault("value_map", False)
-        # ... and one written before `actor_warmup` existed, with none.
+        # ... and one written before `actor_warmup` existed, with none; before `lookahead`, through
+        # the whole window; before `explore_starts`, from the world's start only.
         kw.setdefault("actor_warmup", 0)
+        kw.setdefault("lookahead", kw.get("horizon") or 16)
+        kw.setdefault("explore_starts", 0.0)
+        kw.setdefault("logit_penalty", 0.0)
+        kw.setdefault("trace_cut", 0.0)
+        kw.setdefault("save_every_s", 60.0)
         return cls(**kw)
 
 
 def parse_env_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
-    """`("map_name:8x8", "is_slippery:False")` -> {"map_name": "8x8", "is_slippery": False}."""
+    """`("map_name:8x8", "is_slippery:false")` -> {"map_name": "8x8", "is_slippery": False}.
+
+    Values are typed: true/false in any case are booleans, none is None, numbers are numbers,
+    and anything else (8x8, a FrozenLake desc like SFF/FHF/FFG) stays a string."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition(":")
         if not sep or not key:
             raise ValueError(f"--env-kwargs item {item!r} must look like key:value, e.g. map_name:8x8")
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw  # a bare word such as 8x8 stays a string
+        if key in out:
+            raise ValueError(f"--env-kwargs gives {key!r} twice; give each keyword once")
+        out[key] = _typed(raw)
     return out
 
 
+def _typed(raw: str) -> Any:
+    word = raw.strip().lower()
+    if word in ("true", "false"):
+        return word == "true"
+    if word in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+# field -> (accepted?, the accepted range in words). Every numeric field is checked where it
+# enters, so a nan, an inf or a value out of range never reaches the learner.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "slip": (lambda v: _finite(v) and 0 <= v < 1, "a probability in [0, 1)"),
+    "step_reward": (_finite, "a finite number"),
+    "hazard_reward": (_finite, "a finite number"),
+    "maze_pool": (lambda v: v >= 1, "an integer >= 1"),
+    "tau": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "tau_min": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "tau_anneal_rate": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "lookahead": (lambda v: v >= 1, "an integer >= 1"),
+    "explore_starts": (lambda v: _finite(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "explore_bonus": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "entropy_coef": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "logit_penalty": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "max_grad_norm": (lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
+    "num_envs": (lambda v: v >= 1, "an integer >= 1"),
+    "horizon": (lambda v: v >= 1, "an integer >= 1"),
+    "total_timesteps": (lambda v: v >= 1, "an integer >= 1"),
+    "learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "actor_warmup": (lambda v: v >= 0, "an integer >= 0 (0: no warm-up)"),
+    "critic_learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "gamma": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
+    "gae_lambda": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
+    "trace_cut": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "update_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
+    "clip_coef": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "hidden": (lambda v: v >= 1, "an integer >= 1"),
+    "seed": (lambda v: 0 <= v < 2**63, "an integer >= 0"),
+    "eval_every": (lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
+    "eval_episodes": (lambda v: v >= 1, "an integer >= 1"),
+    "save_every": (lambda v: v >= 0, "an integer >= 0 (0: only at the end and by --save-every-s)"),
+    "save_every_s": (lambda v: _finite(v) and v >= 0, "a finite number of seconds >= 0 (0: off)"),
+    "stop_at_success": (lambda v: v is None or (_finite(v) and 0 <= v <= 1), "a success rate in [0, 1]"),
+}
+
+
+def flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def validate(cfg: TrainConfig) -> None:
-    """Raise ValueError naming the bad value and the fix; the CLI prints it as one line."""
+    """Raise ValueError naming the flag, the value and the accepted range; the CLI prints it as one
+    line. Cross-field rules come after the per-field ones."""
     from agent.gumbel import ESTIMATORS
 
-    checks = [
-        (cfg.num_envs >= 1, f"--num-envs {cfg.num_envs} must be >= 1"),
-        (cfg.maze_pool >= 0, f"--maze-pool {cfg.maze_pool} must be >= 1 (or 0 for the default)"),
-        (cfg.horizon >= 0, f"--horizon {cfg.horizon} must be >= 1 (or 0 for the automatic default)"),
-        (cfg.total_timesteps >= 1, f"--total-timesteps {cfg.total_timesteps} must be >= 1"),
-        (cfg.learning_rate > 0, f"--learning-rate {cfg.learning_rate} must be > 0"),
-        (0.0 <= cfg.gamma < 1.0, f"--gamma {cfg.gamma} must be in [0, 1)"),
-        (cfg.tau > 0, f"--tau {cfg.tau} must be > 0"),
-        (cfg.explore_bonus is None or cfg.explore_bonus >= 0, f"--explore-bonus {cfg.explore_bonus} must be >= 0"),
-        (cfg.actor_warmup is None or cfg.actor_warmup >= 0,
-         f"--actor-warmup {cfg.actor_warmup} must be >= 0 (0 = no warm-up)"),
-        (cfg.entropy_coef >= 0, f"--entropy-coef {cfg.entropy_coef} must be >= 0"),
-        (cfg.tau_min > 0, f"--tau-min {cfg.tau_min} must be > 0"),
-        (cfg.estimator in ESTIMATORS,
-         f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}"),
-        (0.0 <= cfg.slip < 1.0, f"--slip {cfg.slip} must be in [0, 1)"),
-        (cfg.eval_episodes >= 1, f"--eval-episodes {cfg.eval_episodes} must be >= 1"),
-        (cfg.update_epochs >= 1 and cfg.num_minibatches >= 1, "--update-epochs and --num-minibatches must be >= 1"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(message)
+    for name, (ok, accepted) in RULES.items():
+        value = getattr(cfg, name)
+        if not ok(value):
+            raise ValueError(f"{flag(name)} {value!r} is out of range: it must be {accepted}")
+    if cfg.estimator not in ESTIMATORS:
+        raise ValueError(f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}")
+    if cfg.lookahead > cfg.horizon:
+        raise ValueError(f"--lookahead {cfg.lookahead} must be at most --horizon {cfg.horizon}")
+    if cfg.tau_min > cfg.tau:
+        raise ValueError(f"--tau-min {cfg.tau_min} must be at most --tau {cfg.tau} (the schedule starts at "
+                         "--tau and anneals down to --tau-min)")
+    if not cfg.env.strip():
+        raise ValueError("--env is empty; give a built-in map, a map file, maze:HxW or a gymnasium id")
+    check_run_name(cfg.run_name)
     parse_env_kwargs(cfg.env_kwargs)
 
 
-__all__ = ["ALGOS", "TrainConfig", "parse_env_kwargs", "validate", "field"]
+def check_run_name(name: str | None) -> None:
+    """A run name is one directory inside --runs-dir: no separators, no `..`."""
+    if name is None:
+        return
+    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise ValueError(f"--run-name {name!r} must be a plain directory name inside --runs-dir "
+                         "(no /, no .., not empty)")
+
+
+__all__ = ["TrainConfig", "parse_env_kwargs", "validate"]

@@ -1,9 +1,11 @@
 """Score a trained policy: `python -m agent.evaluate runs/NAME [--episodes N] [--env OTHER] ...`.
 
-Loads a checkpoint written by train.py, rebuilds its policy from the stored config and plays
-one episode in each of N env copies, greedy (argmax) by default. A procedural-maze run is scored
-on mazes it never saw: training drew its mazes from seed `cfg.seed` and train.py's periodic
-evaluation from `cfg.seed + 1_000_000`, so this one uses `cfg.seed + 2_000_000 + --seed`.
+Loads a checkpoint written by train.py (in a run directory the kept policy, best.pt, unless
+--policy last), rebuilds its policy from the stored config, scores it exactly on the
+tabular core (success probability, expected return and length under the time limit, normalised
+score) and plays one episode in each of N env copies, greedy (argmax) by default. A
+procedural-maze run is scored on mazes it never saw: neither its training mazes nor those of
+train.py's periodic evaluation (`agent.factory.EVAL_MAZE_OFFSET`).
 
 Examples:
     python -m agent.evaluate runs/four_rooms__pathwise__0__1700000000
@@ -22,20 +24,20 @@ from typing import Any
 
 import torch
 
-from agent.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
 from agent.config import TrainConfig
 from agent.evaluation import evaluate, record_episode
-from agent.factory import build_env, build_networks, build_world, resolve_device
+from agent.factory import EVAL_MAZE_OFFSET, build_eval_env, build_networks, build_world, resolve_device
 from envs import MazeSpec
 
-UNSEEN_MAZE_OFFSET = 2_000_000  # training mazes: seed; train.py's eval mazes: seed + 1_000_000
 GIF_FPS = 8
 
 
-def load_policy(path: str | Path, device: torch.device):
-    """Checkpoint -> (policy in eval mode, its TrainConfig, the raw checkpoint dict)."""
-    state = load_checkpoint(path, device=device)
-    where = resolve_checkpoint(path)
+def load_policy(path: str | Path, device: torch.device, which: str = BEST):
+    """Checkpoint -> (policy in eval mode, its TrainConfig, the raw checkpoint dict). A run
+    directory gives its kept (best) policy, or with which=LATEST its last one."""
+    state = load_checkpoint(path, device=device, which=which)
+    where = resolve_checkpoint(path, which)
     missing = [k for k in ("config", "policy", "obs_shape", "num_actions") if k not in state]
     if missing:
         raise CheckpointError(f"{where} lacks {', '.join(missing)}; it was not written by train.py")
@@ -56,7 +58,7 @@ def load_policy(path: str | Path, device: torch.device):
 
 def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | None = None,
                         greedy: bool = True, seed: int = 0, device: str = "auto",
-                        gif: str | Path | None = None) -> dict[str, Any]:
+                        gif: str | Path | None = None, which: str = BEST) -> dict[str, Any]:
     """Evaluate a checkpoint (a run directory or a .pt file); see the module docstring.
 
     Returns `agent.evaluation.evaluate`'s metrics plus where they came from (checkpoint, env,
@@ -65,11 +67,11 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
     if episodes < 1:
         raise ValueError(f"--episodes {episodes} must be >= 1")
     dev = resolve_device(device)
-    policy, cfg, state = load_policy(path, dev)
+    policy, cfg, state = load_policy(path, dev, which)
     world = build_world(cfg, env=env) if env is not None else build_world(cfg)
     env_name = env or cfg.env
-    maze_seed = cfg.seed + UNSEEN_MAZE_OFFSET + seed if isinstance(world, MazeSpec) else None
-    eval_env = build_env(cfg, dev, world=world, num_envs=episodes, seed=seed, maze_seed=maze_seed)
+    eval_env = build_eval_env(cfg, dev, "test", world=world, episodes=episodes, seed=seed)
+    maze_seed = cfg.seed + EVAL_MAZE_OFFSET["test"] + seed if isinstance(world, MazeSpec) else None
 
     trained = (tuple(state["obs_shape"]), int(state["num_actions"]))
     given = (tuple(eval_env.observation_shape), int(eval_env.A))
@@ -83,9 +85,9 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
     generator = torch.Generator(device=dev).manual_seed(seed)
     result: dict[str, Any] = evaluate(policy, eval_env, gamma=cfg.gamma, greedy=greedy,
                                       generator=generator)
-    result |= {"checkpoint": str(resolve_checkpoint(path)), "env": env_name,
+    result |= {"checkpoint": str(resolve_checkpoint(path, which)), "env": env_name,
                "global_step": int(state.get("global_step", 0)), "greedy": greedy, "seed": seed,
-               "maze_seed": maze_seed}
+               "maze_seed": maze_seed, "time_limit": eval_env.max_episode_steps, "gamma": cfg.gamma}
     if gif is not None:
         # A maze GIF plays an unseen maze too: gymnasium seeds its maze draw like our pool does.
         frames = record_episode(policy, cfg, seed=seed if maze_seed is None else maze_seed,
@@ -115,10 +117,16 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"{result['checkpoint']} (step {result['global_step']:,}) on {result['env']}, "
         f"{result['episodes']} {mode} episodes{unseen}",
-        f"  success rate      {result['success_rate']:.1%}",
-        f"  mean return       {result['mean_return']:.3f}",
-        f"  mean length       {result['mean_length']:.1f}",
-        f"  normalised score  {result['normalized_score']:.3f}  (discounted return / time-limited optimum)",
+        f"  exact (no sampling noise, under the time limit of {result['time_limit']} steps):",
+        f"    success probability  {result['exact_success_rate']:.1%}",
+        f"    expected return      {result['exact_return']:.4g}  (discounted, gamma {result['gamma']})",
+        f"    expected length      {result['exact_length']:.1f}",
+        f"    normalised score     {result['normalized_score']:.3f}  ((R - R_random) / (R* - R_random): "
+        f"R* {result['optimal_return']:.4g}, R_random {result['uniform_return']:.4g})",
+        "  sampled episodes:",
+        f"    success rate         {result['success_rate']:.1%}",
+        f"    mean return          {result['mean_return']:.4g}  (undiscounted)",
+        f"    mean length          {result['mean_length']:.1f}",
     ]
     if "gif" in result:
         lines.append(f"  episode GIF       {result['gif']}")
@@ -143,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="take the most likely action (default)")
     mode.add_argument("--sample", dest="greedy", action="store_false",
                       help="sample actions from the policy (Gumbel-Max) instead")
+    parser.add_argument("--policy", choices=["best", "last"], default="best",
+                        help=f"of a run directory: the kept policy, the best evaluated ({BEST}; default), "
+                             f"or the last one ({LATEST})")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds starts, slips, sampled actions and unseen mazes (default: 0)")
     parser.add_argument("--gif", default=None, metavar="PATH",
@@ -159,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, env=args.env,
                                      greedy=args.greedy, seed=args.seed, device=args.device,
-                                     gif=args.gif)
+                                     gif=args.gif, which=BEST if args.policy == "best" else LATEST)
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -29,64 +29,53 @@ def build_world(cfg: TrainConfig, env: str | None = None):
     return make_world(spec, env_kwargs=kwargs or None, **options)
 
 
-DEFAULT_HORIZON = 16
-DEFAULT_EXPLORE_BONUS = 0.05
-DEFAULT_MAZE_ACTOR_WARMUP = 300_000
-
-
 def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
-    """`cfg` with the world-dependent defaults filled in (see `TrainConfig.horizon` and
-    `.explore_bonus`, `.actor_warmup`); the run's config.json records these values."""
-    return replace(cfg, horizon=resolve_horizon(cfg, world), explore_bonus=resolve_explore_bonus(cfg, world),
-                   actor_warmup=resolve_actor_warmup(cfg, world))
-
-
-def resolve_horizon(cfg: TrainConfig, world) -> int:
-    """`--horizon`, or (when it is 0) its default for this algo and world."""
-    if cfg.horizon:
-        return cfg.horizon
-    one_step = has_random_moves(world) or isinstance(world, MazeSpec)
-    return 1 if cfg.algo == "pathwise" and one_step else DEFAULT_HORIZON
-
-
-def resolve_explore_bonus(cfg: TrainConfig, world) -> float:
-    """`--explore-bonus`, or (when unset) 0 on procedural mazes and 0.05 elsewhere."""
-    if cfg.explore_bonus is not None:
-        return cfg.explore_bonus
-    return 0.0 if isinstance(world, MazeSpec) else DEFAULT_EXPLORE_BONUS
-
-
-def resolve_actor_warmup(cfg: TrainConfig, world) -> int:
-    """`--actor-warmup`, or (when unset) 300k env steps for pathwise on procedural mazes, else 0."""
-    if cfg.actor_warmup is not None:
-        return cfg.actor_warmup
-    return DEFAULT_MAZE_ACTOR_WARMUP if cfg.algo == "pathwise" and isinstance(world, MazeSpec) else 0
-
-
-def has_random_moves(world) -> bool:
-    """Whether some move of the world (a `TabularMDP` or `MazeSpec`) has more than one outcome."""
-    if isinstance(world, MazeSpec):
-        return world.options.slip > 0
-    return bool((world.prob < 1).any())
+    """`cfg` with its automatic values made concrete, so the run's config.json records what was
+    used. Learner settings have one default for every world; what depends on the world is only
+    how the policy sees it (`obs_mode`)."""
+    cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if cfg.algo == "pathwise" and cfg.obs == "image" and not cfg.value_map:
+        raise ValueError("--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
+                         "images is the value map; drop --no-value-map (or use --algo ppo / reinforce)")
+    return cfg
 
 
 def obs_mode(cfg: TrainConfig, world) -> str:
+    """`--obs`, or for "auto": an image when the world is a family of layouts (a policy must see
+    which maze it is in), one-hot cells for a single world."""
     if cfg.obs != "auto":
         return cfg.obs
     return "image" if isinstance(world, MazeSpec) else "onehot"
 
 
+# Seeds of the worlds and envs an evaluation plays, apart from training's (`cfg.seed`): the
+# periodic evaluation that picks the kept policy ("validation") and the report on the kept policy
+# ("test"; for a family of procedural mazes these are mazes neither training nor the choice saw).
+EVAL_SEED_OFFSET = {"validation": 10_000, "test": 20_000}
+EVAL_MAZE_OFFSET = {"validation": 1_000_000, "test": 2_000_000}
+
+
 def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: int | None = None,
-              seed: int | None = None, maze_seed: int | None = None, maze_pool: int = 0) -> BatchedGridWorld:
+              seed: int | None = None, maze_seed: int | None = None, maze_pool: int = 0,
+              explore_starts: float = 0.0) -> BatchedGridWorld:
     """The batched env of a run; `world` overrides the config's (e.g. unseen mazes to evaluate on),
     the observation mode always follows the config, since the policy was built for it."""
     trained_on = build_world(cfg)
     return BatchedGridWorld(
         trained_on if world is None else world, num_envs or cfg.num_envs, obs_mode=obs_mode(cfg, trained_on),
         device=device, seed=cfg.seed if seed is None else seed, maze_seed=maze_seed,
-        maze_pool=maze_pool or None,
-        slip_gradient=cfg.slip_gradient,
+        maze_pool=maze_pool or None, slip_gradient=cfg.slip_gradient, explore_starts=explore_starts,
     )
+
+
+def build_eval_env(cfg: TrainConfig, device: torch.device, split: str, *, world=None, episodes: int | None = None,
+                   seed: int = 0) -> BatchedGridWorld:
+    """An evaluation env (`split` "validation" or "test", see EVAL_SEED_OFFSET) with one episode
+    per copy; a family of mazes gets its own pool of that split's mazes."""
+    world = build_world(cfg) if world is None else world
+    maze_seed = cfg.seed + EVAL_MAZE_OFFSET[split] + seed if isinstance(world, MazeSpec) else None
+    return build_env(cfg, device, world=world, num_envs=episodes or cfg.eval_episodes,
+                     seed=cfg.seed + EVAL_SEED_OFFSET[split] + seed, maze_seed=maze_seed)
 
 
 def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
@@ -103,8 +92,5 @@ def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, cr
     from agent.rollout import VisitBonus
 
     cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
-    unset = [name for name in ("explore_bonus", "actor_warmup") if getattr(cfg, name) is None]
-    if unset:
-        raise ValueError(f"{', '.join(unset)} unset; pass the config through resolve_defaults first")
-    bonus = VisitBonus(env.terminal, cfg.explore_bonus)
+    bonus = VisitBonus(env.num_worlds, env.S, cfg.explore_bonus, env.device)
     return cls(cfg, policy, critic, generator, bonus)

@@ -12,12 +12,41 @@ from agent.policy import PolicyNet, ValueNet
 from agent.rollout import VisitBonus, fit_critic
 
 
+class ReturnScale:
+    """The scale the policy's objective is divided by, so that one entropy bonus and one learning
+    rate fit every reward scale: max(1, S), S a running average of the range between the 5th and
+    95th percentile of the return targets (DreamerV3's return normalisation, Hafner et al. 2023).
+    The floor keeps small, sparse returns (a goal worth 1) from being blown up into noise."""
+
+    def __init__(self, decay: float = 0.95) -> None:
+        self.decay = decay
+        self.range: float | None = None
+
+    def update(self, returns: torch.Tensor) -> float:
+        q = torch.quantile(returns.detach().flatten().float(), torch.tensor([0.05, 0.95], device=returns.device))
+        spread = float(q[1] - q[0])
+        self.range = spread if self.range is None else self.decay * self.range + (1 - self.decay) * spread
+        return max(1.0, self.range)
+
+    @property
+    def value(self) -> float:
+        return 1.0 if self.range is None else max(1.0, self.range)
+
+    def state_dict(self) -> dict:
+        return {"range": self.range}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.range = state["range"]
+
+
 class Learner:
     def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator,
                  bonus: VisitBonus) -> None:
         self.cfg, self.policy, self.critic, self.generator, self.bonus = cfg, policy, critic, generator, bonus
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
+        self.return_scale = ReturnScale()
+        # fused: one kernel for all parameters; the per-tensor loop cost more than the maths here.
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate, fused=True)
+        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate, fused=True)
 
     def warm_up(self, global_step: int) -> None:
         """Set the policy's learning rate for the update that starts at `global_step`: it rises
@@ -29,12 +58,14 @@ class Learner:
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
-                "bonus": self.bonus.state_dict()}
+                "bonus": self.bonus.state_dict(), "return_scale": self.return_scale.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
         self.bonus.load_state_dict(state["bonus"])
+        if "return_scale" in state:  # checkpoints from before the return scale start unscaled
+            self.return_scale.load_state_dict(state["return_scale"])
 
     def fit_critic_and_report(self, obs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
                               entropy: torch.Tensor, grad_norm: float) -> dict[str, float]:

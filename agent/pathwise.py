@@ -1,10 +1,13 @@
-"""The pathwise learner: the return of a T-step window, back-propagated through Gumbel
-straight-through actions and the differentiable env into the policy.
+"""The pathwise learner: returns back-propagated through Gumbel straight-through actions and
+the differentiable env into the policy.
 
-Episodes are longer than the window, so the env state is carried from window to window
-(truncated back-propagation: `env.detach()` cuts the graph at the window start) and, with
-`critic=True`, the window return is closed with a learned value V of the state it ends in,
-itself differentiable in that state (a short-horizon actor-critic).
+Each update rolls the B envs T steps forward. Every action's gradient looks `lookahead` steps
+ahead through the model (the graph is cut at each look-ahead's start, truncated
+back-propagation) and is closed there, with `critic=True`, by a learned value V of the live
+position it reaches, itself differentiable in that position: a short-horizon actor-critic whose
+look-ahead does not depend on the rollout length T. The critic learns the value of the greedy
+policy from the whole T-step rollout (Watkins's Q(lambda) with one-step greedy backups through the
+env's tables).
 """
 
 from __future__ import annotations
@@ -13,32 +16,32 @@ import torch
 
 from agent.gumbel import straight_through
 from agent.learner import Learner
-from agent.rollout import EpisodeStats, clip_and_step, lambda_returns
+from agent.rollout import EpisodeStats, clip_and_step, greedy_lambda_returns, lambda_returns
 
 
 class PathwiseLearner(Learner):
-    def _readers(self, env):
-        """How the window reads the policy and the critic off an observation.
+    def _value_tables(self, env) -> torch.Tensor:
+        """The critic's value of every cell, (1, S) for one-hot observations (the same in every
+        world) or (W, S) for images (the value map of each world's layout), without gradient.
 
-        The pathwise gradient asks "what if the agent were partly in another cell?", i.e. for
-        derivatives along directions the networks never saw in training. For one-hot
-        observations we answer with the networks' values *at* the cells: logits = pos @ L and
-        V = pos @ v, L = policy(I), v = critic(I), which equal the networks at every one-hot
-        position and are exact (linear) in between. Read directly, an MLP's input derivative is
-        unconstrained there, and measured on `cliff` it sent the agent into the lava. For image
-        observations (mazes) the critic is itself linear in the agent plane (a value map,
-        `agent.policy.ValueNet`), so reading it directly is exact; the policy falls back to its
-        input gradient, which one-step windows (the maze default) never use. Either way mass on
-        terminal cells is masked out (`without_terminal`): the value there is 0 by definition.
-        """
-        if env.obs_mode == "onehot" and env.num_worlds == 1:
-            alive = 1.0 - env.terminal_f[0]  # (S,)
-            eye = torch.eye(env.S, device=alive.device)  # (S, S)
-            logit_table = self.policy(eye) * alive[:, None]  # (S, A), differentiable in the policy
-            value_table = self.critic(eye) * alive  # (S,), critic frozen during the actor pass
-            return (lambda obs: obs @ logit_table), (lambda obs, world_id: obs @ value_table)
-        return (lambda obs: self.policy(env.without_terminal(obs))), \
-            (lambda obs, world_id: self.critic(env.without_terminal(obs, world_id)))
+        The pathwise gradient asks "what if the agent had taken another action?", so the critic is
+        read at cells the agent was never in. Read as a table, its value there is exactly its
+        value at that cell, and the reading is linear in the position, not a network's input
+        derivative in a direction it never saw."""
+        with torch.no_grad():
+            if env.obs_mode == "onehot":
+                return self.critic(torch.eye(env.S, device=env.device))[None]  # (1, S)
+            if env.obs_mode == "image" and self.critic.map_form:
+                return self.critic.value_map(env.static_planes)  # (W, S)
+        raise ValueError("the pathwise learner reads its critic as a table of cells: use one-hot or "
+                         "image observations with the value-map critic (--value-map)")
+
+    def _policy_reader(self, env):
+        if env.obs_mode == "onehot":
+            logit_table = self.policy(torch.eye(env.S, device=env.device))  # (S, A), differentiable
+            # Each step's position is one-hot and cut from the graph, so its logits are a row of L.
+            return lambda obs: logit_table.index_select(0, env.state)
+        return self.policy
 
     def _entropy(self, env, logits: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """The entropy bonus of this step, (B,): over the next cell (`--entropy-over cells`, on
@@ -48,52 +51,106 @@ class PathwiseLearner(Learner):
         return torch.distributions.Categorical(logits=logits).entropy()
 
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
-        cfg, gamma = self.cfg, self.cfg.gamma
-        env.detach()
-        obs = obs.detach()
+        """T steps of B envs on the differentiable path.
+
+        Actor: the loss is minus the mean over the steps of each step's look-ahead return, the
+        rewards of the next `lookahead` steps and the critic's value of the live position after
+        them, discounted, back-propagated through the actions, the env and (within a look-ahead)
+        the positions. With the default look-ahead of 1 each action's gradient is that of
+        r + gamma V(next) alone.
+
+        Critic: V regresses Watkins's Q(lambda) targets over the T steps (`greedy_lambda_returns`),
+        built from one-step greedy backups max_a E[r + gamma V(s')] read off the env's tables, so
+        it learns the value of acting (near-)greedily on what it knows, not of the current
+        (random, early on) policy: a random policy's value next to lava is that of falling in,
+        which would teach the actor to shun the only way through. A trace follows the rollout
+        through actions within `trace_cut` (times the return scale) of the best one and is cut at
+        worse ones, so a soft policy in a long corridor still carries values along it."""
+        cfg, gamma, K = self.cfg, self.cfg.gamma, self.cfg.lookahead
         B = env.num_envs
-        window_return = torch.zeros(B, device=obs.device)  # (B,) differentiable
-        discount = torch.ones(B, device=obs.device)  # (B,) gamma^k since the episode (re)started
+        objective = torch.zeros(B, device=obs.device)  # (B,) differentiable
+        discount = torch.ones(B, device=obs.device)  # (B,) gamma^k since the look-ahead (or episode) began
         entropy = torch.zeros((), device=obs.device)
-        record: dict[str, list[torch.Tensor]] = {"obs": [], "rewards": [], "next_values": [], "continues": []}
-        self.critic.requires_grad_(False)  # the actor loss must not train the critic
-        policy, value = self._readers(env)
-        for _ in range(cfg.horizon):
+        logit_size = torch.zeros((), device=obs.device)
+        record: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "rewards", "terminated", "truncated",
+                                                                  "final_values", "greedy_values", "greedy_taken")}
+        values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
+        policy = self._policy_reader(env)
+        for t in range(cfg.horizon):
+            if t % K == 0:  # a look-ahead begins: cut the graph, so its gradient looks no further back
+                env.detach()
+                obs = obs.detach()
+                discount = torch.ones_like(discount)
             logits = policy(obs)  # (B, A)
-            action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
+            action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
             world_id, state = env.world_id, env.state
+            if values is not None:
+                q = one_step_values(env, values, world_id, state, gamma)  # (B, A) what each action earns
+                best = q.max(-1).values  # (B,)
+                record["greedy_values"].append(best)
+                # Near-greedy actions keep the trace; clearly worse ones (into lava, say) cut it.
+                slack = cfg.trace_cut * self.return_scale.value
+                record["greedy_taken"].append(q.gather(1, index[:, None]).squeeze(1) >= best - slack)
             next_obs, reward, terminated, truncated, info = env.step(action)
             stats.add(info)
-            reward = reward + self.bonus(info["final_pos"], world_id)  # (B,) differentiable
+            reward = reward + self.bonus(info["live_pos"], world_id)  # (B,) differentiable
             self.bonus.visit(info["final_state"], world_id)
-            window_return = window_return + discount * reward
-            # V of the true successor: 0 after a real end; after a time limit the state
-            # goes on, so the return is closed with its value (differentiable in the state).
-            next_value = value(info["final_obs"], world_id) * (~terminated)  # (B,)
-            if cfg.critic:
-                window_return = window_return + discount * gamma * next_value * truncated
+            # V of the true successor, 0 after an ending transition (the live position is empty
+            # there); after a time limit the state goes on, so it is closed with its value too.
+            if values is not None:
+                next_value = (info["live_pos"] * values[world_id if len(values) > 1 else 0]).sum(-1)  # (B,)
+            else:
+                next_value = torch.zeros_like(reward)
+            closes = truncated.float() if (t + 1) % K and t + 1 < cfg.horizon else torch.ones_like(reward)
+            objective = objective + discount * (reward + gamma * next_value * closes)
             discount = torch.where(info["done"], 1.0, discount * gamma)
             entropy = entropy + self._entropy(env, logits, world_id, state).mean()
+            logit_size = logit_size + (logits - logits.mean(-1, keepdim=True)).pow(2).mean()
             record["obs"].append(obs.detach())
             record["rewards"].append(reward.detach())
-            record["next_values"].append(next_value.detach())
-            record["continues"].append((~info["done"]).float())
+            record["terminated"].append(terminated)
+            record["truncated"].append(truncated)
+            record["final_values"].append(next_value.detach())
             obs = next_obs
-        if cfg.critic:
-            window_return = window_return + discount * value(obs, env.world_id)
-        self.critic.requires_grad_(True)
 
-        # The loss: minus the mean (bootstrapped) discounted window return.
-        entropy = entropy / cfg.horizon
-        loss = -window_return.mean() - cfg.entropy_coef * entropy
+        # The loss: minus the mean look-ahead return, in units of the return scale, minus the
+        # entropy bonus.
+        rec = {k: torch.stack(v) for k, v in record.items() if v}  # (T, B, ...)
+        if values is not None:
+            last = one_step_values(env, values, env.world_id, env.state, gamma).max(-1).values  # (B,)
+            targets = greedy_lambda_returns(rec["rewards"], rec["greedy_values"], rec["greedy_taken"],
+                                            rec["terminated"], rec["truncated"], rec["final_values"], last,
+                                            gamma, cfg.gae_lambda)
+        else:  # no critic: the discounted rewards within the window, for the return scale only
+            zeros = torch.zeros_like(rec["rewards"])
+            targets = lambda_returns(rec["rewards"], zeros, (~(rec["terminated"] | rec["truncated"])).float(),
+                                     gamma, 1.0)
+        scale = self.return_scale.update(targets)
+        entropy, logit_size = entropy / cfg.horizon, logit_size / cfg.horizon
+        objective = objective.mean() * K / cfg.horizon / scale
+        loss = -objective - cfg.entropy_coef * entropy + cfg.logit_penalty * logit_size
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
-
-        rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B, ...)
-        targets = lambda_returns(rec["rewards"], rec["next_values"], rec["continues"], gamma, cfg.gae_lambda)
-        metrics = self.fit_critic_and_report(rec["obs"].flatten(0, 1), targets.flatten(), loss, entropy, grad_norm)
+        metrics = {"losses/return_scale": scale, "losses/logit_size": float(logit_size.detach())}
+        if values is not None:
+            metrics["losses/greedy_action_share"] = float(rec["greedy_taken"].float().mean())
+            metrics |= self.fit_critic_and_report(rec["obs"].flatten(0, 1), targets.flatten(), loss, entropy,
+                                                  grad_norm)
+        else:
+            metrics |= {"losses/policy_loss": float(loss.detach()), "losses/entropy": float(entropy.detach()),
+                        "losses/grad_norm": grad_norm}
         return obs.detach(), metrics
+
+
+def one_step_values(env, values: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor,
+                    gamma: float) -> torch.Tensor:
+    """Q(s, a) = E_o[r + gamma (1 - done) V(s'_o)] for every action, (B, A), read off the env's
+    tables at (world_id, state) (B,) and the critic's value table `values` (W or 1, S)."""
+    ns = env.next_state[world_id, state]  # (B, A, O)
+    offset = (world_id * env.S)[:, None, None] if len(values) > 1 else 0
+    v_next = values.reshape(-1)[ns + offset] * ~env.done[world_id, state]  # (B, A, O)
+    return (env.prob[world_id, state] * (env.reward_table[world_id, state] + gamma * v_next)).sum(-1)
 
 
 def cell_entropy(logits: torch.Tensor, next_cell: torch.Tensor) -> torch.Tensor:

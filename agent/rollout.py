@@ -21,7 +21,9 @@ class EpisodeStats:
     successes: list[bool] = field(default_factory=list)
 
     def add(self, info: dict) -> None:
-        done = info["done"]
+        # Episodes that began at an exploring start are training data, not what the agent scores
+        # from the world's own start.
+        done = info["done"] & ~info["explored"]
         if done.any():
             self.returns += info["episode_return"][done].tolist()
             self.lengths += info["episode_length"][done].tolist()
@@ -65,6 +67,44 @@ def lambda_returns(
         blended = (1 - lam) * next_values[t] + lam * ahead
         ahead = rewards[t] + gamma * torch.where(continues[t] > 0, blended, next_values[t])
         out[t] = ahead
+    return out
+
+
+def greedy_lambda_returns(
+    rewards: torch.Tensor,
+    greedy_values: torch.Tensor,
+    greedy_taken: torch.Tensor,
+    terminated: torch.Tensor,
+    truncated: torch.Tensor,
+    final_values: torch.Tensor,
+    last_greedy_value: torch.Tensor,
+    gamma: float,
+    lam: float,
+) -> torch.Tensor:
+    """Watkins's Q(lambda) targets for V(s_t), (T, B), from a rollout and one-step greedy backups
+    (Watkins 1989; Sutton & Barto 2018, sec. 12.10): the value of acting greedily from s_t.
+
+    Where the action taken at t was greedy, the target follows what happened, r_t plus gamma
+    times a mix of the greedy value of s_{t+1} (weight 1 - lambda) and the next target (lambda);
+    where it was not, the trace is cut and the target is the greedy backup at s_t itself.
+
+    Args:
+        rewards: r_t, (T, B).
+        greedy_values: max_a E[r + gamma V(s')] at s_t, (T, B).
+        greedy_taken: whether a_t was a greedy action, (T, B) bool.
+        terminated, truncated: how step t ended the episode, if it did, (T, B) bool.
+        final_values: V of the successor of step t (used after a time limit: the state goes on).
+        last_greedy_value: the greedy backup at the state after the last step, (B,).
+    """
+    T = rewards.shape[0]
+    out = torch.empty_like(rewards)
+    ahead_value = ahead_return = last_greedy_value
+    for t in reversed(range(T)):
+        follow = (1 - lam) * ahead_value + lam * ahead_return
+        follow = torch.where(truncated[t], final_values[t], follow)
+        g = rewards[t] + gamma * torch.where(terminated[t], 0.0, follow)
+        out[t] = torch.where(greedy_taken[t], g, greedy_values[t])
+        ahead_value, ahead_return = greedy_values[t], out[t]
     return out
 
 
@@ -115,33 +155,30 @@ def _one_hot_cells(obs: torch.Tensor) -> torch.Tensor | None:
 
 
 class VisitBonus:
-    """Count-based exploration bonus beta / sqrt(1 + N(world, s)) for entering cell s
-    (the MBIE-EB form, Strehl & Littman 2008).
+    """Count-based exploration bonus beta / sqrt(1 + N(world, s)) for entering cell s and going on
+    (the MBIE-EB form, Strehl & Littman 2008); a transition that ends the episode earns none, or
+    a fresh lava cell would pay the agent to end its episode there.
 
-    It is read off the position as `pos . bonus`, so on the differentiable path the pathwise
-    gradient sees it too: it points towards cells visited less, which is what gets a sparse
-    maze explored before the first goal is ever reached. beta = 0 switches it off.
+    It is read off the live position as `live_pos . bonus`, so on the differentiable path the
+    pathwise gradient sees it too: it points towards cells visited less. beta = 0 switches it off.
     """
 
-    def __init__(self, terminal: torch.Tensor, beta: float) -> None:
+    def __init__(self, num_worlds: int, num_states: int, beta: float, device: torch.device | str = "cpu") -> None:
         self.beta = beta
-        # Entering a terminal cell earns nothing: otherwise a fresh lava cell would pay the
-        # agent to end its episode there.
-        self.alive = (~terminal).float()  # (W, S)
-        self.counts = torch.zeros_like(self.alive)  # (W, S)
+        self.counts = torch.zeros(num_worlds, num_states, device=device)  # (W, S)
 
-    def __call__(self, pos: torch.Tensor, world_id: torch.Tensor) -> torch.Tensor:
+    def __call__(self, live_pos: torch.Tensor, world_id: torch.Tensor) -> torch.Tensor:
         if self.beta == 0:
-            return torch.zeros(pos.shape[0], device=pos.device)
-        table = self.beta * torch.rsqrt(1.0 + self.counts) * self.alive  # (W, S)
+            return torch.zeros(live_pos.shape[0], device=live_pos.device)
+        table = self.beta * torch.rsqrt(1.0 + self.counts)  # (W, S)
         rows = table[0] if table.shape[0] == 1 else table[world_id]  # (S,) or (B, S)
-        return (pos * rows).sum(-1)  # (B,)
+        return (live_pos * rows).sum(-1)  # (B,)
 
-    def at_states(self, state: torch.Tensor, world_id: torch.Tensor) -> torch.Tensor:
-        """The same bonus read off (B,) cell indices (the integer path, no gradient)."""
+    def at_states(self, state: torch.Tensor, world_id: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+        """The same bonus read off (B,) cell indices where `live` (B,) (the integer path, no gradient)."""
         if self.beta == 0:
             return torch.zeros(state.shape[0], device=state.device)
-        return self.beta * torch.rsqrt(1.0 + self.counts[world_id, state]) * self.alive[world_id, state]  # (B,)
+        return self.beta * torch.rsqrt(1.0 + self.counts[world_id, state]) * live  # (B,)
 
     def visit(self, state: torch.Tensor, world_id: torch.Tensor) -> None:
         if self.beta:
@@ -180,7 +217,7 @@ def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon
         world_id = env.world_id
         next_obs, reward, terminated, truncated, info = env.step(action)
         stats.add(info)
-        reward = reward + bonus.at_states(info["final_state"], world_id)
+        reward = reward + bonus.at_states(info["final_state"], world_id, (~terminated).float())
         bonus.visit(info["final_state"], world_id)
         next_value = critic(info["final_obs"]) * (~terminated)  # (B,)
         buf["obs"].append(obs)

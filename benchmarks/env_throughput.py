@@ -151,10 +151,10 @@ def kernel(mdp: TabularMDP, B: int, steps: int, seed: int, dense: bool) -> Calla
         loss = torch.zeros(())
         for t in range(steps):
             if dense:
-                pos, reward = dense_step(pos, acts[t], tables, w, o)  # (B, S), (B,)
+                pos, reward, live = dense_step(pos, acts[t], tables, w, o)  # (B, S), (B,), (B, S)
             else:
-                pos, reward, s = OneHotStep.apply(pos, acts[t], tables, w, s, idx[t], o)
-            loss = loss + reward.sum() + (pos @ weights).sum()
+                pos, reward, live, s = OneHotStep.apply(pos, acts[t], tables, w, s, idx[t], o)
+            loss = loss + reward.sum() + (pos @ weights).sum() + (live @ weights).sum()
         loss.backward()
         return acts.grad
 

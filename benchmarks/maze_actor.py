@@ -69,8 +69,7 @@ class MazeStates:
         self.mdps = spec.sample_many(n, seed)
         self.env = BatchedGridWorld(self.mdps, n, obs_mode="image")
         self.q = torch.stack([value_iteration(m, gamma).q.float() for m in self.mdps])  # (W, S, A)
-        walls = self.env.static_planes[:, 0].flatten(1) > 0  # (W, S)
-        self.open = (~walls & ~self.env.terminal).float()  # (W, S) cells an agent can stand on
+        self.open = self.env.reachable.float()  # (W, S) cells an agent can stand on
 
     def draw(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         w = torch.randint(len(self.mdps), (n,), generator=generator)  # (n,)

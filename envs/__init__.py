@@ -11,7 +11,17 @@ from envs.grid_env import OBS_MODES, GridWorldEnv
 from envs.maps import BUILTIN_MAPS, MapOptions, compile_grid, load_map, parse_map
 from envs.maze import MazeSpec, generate_maze, parse_maze_spec
 from envs.mdp import ACTION_NAMES, GridLayout, TabularMDP
-from envs.oracle import ValueIterationResult, expected_return, policy_values, time_limited_return, value_iteration
+from envs.oracle import (
+    ValueIterationResult,
+    expected_return,
+    normalized_score,
+    optimal_time_limited_return,
+    policy_metrics,
+    policy_values,
+    time_limited_return,
+    uniform_policy,
+    value_iteration,
+)
 from envs.toy_text import from_gymnasium
 from envs.world import make_world
 
@@ -56,9 +66,13 @@ __all__ = [
     "generate_maze",
     "load_map",
     "make_world",
+    "normalized_score",
+    "optimal_time_limited_return",
     "parse_map",
     "parse_maze_spec",
+    "policy_metrics",
     "policy_values",
     "time_limited_return",
+    "uniform_policy",
     "value_iteration",
 ]

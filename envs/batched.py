@@ -4,9 +4,10 @@ Two ways to step:
 - integer actions `(B,)` int64: the fast path, plain table look-ups, no autograd.
 - one-hot actions `(B, A)` float (e.g. from `agent.gumbel.straight_through`): the
   differentiable path. The agent's position is a one-hot `(B, S)` tensor `pos`; the next
-  position, the reward, the termination signal and the observation are functions of `pos` and
-  the action that autograd can differentiate (bilinear in both, read off the tables), so a return
-  summed over a rollout back-propagates through every action taken. Slip outcomes are drawn by
+  position, the reward, the live part of the next position (`info["live_pos"]`: zero where the
+  transition ended the episode) and the observation are functions of `pos` and the action that
+  autograd can differentiate (bilinear in both, read off the tables), so a return summed over a
+  rollout back-propagates through every action taken. Slip outcomes are drawn by
   Gumbel-Max from `prob` and carry no gradient. With `slip_gradient="sampled"` the backward
   differentiates the step at the outcome that was drawn; with `"expected"` it differentiates
   the expectation over outcomes (sum_o prob[s, a, o] * ...), the same forward with a
@@ -17,6 +18,10 @@ returns is already the first one of the next episode; the last observation of th
 episode is in `info["final_obs"]` (rows where `info["done"]`), along with the finished episode's
 return, length and success. Positions after a reset are constants, so no gradient flows across
 an episode boundary.
+
+Exploring starts (`explore_starts=p`, for training only): each new episode starts, with
+probability p, in a state drawn uniformly from those an episode can be in (`TabularMDP.reachable`)
+instead of from the start distribution; `info["explored"]` marks the episodes that did.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class BatchedGridWorld:
         max_episode_steps: time limit (truncation); defaults to the world's.
         slip_gradient: "sampled" or "expected": which slip outcome(s) the backward of the
             differentiable path uses (see the module docstring); no effect without slip.
+        explore_starts: probability that a new episode starts in a uniformly drawn reachable
+            state (see the module docstring); 0 for evaluation.
     """
 
     def __init__(
@@ -64,6 +71,7 @@ class BatchedGridWorld:
         maze_seed: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
         slip_gradient: str = "sampled",
+        explore_starts: float = 0.0,
         **map_options: float,
     ) -> None:
         if num_envs < 1:
@@ -72,7 +80,10 @@ class BatchedGridWorld:
             raise ValueError(f"obs_mode={obs_mode!r} is not one of {OBS_MODES}")
         if slip_gradient not in SLIP_GRADIENTS:
             raise ValueError(f"slip_gradient={slip_gradient!r} is not one of {SLIP_GRADIENTS}")
+        if not 0.0 <= explore_starts <= 1.0:
+            raise ValueError(f"explore_starts={explore_starts} must be a probability in [0, 1]")
         self.slip_gradient = slip_gradient
+        self.explore_starts = explore_starts
         self.device = torch.device(device)
         self.num_envs = B = num_envs
         self.obs_mode = obs_mode
@@ -95,19 +106,21 @@ class BatchedGridWorld:
         self.next_state = t["next_state"]  # (W, S, A, O)
         self.prob = t["prob"]  # (W, S, A, O)
         self.reward_table = t["reward"]  # (W, S, A, O)
-        self.terminal = t["terminal"]  # (W, S)
-        self.goal = t["goal"]  # (W, S)
+        self.done = t["done"]  # (W, S, A, O)
+        self.success = t["success"]  # (W, S, A, O)
+        self.start = t["start"]  # (W, S)
         self.start_logits = torch.log(t["start"])  # (W, S); -inf where no start
-        self.terminal_f = self.terminal.float()  # (W, S)
+        self.reachable = torch.stack([m.reachable() for m in mdps]).to(self.device)  # (W, S)
+        self.reachable_logits = torch.log(self.reachable.float())  # (W, S); -inf where unreachable
         # Most maps have one start cell; drawing (B, S) Gumbel noise per reset was 70% of an
         # integer step at B = 65536 (torch.profiler), so those skip the draw.
         single_start = bool(((t["start"] > 0).sum(-1) == 1).all())
         self.fixed_start = t["start"].argmax(-1) if single_start else None  # (W,)
-        self.tables = StepTables(self.next_state, self.reward_table, self.prob)
+        self.tables = StepTables(self.next_state, self.reward_table, self.done, self.prob)
         # Flat copies for the integer path: one index_select on a linear row index was ~4x faster
         # than 4-d advanced indexing, which torch.profiler put at 71% of an integer step.
         self._flat_next_state, self._flat_reward = self.next_state.reshape(-1), self.reward_table.reshape(-1)
-        self._flat_terminal, self._flat_goal = self.terminal.reshape(-1), self.goal.reshape(-1)
+        self._flat_done, self._flat_success = self.done.reshape(-1), self.success.reshape(-1)
         self._soft = False  # set once a soft (non one-hot) action has mixed positions
         self.S, self.A, self.O = self.mdp.num_states, self.mdp.num_actions, self.mdp.num_outcomes
         if obs_mode == "image":
@@ -121,6 +134,7 @@ class BatchedGridWorld:
         self._pos: torch.Tensor | None = torch.zeros(B, self.S, device=self.device)  # see `pos`
         self.elapsed = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
         self.episode_return = torch.zeros(B, device=self.device)  # (B,)
+        self.explored = torch.zeros(B, dtype=torch.bool, device=self.device)  # (B,) began at an exploring start
         self._arange = torch.arange(B, device=self.device)
 
     @property
@@ -180,6 +194,11 @@ class BatchedGridWorld:
             start = self.fixed_start[self.world_id]  # (B,) one start cell: no noise to draw
         else:
             start = self._gumbel_argmax(self.start_logits[self.world_id])  # (B,)
+        if self.explore_starts > 0:
+            coin = torch.rand(self.num_envs, generator=self.generator, device=self.device)  # (B,)
+            explore = mask & (coin < self.explore_starts)
+            start = torch.where(explore, self._gumbel_argmax(self.reachable_logits[self.world_id]), start)
+            self.explored = torch.where(mask, explore, self.explored)
         self.state = torch.where(mask, start, self.state)
         if self._pos is not None:
             self._pos = torch.where(mask[:, None], torch.nn.functional.one_hot(self.state, self.S).float(), self._pos)
@@ -198,8 +217,9 @@ class BatchedGridWorld:
         Returns obs, reward (B,), terminated (B,) bool, truncated (B,) bool, info.
         `info["final_pos"]` (the (B, S) position before any reset) is there except on the integer
         path with index observations, which never builds positions; `final_state` always is.
-        On the differentiable path `info["terminated_soft"]` is the termination signal as a
-        float with gradient.
+        On the differentiable path `info["live_pos"]` is the next position where the episode goes
+        on (zero rows after an ending transition) and `info["terminated_soft"]` the mass that
+        ended (the sum of next_pos - live_pos), both with gradient.
         """
         S = self.S
         action = self._check_action(action)
@@ -210,25 +230,24 @@ class BatchedGridWorld:
             o = torch.zeros_like(s)
         else:
             o = self._gumbel_argmax(torch.log(self.prob[w, s, a_idx]))  # (B,) from (B, O)
+        row = self._table_row(w, s, a_idx, o)  # (B,)
+        terminated = self._flat_done.index_select(0, row)  # (B,)
         info: dict[str, Any] = {}
         if diff:
             if self._soft or not is_one_hot(action):
                 # Soft actions (e.g. the "gs" relaxation) mix positions: the dense reference.
-                next_pos, reward = dense_step(self.pos, action, self.tables, w, o)
+                next_pos, reward, live = dense_step(self.pos, action, self.tables, w, o)
                 next_state = next_pos.detach().argmax(-1)  # (B,) the most likely cell
                 self._soft = True
             else:
-                next_pos, reward, next_state = OneHotStep.apply(self.pos, action, self.tables, w, s, a_idx, o,
-                                                                  self.slip_gradient == "expected")
-            terminal = self.terminal_f[0] if self.num_worlds == 1 else self.terminal_f[w]  # (S,) or (B, S)
-            info["terminated_soft"] = (next_pos * terminal).sum(-1)  # (B,)
+                next_pos, reward, live, next_state = OneHotStep.apply(self.pos, action, self.tables, w, s, a_idx, o,
+                                                                      self.slip_gradient == "expected")
+            info["live_pos"] = live  # (B, S)
+            info["terminated_soft"] = (next_pos - live).sum(-1)  # (B,) sum of pos act done: bilinear
         else:
-            row = self._table_row(w, s, action, o)  # (B,)
             next_state = self._flat_next_state.index_select(0, row)  # (B,)
             reward = self._flat_reward.index_select(0, row)  # (B,)
             next_pos = None
-        cell = next_state if self.num_worlds == 1 else w * S + next_state  # (B,) row of (W * S,) tables
-        terminated = self._flat_terminal.index_select(0, cell)  # (B,)
         self.elapsed = self.elapsed + 1
         truncated = (self.elapsed >= self.max_episode_steps) & ~terminated
         done = terminated | truncated
@@ -242,9 +261,10 @@ class BatchedGridWorld:
             info["final_pos"] = next_pos  # (B, S) before any reset; differentiable on that path
         info["final_state"] = next_state  # (B,) before any reset
         info["done"] = done
-        info["success"] = self._flat_goal.index_select(0, cell) & terminated
+        info["success"] = self._flat_success.index_select(0, row)
         info["episode_return"] = self.episode_return.clone()
         info["episode_length"] = self.elapsed.clone()
+        info["explored"] = self.explored.clone()
         info["outcome"] = o
         if done.any():
             self._reset_where(done)
@@ -280,27 +300,20 @@ class BatchedGridWorld:
     def _obs(self, pos: torch.Tensor | None) -> torch.Tensor:
         if self.obs_mode == "index":
             return self.state.clone()
+        return self.observe(pos)
+
+    def observe(self, pos: torch.Tensor, world_id: torch.Tensor | None = None) -> torch.Tensor:
+        """The float observation of positions `pos` (B, S) (one-hot, soft or partly zero, e.g.
+        `info["live_pos"]`), in the envs' current worlds or in `world_id` (B,); differentiable in
+        `pos`."""
         if self.obs_mode == "onehot":
             return pos
+        if self.obs_mode == "index":
+            raise ValueError("observe needs a float observation mode (onehot or image)")
         H, W = self.grid_shape
-        agent = pos.reshape(self.num_envs, 1, H, W)  # (B, 1, H, W)
-        return torch.cat([self.static_planes[self.world_id], agent], dim=1)  # (B, 4, H, W)
-
-    def without_terminal(self, obs: torch.Tensor, world_id: torch.Tensor | None = None) -> torch.Tensor:
-        """`obs` with the agent's mass on terminal cells removed (float obs modes).
-
-        Where the agent is alive the value is unchanged. What changes is the gradient: a value
-        network read through this can't be exploited by a pathwise gradient that moves the agent
-        into a terminal cell, where the network was never trained (the true value there is 0).
-        """
         w = self.world_id if world_id is None else world_id
-        alive = 1.0 - (self.terminal_f[:1] if self.num_worlds == 1 else self.terminal_f[w])  # (1 or B, S)
-        if self.obs_mode == "onehot":
-            return obs * alive
-        if self.obs_mode == "image":
-            H, W = self.grid_shape
-            return torch.cat([obs[:, :3], obs[:, 3:] * alive.reshape(-1, 1, H, W)], dim=1)
-        raise ValueError("without_terminal needs a float observation mode (onehot or image)")
+        agent = pos.reshape(pos.shape[0], 1, H, W)  # (B, 1, H, W)
+        return torch.cat([self.static_planes[w], agent], dim=1)  # (B, 4, H, W)
 
     @property
     def observation_shape(self) -> tuple[int, ...]:

@@ -4,14 +4,16 @@ A step is bilinear in the one-hot position `pos` (B, S) and the one-hot action `
 
     next_pos[b, j] = sum_{s, a} pos[b, s] act[b, a] 1[ns[s, a] = j]
     reward[b]      = sum_{s, a} pos[b, s] act[b, a] R[s, a]
+    live[b, j]     = sum_{s, a} pos[b, s] act[b, a] 1[ns[s, a] = j] C[s, a]
 
-(ns, R: the tables at this step's slip outcome). `dense_step` writes that out with (B, S, A)
-scatters; it is the reference and the path for soft (non one-hot) inputs. `OneHotStep` is the
-fast path for exact one-hot inputs: the forward is a table look-up, and the backward gathers just
-the rows the derivative needs — at a one-hot point,
-    d/d act[b, k] = (g_next[b, ns[s_b, k]] + g_r[b] R[s_b, k])        (row of the current state)
-    d/d pos[b, j] = (g_next[b, ns[j, a_b]] + g_r[b] R[j, a_b])        (column of the taken action)
-which is exactly the dense formula's gradient there.
+(ns, R: the tables at this step's slip outcome; C = 1 - done, so `live` is the part of the next
+position where the episode goes on: a value read off it is 0 after an ending transition).
+`dense_step` writes that out with (B, S, A) scatters; it is the reference and the path for soft
+(non one-hot) inputs. `OneHotStep` is the fast path for exact one-hot inputs: the forward is a
+table look-up, and the backward gathers just the rows the derivative needs. At a one-hot point,
+    d/d act[b, k] = g_next[b, ns[s_b, k]] + g_r[b] R[s_b, k] + g_live[b, ns[s_b, k]] C[s_b, k]
+    d/d pos[b, j] = g_next[b, ns[j, a_b]] + g_r[b] R[j, a_b] + g_live[b, ns[j, a_b]] C[j, a_b]
+(row of the current state, column of the taken action), exactly the dense formula's gradient.
 """
 
 from __future__ import annotations
@@ -22,20 +24,27 @@ import torch
 class StepTables:
     """Transition tables laid out so each backward gather reads contiguous rows.
 
-    `by_action[(w, o, a)]` is the (S,) row "where every state goes under action a";
-    `by_state[(w, s, o)]` is the (A,) row "where state s goes under every action".
+    `*_by_action[(w, o, a)]` is the (S,) row "from every state under action a";
+    `*_by_state[(w, s, o)]` is the (A,) row "from state s under every action".
     """
 
-    def __init__(self, next_state: torch.Tensor, reward: torch.Tensor, prob: torch.Tensor | None = None) -> None:
+    def __init__(self, next_state: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
+                 prob: torch.Tensor | None = None) -> None:
         W, S, A, O = next_state.shape  # (W, S, A, O)
         self.shape = (W, S, A, O)
         self.next_state = next_state
         self.reward = reward
+        self.cont = (~done).to(reward.dtype)  # (W, S, A, O) 1 where the episode goes on
         self.prob = prob  # (W, S, A, O); needed only by the expected-outcome backward
-        self.ns_by_action = next_state.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
-        self.r_by_action = reward.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
-        self.ns_by_state = next_state.permute(0, 1, 3, 2).reshape(W * S * O, A).contiguous()
-        self.r_by_state = reward.permute(0, 1, 3, 2).reshape(W * S * O, A).contiguous()
+
+        def by_action(t: torch.Tensor) -> torch.Tensor:
+            return t.permute(0, 3, 2, 1).reshape(W * O * A, S).contiguous()
+
+        def by_state(t: torch.Tensor) -> torch.Tensor:
+            return t.permute(0, 1, 3, 2).reshape(W * S * O, A).contiguous()
+
+        self.ns_by_action, self.r_by_action, self.c_by_action = map(by_action, (next_state, reward, self.cont))
+        self.ns_by_state, self.r_by_state, self.c_by_state = map(by_state, (next_state, reward, self.cont))
 
     def action_rows(self, w: torch.Tensor, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         _, _, A, O = self.shape
@@ -46,73 +55,84 @@ class StepTables:
         return (w * S + s) * O + o  # (B,)
 
 
+def _pull(g_next, g_reward, g_live, ns, r, c):
+    """The chain rule at one-hot points: g_next[ns] + g_r * R + g_live[ns] * C, rows (B, K)."""
+    return g_next.gather(1, ns) + g_reward[:, None] * r.to(g_next.dtype) + g_live.gather(1, ns) * c.to(g_next.dtype)
+
+
 class OneHotStep(torch.autograd.Function):
-    """(pos, act) one-hot -> (next_pos, reward), with the gather backward described above."""
+    """(pos, act) one-hot -> (next_pos, reward, live, next_state), with the gather backward above."""
 
     @staticmethod
     def forward(ctx, pos, act, tables: StepTables, w, s, a, o, expected=False):  # noqa: D102
         next_state = tables.next_state[w, s, a, o]  # (B,)
         reward = tables.reward[w, s, a, o].to(pos.dtype)  # (B,)
         next_pos = torch.nn.functional.one_hot(next_state, pos.shape[1]).to(pos.dtype)  # (B, S)
+        live = next_pos * tables.cont[w, s, a, o].to(pos.dtype)[:, None]  # (B, S)
         ctx.tables, ctx.expected = tables, expected and tables.shape[3] > 1
         ctx.save_for_backward(w, s, a, o)
         ctx.mark_non_differentiable(next_state)
-        return next_pos, reward, next_state
+        return next_pos, reward, live, next_state
 
     @staticmethod
-    def backward(ctx, g_next, g_reward, _):  # noqa: D102
+    def backward(ctx, g_next, g_reward, g_live, _):  # noqa: D102
         tables: StepTables = ctx.tables
         w, s, a, o = ctx.saved_tensors
         g_pos = g_act = None
         if ctx.expected:
-            return (*_expected_backward(tables, g_next, g_reward, w, s, a, ctx.needs_input_grad), *[None] * 6)
+            return (*_expected_backward(tables, g_next, g_reward, g_live, w, s, a, ctx.needs_input_grad),
+                    *[None] * 6)
         if ctx.needs_input_grad[0]:
             rows = tables.action_rows(w, o, a)
-            ns = tables.ns_by_action.index_select(0, rows)  # (B, S)
-            r = tables.r_by_action.index_select(0, rows).to(g_next.dtype)  # (B, S)
-            g_pos = g_next.gather(1, ns) + g_reward[:, None] * r  # (B, S)
+            g_pos = _pull(g_next, g_reward, g_live, tables.ns_by_action.index_select(0, rows),
+                          tables.r_by_action.index_select(0, rows), tables.c_by_action.index_select(0, rows))  # (B, S)
         if ctx.needs_input_grad[1]:
             rows = tables.state_rows(w, s, o)
-            ns = tables.ns_by_state.index_select(0, rows)  # (B, A)
-            r = tables.r_by_state.index_select(0, rows).to(g_next.dtype)  # (B, A)
-            g_act = g_next.gather(1, ns) + g_reward[:, None] * r  # (B, A)
+            g_act = _pull(g_next, g_reward, g_live, tables.ns_by_state.index_select(0, rows),
+                          tables.r_by_state.index_select(0, rows), tables.c_by_state.index_select(0, rows))  # (B, A)
         return g_pos, g_act, None, None, None, None, None, None
 
 
-def _expected_backward(tables: StepTables, g_next, g_reward, w, s, a, needs):
+def _expected_backward(tables: StepTables, g_next, g_reward, g_live, w, s, a, needs):
     """The backward averaged over slip outcomes with their probabilities instead of taking the
-    sampled one: the derivative of E_o[next_pos], E_o[reward] (Rao-Blackwellised over slip)."""
+    sampled one: the derivative of E_o[next_pos], E_o[reward], E_o[live] (Rao-Blackwellised)."""
     g_pos = g_act = None
     B = g_next.shape[0]
 
-    def expect(ns, r, p):  # ns, r, p: (B, K, O) -> (B, K)
+    def expect(idx):  # the tables at idx, (B, K, O) each -> (B, K)
+        ns, r, c, p = (t[idx] for t in (tables.next_state, tables.reward, tables.cont, tables.prob))
         K, O = ns.shape[1:]
-        g = g_next.gather(1, ns.reshape(B, K * O)).reshape(B, K, O) + g_reward[:, None, None] * r.to(g_next.dtype)
+        flat = ns.reshape(B, K * O)
+        g = (g_next.gather(1, flat) + g_live.gather(1, flat) * c.reshape(B, K * O).to(g_next.dtype)).reshape(B, K, O)
+        g = g + g_reward[:, None, None] * r.to(g_next.dtype)
         return (p.to(g_next.dtype) * g).sum(-1)
 
     if needs[0]:  # every state j under the taken action
-        idx = (w[:, None], torch.arange(tables.shape[1], device=w.device)[None, :], a[:, None])
-        g_pos = expect(tables.next_state[idx], tables.reward[idx], tables.prob[idx])  # (B, S)
+        g_pos = expect((w[:, None], torch.arange(tables.shape[1], device=w.device)[None, :], a[:, None]))  # (B, S)
     if needs[1]:  # the current state under every action
-        g_act = expect(tables.next_state[w, s], tables.reward[w, s], tables.prob[w, s])  # (B, A)
+        g_act = expect((w, s))  # (B, A)
     return g_pos, g_act
 
 
 def dense_step(pos: torch.Tensor, act: torch.Tensor, tables: StepTables, w: torch.Tensor,
-               o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The bilinear step written out densely; works for soft `pos`/`act` too."""
+               o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The bilinear step written out densely; works for soft `pos`/`act` too.
+    Returns next_pos (B, S), reward (B,), live (B, S)."""
     B, S = pos.shape
     A = act.shape[1]
     states = torch.arange(S, device=pos.device)[None, :, None]
     actions = torch.arange(A, device=pos.device)[None, None, :]
-    ns = tables.next_state[w[:, None, None], states, actions, o[:, None, None]]  # (B, S, A)
-    rs = tables.reward[w[:, None, None], states, actions, o[:, None, None]].to(pos.dtype)  # (B, S, A)
+    at = (w[:, None, None], states, actions, o[:, None, None])
+    ns = tables.next_state[at]  # (B, S, A)
+    rs = tables.reward[at].to(pos.dtype)  # (B, S, A)
+    cs = tables.cont[at].to(pos.dtype)  # (B, S, A)
     joint = pos[:, :, None] * act[:, None, :]  # (B, S, A)
-    next_pos = torch.zeros(B, S, device=pos.device, dtype=joint.dtype).scatter_add(
-        1, ns.reshape(B, S * A), joint.reshape(B, S * A)
-    )  # (B, S)
+    flat = ns.reshape(B, S * A)
+    zeros = torch.zeros(B, S, device=pos.device, dtype=joint.dtype)
+    next_pos = zeros.scatter_add(1, flat, joint.reshape(B, S * A))  # (B, S)
+    live = zeros.scatter_add(1, flat, (joint * cs).reshape(B, S * A))  # (B, S)
     reward = (joint * rs).sum((1, 2))  # (B,)
-    return next_pos, reward
+    return next_pos, reward, live
 
 
 def is_one_hot(x: torch.Tensor) -> bool:

@@ -44,7 +44,8 @@ class GridWorldEnv(gym.Env):
     `step_reward` (0) otherwise. Imported envs keep their own rewards.
 
     ## Episode End
-    Terminated on entering a goal or lava. Truncated by the `TimeLimit` wrapper that
+    Terminated on entering a goal or lava (imported envs: on the transitions their table ends,
+    e.g. Taxi's drop-off); `info["success"]` marks a successful end. Truncated by the `TimeLimit` wrapper that
     `gymnasium.make` adds for registered ids (`max_episode_steps`).
 
     ## Arguments
@@ -97,8 +98,8 @@ class GridWorldEnv(gym.Env):
         prob = m.prob.double().numpy()  # (S, A, O)
         self._prob = prob / prob.sum(-1, keepdims=True)  # float32 tables sum to 1 only to ~1e-7
         self._reward = m.reward.numpy()  # (S, A, O)
-        self._terminal = m.terminal.numpy()  # (S,)
-        self._goal = m.goal.numpy()  # (S,)
+        self._done = m.done.numpy()  # (S, A, O)
+        self._success = m.success.numpy()  # (S, A, O)
         self._start = m.start.double().numpy() / float(m.start.double().sum())  # (S,)
 
     def _obs(self) -> Any:
@@ -138,8 +139,8 @@ class GridWorldEnv(gym.Env):
         o = 0 if len(probs) == 1 else int(self.np_random.choice(len(probs), p=probs))
         self.state = int(self._next_state[s, a, o])
         reward = float(self._reward[s, a, o])
-        terminated = bool(self._terminal[self.state])
-        info = {"state": self.state, "outcome": o, "success": bool(self._goal[self.state])}
+        terminated = bool(self._done[s, a, o])
+        info = {"state": self.state, "outcome": o, "success": bool(self._success[s, a, o])}
         return self._obs(), reward, terminated, False, info
 
     def render(self):

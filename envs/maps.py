@@ -227,7 +227,7 @@ def compile_grid(
                 for o, (move, p) in enumerate(zip(moves, probs, strict=True)):
                     prob[s, a, o] = p
                     if ends[r, c] or layout.walls[r, c]:
-                        next_state[s, a, o] = s  # absorbing; never stepped from
+                        next_state[s, a, o] = s  # never stepped from: a zero-reward self-loop
                         continue
                     dr, dc = ACTION_DELTAS[move]
                     nr, nc = r + dr, c + dc
@@ -240,17 +240,23 @@ def compile_grid(
                         reward[s, a, o] = opts.hazard_reward
                     else:
                         reward[s, a, o] = opts.step_reward
+    # Entering a goal or lava cell ends the episode; entering a goal is a success.
+    entered = torch.from_numpy(next_state)  # (S, A, O)
+    moving = torch.from_numpy(~(ends | layout.walls).reshape(-1))[:, None, None]  # (S, 1, 1)
+    done = torch.from_numpy(ends.reshape(-1))[entered] & moving
+    success = torch.from_numpy(layout.goals.reshape(-1))[entered] & moving
     start = layout.starts.reshape(-1).astype(np.float32)
     return TabularMDP(
-        next_state=torch.from_numpy(next_state),
+        next_state=entered,
         prob=torch.from_numpy(prob),
         reward=torch.from_numpy(reward),
-        terminal=torch.from_numpy(ends.reshape(-1).copy()),
+        done=done,
+        success=success,
         start=torch.from_numpy(start / start.sum()),
-        goal=torch.from_numpy(layout.goals.reshape(-1).copy()),
         name=name,
         max_episode_steps=max_episode_steps,
         layout=layout,
+        success_rule="entering a goal cell (G)",
     )
 
 

@@ -67,36 +67,44 @@ class GridLayout:
 
 @dataclass
 class TabularMDP:
-    """A finite MDP as tensors. Entering a terminal state ends the episode.
+    """A finite MDP as tensors; termination and success belong to the transition.
 
-    Transition from (s, a): outcome o happens with `prob[s, a, o]`, moves to `next_state[s, a, o]`
-    and pays `reward[s, a, o]`. Terminal states self-loop with zero reward so that the tables are
-    total (the oracle relies on it); the envs never step from them.
+    From state s, action a leads to outcome o with `prob[s, a, o]`: the agent moves to
+    `next_state[s, a, o]`, is paid `reward[s, a, o]`, and the episode ends there if
+    `done[s, a, o]` (a goal or lava cell entered, a passenger dropped off). `success[s, a, o]`
+    marks the ending transitions that count as success; `success_rule` says in words which they
+    are. Tables are total: every state has a row, also those never stepped from (walls, cells
+    entered only by ending transitions).
     """
 
     next_state: torch.Tensor  # (S, A, O) int64
     prob: torch.Tensor  # (S, A, O) float32, sums to 1 over O
     reward: torch.Tensor  # (S, A, O) float32
-    terminal: torch.Tensor  # (S,) bool
+    done: torch.Tensor  # (S, A, O) bool, the transition ends the episode
+    success: torch.Tensor  # (S, A, O) bool, an ending transition that counts as success
     start: torch.Tensor  # (S,) float32, start distribution
-    goal: torch.Tensor  # (S,) bool, reaching one counts as success
     name: str = "mdp"
     action_names: tuple[str, ...] = ACTION_NAMES
     max_episode_steps: int = 100
     layout: GridLayout | None = field(default=None, repr=False)
+    success_rule: str = "entering a goal cell"
 
     def __post_init__(self) -> None:
         S, A, O = self.next_state.shape
-        for label, t in (("prob", self.prob), ("reward", self.reward)):
+        for label, t in (("prob", self.prob), ("reward", self.reward), ("done", self.done),
+                         ("success", self.success)):
             if tuple(t.shape) != (S, A, O):
                 raise ValueError(f"{label} has shape {tuple(t.shape)}, expected {(S, A, O)}")
-        for label, t in (("terminal", self.terminal), ("start", self.start), ("goal", self.goal)):
-            if tuple(t.shape) != (S,):
-                raise ValueError(f"{label} has shape {tuple(t.shape)}, expected {(S,)}")
+        if tuple(self.start.shape) != (S,):
+            raise ValueError(f"start has shape {tuple(self.start.shape)}, expected {(S,)}")
         if not torch.allclose(self.prob.sum(-1), torch.ones(S, A, dtype=self.prob.dtype), atol=1e-5):
             raise ValueError("prob must sum to 1 over outcomes for every (state, action)")
         if abs(float(self.start.sum()) - 1.0) > 1e-5:
             raise ValueError("start distribution must sum to 1")
+        if bool((self.success & ~self.done).any()):
+            raise ValueError("a success transition must also end the episode (success implies done)")
+        if not bool(torch.isfinite(self.reward).all()):
+            raise ValueError("rewards must be finite numbers")
         if self.layout is not None and self.layout.height * self.layout.width != S:
             raise ValueError(f"layout has {self.layout.height}x{self.layout.width} cells, expected {S}")
 
@@ -112,16 +120,35 @@ class TabularMDP:
     def num_outcomes(self) -> int:
         return int(self.next_state.shape[2])
 
+    def reachable(self) -> torch.Tensor:
+        """(S,) bool: the states an episode can be in, i.e. the start states and every state a
+        transition of positive probability that does not end the episode leads to from them
+        (breadth-first over the tables). Walls and cells entered only by ending transitions are
+        not."""
+        moves = (self.prob > 0) & ~self.done  # (S, A, O)
+        seen = self.start > 0  # (S,)
+        frontier = seen.clone()
+        while bool(frontier.any()):
+            targets = self.next_state[frontier][moves[frontier]]  # (k,) states entered
+            new = torch.zeros_like(seen)
+            new[targets] = True
+            frontier = new & ~seen
+            seen |= new
+        return seen
+
     def to(self, device: torch.device | str) -> TabularMDP:
         return replace(
             self,
             next_state=self.next_state.to(device),
             prob=self.prob.to(device),
             reward=self.reward.to(device),
-            terminal=self.terminal.to(device),
+            done=self.done.to(device),
+            success=self.success.to(device),
             start=self.start.to(device),
-            goal=self.goal.to(device),
         )
+
+
+TABLES = ("next_state", "prob", "reward", "done", "success", "start")
 
 
 def stack_tables(mdps: list[TabularMDP]) -> dict[str, torch.Tensor]:
@@ -129,5 +156,4 @@ def stack_tables(mdps: list[TabularMDP]) -> dict[str, torch.Tensor]:
     shapes = {tuple(m.next_state.shape) for m in mdps}
     if len(shapes) != 1:
         raise ValueError(f"cannot batch worlds of different shapes {sorted(shapes)}; use one size")
-    names = ("next_state", "prob", "reward", "terminal", "start", "goal")
-    return {n: torch.stack([getattr(m, n) for m in mdps]) for n in names}
+    return {n: torch.stack([getattr(m, n) for m in mdps]) for n in TABLES}

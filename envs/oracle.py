@@ -1,5 +1,11 @@
-"""Exact solutions on the tabular core: value iteration (the normalised-score denominator) and
-differentiable policy evaluation (the exact policy gradient)."""
+"""Exact solutions on the tabular core: value iteration, exact evaluation of a policy under the
+time limit (return, success probability, length: no sampling noise), the normalised score, and
+differentiable policy evaluation (the exact policy gradient).
+
+A policy here is a table `(S, A)` of action probabilities (a greedy policy is one-hot rows).
+Functions that take `tables` accept a `TabularMDP` or `envs.mdp.stack_tables`' dict, whose tensors
+carry a leading world dim W (a pool of mazes); results then have that leading dim too.
+"""
 
 from __future__ import annotations
 
@@ -12,17 +18,27 @@ from envs.mdp import TabularMDP
 
 @dataclass(frozen=True)
 class ValueIterationResult:
-    values: torch.Tensor  # (S,) optimal state values, 0 at terminal states
+    values: torch.Tensor  # (S,) optimal state values
     q: torch.Tensor  # (S, A) optimal action values
     policy: torch.Tensor  # (S,) greedy action per state
     optimal_return: float  # expected optimal discounted return from the start distribution
     iterations: int
 
 
-def _expected_backup(mdp: TabularMDP, values: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Q(s, a) = sum_o p(o | s, a) [r(s, a, o) + gamma V(s'_o)], V = 0 after termination."""
-    v_next = values[mdp.next_state] * (~mdp.terminal[mdp.next_state])  # (S, A, O)
-    return (mdp.prob * (mdp.reward + gamma * v_next)).sum(-1)  # (S, A)
+def _table(tables: TabularMDP | dict[str, torch.Tensor], name: str) -> torch.Tensor:
+    return tables[name] if isinstance(tables, dict) else getattr(tables, name)
+
+
+def _backup(tables, values: torch.Tensor, gamma: float, payoff: torch.Tensor) -> torch.Tensor:
+    """Q(s, a) = sum_o p(o | s, a) [payoff(s, a, o) + gamma (1 - done) V(s'_o)], shape (..., S, A).
+
+    `values` (..., S); the tables (..., S, A, O) share its leading dims (none, or W worlds)."""
+    ns, prob, done = _table(tables, "next_state"), _table(tables, "prob"), _table(tables, "done")
+    S = values.shape[-1]
+    lead = values.shape[:-1]
+    offset = (torch.arange(values[..., 0].numel(), device=values.device) * S).reshape(*lead, 1, 1, 1)
+    v_next = values.reshape(-1)[ns + offset] * (~done)  # (..., S, A, O)
+    return (prob.to(values.dtype) * (payoff + gamma * v_next)).sum(-1)
 
 
 def value_iteration(
@@ -45,48 +61,88 @@ def value_iteration(
     elif not 0.0 <= gamma < 1.0:
         raise ValueError(f"gamma={gamma} must be in [0, 1) for value iteration to converge")
     m = mdp.to("cpu")
-    m.prob, m.reward = m.prob.double(), m.reward.double()
+    reward = m.reward.double()
     values = torch.zeros(m.num_states, dtype=torch.float64)
     for it in range(1, max_iters + 1):  # noqa: B007 (`it` is reported after the loop)
-        q = _expected_backup(m, values, gamma)
         # amax, not max(-1): max(dim) also computes indices and costs ~10 ms a call on some
         # CPU builds (torch 2.13, 2 threads) whatever the size; it dominated the loop.
-        new = torch.where(m.terminal, 0.0, q.amax(-1))
+        new = _backup(m, values, gamma, reward).amax(-1)
         delta = float((new - values).abs().max())
         values = new
         if delta < tol:
             break
-    q = _expected_backup(m, values, gamma)
+    q = _backup(m, values, gamma, reward)
     start_return = float((m.start.double() * values).sum())
     return ValueIterationResult(values, q, q.argmax(-1), start_return, it)
+
+
+def optimal_time_limited_return(tables, gamma: float, horizon: int) -> torch.Tensor:
+    """The optimum (float64, shape of the leading world dims) over episodes cut after `horizon`
+    steps, from the start distribution: backward induction, batched over worlds."""
+    reward = _table(tables, "reward").double()
+    v = torch.zeros(reward.shape[:-2], dtype=torch.float64, device=reward.device)  # (..., S)
+    for _ in range(horizon):
+        v = _backup(tables, v, gamma, reward).amax(-1)
+    return (_table(tables, "start").double() * v).sum(-1)
+
+
+def policy_metrics(tables, policy: torch.Tensor, gamma: float, horizon: int) -> dict[str, torch.Tensor]:
+    """Exact metrics of `policy` (..., S, A) from the start distribution over episodes cut after
+    `horizon` steps (the env's time limit): the expected discounted return, the probability of
+    success, and the expected length. Backward induction, float64; each value has the shape of
+    the leading world dims."""
+    pi = policy.double()
+    reward = _table(tables, "reward").double()
+    success = _table(tables, "success").double()
+    ones = torch.ones_like(reward)
+    v = torch.zeros(pi.shape[:-1], dtype=torch.float64, device=pi.device)  # (..., S)
+    p, n = v.clone(), v.clone()
+    for _ in range(horizon):
+        v = (pi * _backup(tables, v, gamma, reward)).sum(-1)
+        p = (pi * _backup(tables, p, 1.0, success)).sum(-1)
+        n = (pi * _backup(tables, n, 1.0, ones)).sum(-1)
+    start = _table(tables, "start").double()
+    return {"return": (start * v).sum(-1), "success": (start * p).sum(-1), "length": (start * n).sum(-1)}
+
+
+def uniform_policy(tables) -> torch.Tensor:
+    """(..., S, A) the uniformly random policy."""
+    ns = _table(tables, "next_state")
+    return torch.full(ns.shape[:-1], 1.0 / ns.shape[-2], dtype=torch.float64, device=ns.device)
+
+
+def normalized_score(value: torch.Tensor, uniform: torch.Tensor, optimum: torch.Tensor) -> torch.Tensor:
+    """(R - R_uniform) / (R* - R_uniform): 0 for the uniformly random policy, 1 for an optimal one,
+    whatever the sign and scale of the rewards. Where every policy is as good as the random one
+    (R* = R_uniform) every policy is optimal, and the score is 1."""
+    gap = optimum - uniform
+    flat = gap.abs() <= 1e-12 * torch.clamp(optimum.abs(), min=1.0)
+    return torch.where(flat, torch.ones_like(gap), (value - uniform) / torch.where(flat, torch.ones_like(gap), gap))
 
 
 def time_limited_return(mdp: TabularMDP, policy: torch.Tensor, gamma: float, horizon: int) -> torch.Tensor:
     """Expected discounted return of `policy` (S, A) from the start distribution over episodes cut
     after `horizon` steps (what a rollout under that time limit estimates): `horizon` policy
     backups from V = 0, differentiable in the policy. Scalar, in the policy's dtype."""
-    alive = (~mdp.terminal).to(policy.dtype)  # (S,)
+    reward = mdp.reward.to(policy.dtype)
     v = torch.zeros(mdp.num_states, dtype=policy.dtype)  # (S,)
     for _ in range(horizon):
-        v = (policy * _expected_backup(mdp, v, gamma)).sum(-1) * alive  # (S,)
+        v = (policy * _backup(mdp, v, gamma, reward)).sum(-1)  # (S,)
     return (mdp.start.to(policy.dtype) * v).sum()
 
 
 def policy_values(mdp: TabularMDP, policy: torch.Tensor, gamma: float) -> torch.Tensor:
-    """Exact values v_pi (S,) of a stochastic policy (S, A), differentiable in the policy.
-
-    Solves (I - gamma P_pi) v = r_pi with terminal rows absorbing at value 0.
-    """
+    """Exact values v_pi (S,) of a stochastic policy (S, A) with no time limit, differentiable in
+    the policy: solves (I - gamma P_pi) v = r_pi, where P_pi counts only transitions that do not
+    end the episode."""
     S = mdp.num_states
     dtype = policy.dtype
-    alive = (~mdp.terminal).to(dtype)  # (S,)
-    # Transition matrix under pi, cut at termination: P_pi[s, s'] = sum_{a,o} pi p 1[s'_o = s'].
     weight = policy[:, :, None] * mdp.prob.to(dtype)  # (S, A, O)
+    # Transition matrix under pi, cut at termination: P_pi[s, s'] = sum_{a,o} pi p (1 - done) 1[s'_o = s'].
     P = torch.zeros(S, S, dtype=dtype, device=policy.device)
-    P = P.index_put((torch.arange(S, device=policy.device)[:, None, None].expand_as(mdp.next_state),
-                     mdp.next_state), weight, accumulate=True)  # (S, S)
-    P = P * alive[:, None] * alive[None, :]
-    r = (weight * mdp.reward.to(dtype)).sum((1, 2)) * alive  # (S,)
+    rows = torch.arange(S, device=policy.device)[:, None, None].expand_as(mdp.next_state)
+    P = P.index_put((rows, mdp.next_state), weight * (~mdp.done).to(dtype), accumulate=True)  # (S, S)
+    r = (weight * mdp.reward.to(dtype)).sum((1, 2))  # (S,)
     eye = torch.eye(S, dtype=dtype, device=policy.device)
     return torch.linalg.solve(eye - gamma * P, r)
 

@@ -33,8 +33,7 @@ CENTRE = 12
 
 
 def _live_states(mdp) -> list[int]:
-    walls = torch.from_numpy(mdp.layout.walls.reshape(-1))
-    return torch.nonzero(~walls & ~mdp.terminal).flatten().tolist()
+    return torch.nonzero(mdp.reachable()).flatten().tolist()
 
 
 # --------------------------------------------------------------------------- parity
@@ -248,11 +247,12 @@ def test_one_step_gradient_matches_the_tables(map_name, device):
     v = torch.randn(B, mdp.num_states, generator=torch.Generator().manual_seed(0))
     next_pos = info["final_obs"]
     torch.testing.assert_close(_grad((next_pos * v.to(device)).sum(), a).cpu(), v.gather(1, ns))
-    # The soft termination signal: d / d a[b, k] = 1[ns(s_b, k) is terminal].
-    assert terminated.cpu().tolist() == mdp.terminal[ns[torch.arange(B), taken]].tolist()
-    torch.testing.assert_close(
-        _grad(info["terminated_soft"].sum(), a).cpu(), mdp.terminal[ns].float()
-    )
+    # The live position: d live_pos[b, s'] / d a[b, k] = 1[ns(s_b, k) = s'] (1 - done(s_b, k)),
+    # and the soft termination signal 1 - sum(live_pos): d / d a[b, k] = done(s_b, k).
+    done = mdp.done[states, :, 0]  # (B, A)
+    assert terminated.cpu().tolist() == done[torch.arange(B), taken].tolist()
+    torch.testing.assert_close(_grad((info["live_pos"] * v.to(device)).sum(), a).cpu(), v.gather(1, ns) * ~done)
+    torch.testing.assert_close(_grad(info["terminated_soft"].sum(), a).cpu(), done.float())
 
 
 @pytest.mark.parametrize("device", DEVICES)

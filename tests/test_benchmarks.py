@@ -124,8 +124,8 @@ def test_exact_gradient_matches_finite_difference():
     # below the 1e-6 relative tolerance.
     assert torch.allclose(g, fd, atol=1e-7 * float(g.abs().max()) + 1e-12, rtol=1e-6)
     assert float(g.norm()) > 0
-    # States the policy never acts in (terminal ones) get no gradient.
-    assert torch.all(g[mdp.terminal] == 0)
+    # States the policy never acts in (walls, goal and lava cells) get no gradient.
+    assert torch.all(g[~mdp.reachable()] == 0)
 
 
 def test_time_limited_return_converges_to_expected_return():

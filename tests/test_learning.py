@@ -48,6 +48,27 @@ def test_pathwise_solves_empty(tmp_path):
     assert again["success_rate"] == 1.0 and again["mean_length"] == final["mean_length"]
 
 
+# A cliff edge with a cost per step and a large penalty: the rewards are all negative and two
+# orders of magnitude apart, as in CliffWalking. The score is defined for that (0 for the random
+# policy, 1 for the optimum), and the default learner must reach the goal along the edge.
+CLIFF = """
+.......
+.......
+S.LLL.G
+"""
+
+
+@pytest.mark.learning
+@pytest.mark.parametrize("algo", ["pathwise"])
+def test_learning_with_negative_rewards_of_different_scales(tmp_path, algo):
+    final = train(["--env", CLIFF, "--step-reward", "-1", "--hazard-reward", "-100", "--algo", algo,
+                   "--seed", "0", "--num-envs", "64", "--total-timesteps", "200000", "--eval-every", "16384",
+                   "--eval-episodes", "8"], tmp_path, timeout=120)
+    assert final["optimal_return"] < 0 and final["uniform_return"] < final["optimal_return"]
+    assert final["exact_success_rate"] == pytest.approx(1.0)
+    assert final["normalized_score"] > 0.99
+
+
 @pytest.mark.slow
 def test_pathwise_solves_four_rooms_with_the_default_command(tmp_path):
     final = train(["--env", "four_rooms"], tmp_path, timeout=600)

@@ -63,13 +63,17 @@ def test_builtin_loads_with_consistent_tables(name):
     assert (mdp.num_states, mdp.num_actions, mdp.num_outcomes) == (S, 4, 1)
     assert mdp.next_state.dtype == torch.int64 and mdp.prob.dtype == torch.float32
     assert tuple(mdp.reward.shape) == (S, 4, 1)
-    assert tuple(mdp.terminal.shape) == tuple(mdp.start.shape) == tuple(mdp.goal.shape) == (S,)
+    assert tuple(mdp.done.shape) == tuple(mdp.success.shape) == (S, 4, 1) and tuple(mdp.start.shape) == (S,)
     torch.testing.assert_close(mdp.prob.sum(-1), torch.ones(S, 4))
     assert mdp.layout.to_ascii() == "\n".join(grid)
     flat = "".join(grid)
-    # Terminal exactly at goals and lava; success exactly at goals; start uniform over S cells.
-    assert mdp.terminal.tolist() == [ch in "GL" for ch in flat]
-    assert mdp.goal.tolist() == [ch == "G" for ch in flat]
+    # A move from a cell an agent can stand on ends the episode exactly when it enters a goal or
+    # lava, and succeeds exactly when it enters a goal; start uniform over the S cells.
+    for s, ch in enumerate(flat):
+        entered = [flat[int(n)] for n in mdp.next_state[s, :, 0]]
+        moving = ch in ".S"
+        assert mdp.done[s, :, 0].tolist() == [moving and e in "GL" for e in entered]
+        assert mdp.success[s, :, 0].tolist() == [moving and e == "G" for e in entered]
     n_starts = flat.count("S")
     assert n_starts >= 1
     torch.testing.assert_close(
@@ -161,11 +165,15 @@ def test_rewards_goal_hazard_step():
 
 
 @pytest.mark.parametrize("slip", [0.0, 0.3])
-def test_terminal_states_absorb_with_zero_reward(slip):
+def test_ending_cells_self_loop_with_zero_reward(slip):
+    # Goal and lava cells are entered only by ending transitions; their own rows are never
+    # stepped from and stay total: zero-reward self-loops that end nothing.
     mdp = load_map("lava_gap", slip=slip, step_reward=-0.1)
-    terminal = torch.nonzero(mdp.terminal).flatten()
-    assert len(terminal) == 6  # five lava cells and a goal
-    for s in terminal.tolist():
+    ends = [s for s, ch in enumerate(builtin_map_text("lava_gap").replace("\n", "")) if ch in "GL"]
+    assert len(ends) == 6  # five lava cells and a goal
+    assert not mdp.reachable()[ends].any()
+    for s in ends:
+        assert not mdp.done[s].any()
         assert (mdp.next_state[s] == s).all()
         assert (mdp.reward[s] == 0).all()
         torch.testing.assert_close(mdp.prob[s].sum(-1), torch.ones(4))
@@ -184,14 +192,18 @@ def test_tabular_mdp_validates_shapes_and_probabilities():
         next_state=mdp.next_state,
         prob=mdp.prob,
         reward=mdp.reward,
-        terminal=mdp.terminal,
+        done=mdp.done,
+        success=mdp.success,
         start=mdp.start,
-        goal=mdp.goal,
     )
     with pytest.raises(ValueError, match="reward has shape"):
         TabularMDP(**{**fields, "reward": mdp.reward[:, :3]})
-    with pytest.raises(ValueError, match="terminal has shape"):
-        TabularMDP(**{**fields, "terminal": mdp.terminal[:-1]})
+    with pytest.raises(ValueError, match="done has shape"):
+        TabularMDP(**{**fields, "done": mdp.done[:-1]})
+    with pytest.raises(ValueError, match="success implies done"):
+        TabularMDP(**{**fields, "success": torch.ones_like(mdp.success)})
+    with pytest.raises(ValueError, match="finite"):
+        TabularMDP(**{**fields, "reward": mdp.reward.masked_fill(mdp.done, float("nan"))})
     with pytest.raises(ValueError, match="sum to 1 over outcomes"):
         TabularMDP(**{**fields, "prob": mdp.prob * 0.5})
     with pytest.raises(ValueError, match="start distribution"):
@@ -202,7 +214,7 @@ def test_tabular_mdp_validates_shapes_and_probabilities():
 
 
 def _same_tables(a: TabularMDP, b: TabularMDP) -> None:
-    for field in ("next_state", "prob", "reward", "terminal", "start", "goal"):
+    for field in ("next_state", "prob", "reward", "done", "success", "start"):
         assert torch.equal(getattr(a, field), getattr(b, field)), field
 
 

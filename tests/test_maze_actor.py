@@ -25,7 +25,7 @@ def test_drawn_states_stand_on_open_cells_with_their_own_values():
     for i in range(0, 500, 50):
         w = next(k for k in range(6) if torch.equal(mazes.env.static_planes[k], obs[i, :3]))
         assert torch.equal(q[i], mazes.q[w, cell[i]])
-        assert not mazes.env.terminal[w, cell[i]]
+        assert mazes.env.reachable[w, cell[i]]
 
 
 def test_greedy_on_exact_values_solves_every_maze():

@@ -71,3 +71,55 @@ def test_the_learner_reads_the_bonus_the_config_and_world_ask_for(world, entropy
     torch.testing.assert_close(got, by_cells if uses_cells else by_actions)
     # Starts sit next to walls, so the two readings differ there: the test can tell them apart.
     assert not torch.allclose(by_cells, by_actions)
+
+
+# --------------------------------------------------------------------------- the one-step objective
+class _TablePolicy(torch.nn.Module):
+    """Logits as a free (S, A) table read off one-hot observations."""
+
+    def __init__(self, S: int, A: int) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.randn(S, A, generator=torch.Generator().manual_seed(4)))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs @ self.logits
+
+
+@pytest.mark.parametrize(("slip", "penalty"), [(0.0, 0.0), (0.3, 0.0), (0.0, 0.05)])
+def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, penalty):
+    # With a one-step look-ahead the objective at each action is linear in the one-hot action:
+    # f(D) = sum_a D_a Q(s, a), Q(s, a) = E_o[r + gamma (1 - done) V(s')], read through the env and
+    # the critic. ST at tau = 1 back-propagates J(pi) Q, the exact gradient of E_pi[Q]; with slip
+    # the expected-outcome backward makes Q the expectation over outcomes. The logit penalty adds
+    # its own gradient, 2 * penalty * (z - mean z) / A per visit, which does not vanish however
+    # unlikely an action has become.
+    from agent.pathwise import PathwiseLearner
+    from agent.rollout import EpisodeStats, VisitBonus
+    from envs import load_map
+
+    world = "#######\n#S..G.#\n#.L...#\n#...L.#\n#######"
+    mdp = load_map(world, slip=slip, step_reward=-0.1, hazard_reward=-2.0)
+    live = torch.nonzero(mdp.reachable()).flatten()
+    B, S = len(live), mdp.num_states
+    cfg = TrainConfig(env=world, slip=slip, step_reward=-0.1, hazard_reward=-2.0, num_envs=B, horizon=1,
+                      lookahead=1, estimator="st", tau=1.0, entropy_coef=0.0, logit_penalty=penalty, max_grad_norm=0.0,
+                      hidden=16)
+    env = build_env(cfg, torch.device("cpu"))
+    obs = env.reset(state=live)
+    policy = _TablePolicy(S, 4)
+    _, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    learner = PathwiseLearner(cfg, policy, critic, torch.Generator().manual_seed(0), VisitBonus(1, S, 0.0))
+    learner.optimizer.step = lambda: None  # keep the gradient, skip the step
+    with torch.no_grad():
+        V = critic(torch.eye(S))  # (S,) the critic the actor reads (it is fitted after the actor)
+        z = policy.logits.clone()  # (S, A)
+        pi = z.softmax(-1)
+    _, metrics = learner.update(env, obs, 1.0, EpisodeStats())
+    scale = metrics["losses/return_scale"]
+    Q = (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)  # (S, A)
+    J = torch.diag_embed(pi) - pi[:, :, None] * pi[:, None, :]  # (S, A, A)
+    expected = torch.zeros(S, 4)
+    expected[live] = -(J[live] @ Q[live][:, :, None]).squeeze(-1) / (B * scale)  # each cell once
+    expected[live] += 2 * penalty * (z[live] - z[live].mean(-1, keepdim=True)) / (4 * B)
+    torch.testing.assert_close(policy.logits.grad, expected, rtol=1e-4, atol=1e-7)
+    assert policy.logits.grad[live].abs().sum() > 0

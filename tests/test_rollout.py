@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from agent.policy import ValueNet
-from agent.rollout import VisitBonus, _one_hot_cells, fit_critic
+from agent.rollout import VisitBonus, _one_hot_cells, fit_critic, greedy_lambda_returns
 
 
 def _plain_fit(critic, optimizer, obs, targets, *, epochs, num_minibatches, generator):
@@ -50,14 +51,65 @@ def test_non_one_hot_observations_take_the_plain_path():
     assert _one_hot_cells(torch.zeros(64, 4, 3, 3)) is None  # images
 
 
-def test_bonus_at_states_equals_the_position_reading():
-    terminal = torch.zeros(2, 9, dtype=torch.bool)
-    terminal[:, 8] = True
-    bonus = VisitBonus(terminal, 0.05)
+def test_bonus_at_states_equals_the_live_position_reading():
+    bonus = VisitBonus(2, 9, 0.05)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
         bonus.visit(torch.randint(9, (40,), generator=g), torch.randint(2, (40,), generator=g))
     state, world = torch.randint(9, (40,), generator=g), torch.randint(2, (40,), generator=g)
-    pos = torch.nn.functional.one_hot(state, 9).float()
-    assert torch.equal(bonus.at_states(state, world), bonus(pos, world))
-    assert (bonus.at_states(torch.full((2,), 8), torch.tensor([0, 1])) == 0).all()  # terminal: no bonus
+    live = (torch.rand(40, generator=g) < 0.7).float()  # some transitions ended the episode
+    live_pos = torch.nn.functional.one_hot(state, 9).float() * live[:, None]
+    assert torch.equal(bonus.at_states(state, world, live), bonus(live_pos, world))
+    assert (bonus(live_pos, world)[live == 0] == 0).all()  # an ending transition earns no bonus
+    assert (bonus(live_pos, world)[live == 1] > 0).all()
+
+
+# --------------------------------------------------------------------------- Watkins's Q(lambda)
+def _greedy_targets(rewards, greedy_values, taken, terminated=None, truncated=None, final=None, last=None,
+                    gamma=0.9, lam=0.5):
+    T, B = rewards.shape
+    off = torch.zeros(T, B, dtype=torch.bool)
+    return greedy_lambda_returns(rewards, greedy_values, taken, off if terminated is None else terminated,
+                                 off if truncated is None else truncated,
+                                 torch.zeros(T, B) if final is None else final,
+                                 torch.zeros(B) if last is None else last, gamma, lam)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_greedy_targets_of_the_optimal_values_are_those_values(lam):
+    # A corridor walked greedily towards a goal paying 1 at the end: with V = V* every target is
+    # V*(s_t), whatever lambda: V* is the fixed point of the greedy backup.
+    gamma, T = 0.9, 5
+    v_star = torch.tensor([gamma ** (T - 1 - t) for t in range(T)])[:, None]  # (T, 1)
+    rewards = torch.zeros(T, 1)
+    rewards[-1] = 1.0
+    terminated = torch.zeros(T, 1, dtype=torch.bool)
+    terminated[-1] = True
+    taken = torch.ones(T, 1, dtype=torch.bool)
+    got = _greedy_targets(rewards, v_star, taken, terminated=terminated, gamma=gamma, lam=lam)
+    torch.testing.assert_close(got, v_star)
+
+
+def test_a_non_greedy_action_cuts_the_trace():
+    rewards = torch.tensor([[0.0], [5.0], [0.0]])
+    greedy = torch.tensor([[0.3], [0.2], [0.1]])
+    taken = torch.tensor([[True], [False], [True]])
+    got = _greedy_targets(rewards, greedy, taken, last=torch.tensor([2.0]), gamma=0.5, lam=1.0)
+    # t = 2: greedy, follows the rest: 0 + 0.5 * 2.0. t = 1: not greedy, so the greedy backup 0.2,
+    # not the 5 it happened to earn. t = 0: 0 + 0.5 * (the target at t = 1) with lambda = 1.
+    torch.testing.assert_close(got, torch.tensor([[0.1], [0.2], [1.0]]))
+
+
+def test_greedy_targets_at_episode_ends_and_with_lambda_one():
+    g, T = 0.5, 4
+    rewards = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
+    taken = torch.ones(T, 2, dtype=torch.bool)
+    terminated = torch.zeros(T, 2, dtype=torch.bool)
+    truncated = torch.zeros(T, 2, dtype=torch.bool)
+    terminated[1, 0] = True  # env 0 ends at t = 1; a new episode runs from t = 2
+    truncated[2, 1] = True  # env 1 hits the time limit at t = 2: its successor's value closes it
+    final = torch.full((T, 2), 10.0)
+    got = _greedy_targets(rewards, torch.zeros(T, 2), taken, terminated, truncated, final,
+                          last=torch.tensor([8.0, 8.0]), gamma=g, lam=1.0)
+    assert got[:, 0].tolist() == [1 + g * 2, 2.0, 3 + g * (4 + g * 8), 4 + g * 8]
+    assert got[:, 1].tolist() == [1 + g * (2 + g * (3 + g * 10)), 2 + g * (3 + g * 10), 3 + g * 10, 4 + g * 8]

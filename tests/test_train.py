@@ -23,6 +23,7 @@ import torch
 
 import train
 from agent.checkpoint import load_checkpoint
+from agent.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--env", "empty", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "4096",
@@ -91,36 +92,40 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
     assert load_checkpoint(run_dir)["global_step"] == 4096
 
 
-def test_default_horizon_and_bonus_are_recorded_and_steps_follow_them(workdir):
-    # Pathwise on a slippery lake defaults to one-step windows (agent.factory.resolve_horizon):
-    # the run's config says so, and every update is then B x 1 steps.
+def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
+    # One default configuration for every world: a slippery lake gets the same settings as any
+    # map, and the run's config.json records them all, resolved (obs: one-hot cells).
     slippery = ["--env", "FrozenLake-v1", "--env-kwargs", "map_name:4x4", "is_slippery:True", "--num-envs", "64",
-                "--total-timesteps", "256", "--eval-every", "0", "--eval-episodes", "8", "--no-progress"]
+                "--horizon", "4", "--total-timesteps", "1024", "--eval-every", "0", "--eval-episodes", "8",
+                "--no-progress"]
     proc = run_train([*slippery, "--wandb-mode", "disabled", "--runs-dir", str(workdir / "runs"),
                       "--run-name", "slippery"], workdir / "home")
     assert proc.returncode == 0, proc.stderr
     run_dir = workdir / "runs" / "slippery"
     config = json.loads((run_dir / "config.json").read_text())
-    assert config["horizon"] == 1  # resolved, not left unset
-    assert config["explore_bonus"] == 0.05
-    assert config["actor_warmup"] == 0
-    assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [64, 128, 192, 256]
+    default = TrainConfig().to_dict()
+    for key in ("lookahead", "explore_starts", "explore_bonus", "actor_warmup", "logit_penalty", "trace_cut"):
+        assert config[key] == default[key], key
+    assert config["obs"] == "onehot" and config["horizon"] == 4
+    assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [256, 512, 768, 1024]
 
 
-def test_a_maze_run_from_before_the_value_map_resumes(workdir):
-    # Its stored config has no `value_map` key and its critic is the whole-image CNN; nor has it
-    # `actor_warmup`: it was trained with none, and goes on so.
-    maze = ["--env", "maze:9x9", "--num-envs", "16", "--eval-every", "0", "--eval-episodes", "4", "--no-progress",
-            "--wandb-mode", "disabled"]
-    run_dir = workdir / "runs" / "old_maze"
-    assert train.main([*maze, "--no-value-map", "--total-timesteps", "64", "--runs-dir", str(workdir / "runs"),
-                       "--run-name", "old_maze"]) == 0
+def test_a_run_from_before_the_current_settings_resumes_as_it_was_trained(workdir):
+    # A config written before the look-ahead, exploring starts, logit penalty, trace cut and
+    # actor warm-up existed was trained through the whole window, from the world's start, with
+    # none of them; it goes on so.
+    run_dir = workdir / "runs" / "old_run"
+    assert train.main([*TINY, "--wandb-mode", "disabled", "--total-timesteps", "1024", "--runs-dir",
+                       str(workdir / "runs"), "--run-name", "old_run"]) == 0
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    del state["config"]["value_map"], state["config"]["actor_warmup"]
+    for key in ("lookahead", "explore_starts", "logit_penalty", "trace_cut", "actor_warmup"):
+        del state["config"][key]
     torch.save(state, run_dir / "checkpoint.pt")
-    assert train.main(["--resume", str(run_dir), "--total-timesteps", "128", "--no-progress"]) == 0
-    assert load_checkpoint(run_dir)["global_step"] == 128
-    assert load_checkpoint(run_dir)["config"]["actor_warmup"] == 0
+    assert train.main(["--resume", str(run_dir), "--total-timesteps", "2048", "--no-progress"]) == 0
+    resumed = load_checkpoint(run_dir)
+    assert resumed["global_step"] == 2048
+    assert {k: resumed["config"][k] for k in ("lookahead", "explore_starts", "logit_penalty", "trace_cut")} == \
+        {"lookahead": 8, "explore_starts": 0.0, "logit_penalty": 0.0, "trace_cut": 0.0}
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -298,11 +303,12 @@ RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
     (["--estimator", "nope"], "--estimator 'nope' is unknown"),
     (["--env", "no_such_map"], "unknown map 'no_such_map'"),
     (["--num-envs", "0"], "--num-envs 0"),
-    (["--horizon", "-1"], "--horizon -1 must be >= 1"),
+    (["--horizon", "-1"], "--horizon -1 is out of range: it must be an integer >= 1"),
     (["--maze-pool", "-2"], "--maze-pool -2"),
-    (["--explore-bonus", "-0.1"], "--explore-bonus -0.1 must be >= 0"),
-    (["--entropy-coef", "-1"], "--entropy-coef -1.0 must be >= 0"),
-    (["--actor-warmup", "-5"], "--actor-warmup -5 must be >= 0"),
+    (["--explore-bonus", "-0.1"], "--explore-bonus -0.1 is out of range: it must be a finite number >= 0"),
+    (["--entropy-coef", "-1"], "--entropy-coef -1.0 is out of range"),
+    (["--actor-warmup", "-5"], "--actor-warmup -5 is out of range"),
+    (["--env", "maze:7x7", "--no-value-map"], "reads its critic as a table of cells"),
     (["--env-kwargs", "badformat"], "key:value"),
     (["--device", "cuda"], "CUDA is not available"),
     (["--env", "RAGGED"], "row 2 has 6 cells"),
@@ -343,7 +349,7 @@ def test_bad_flags_through_the_script(flags, one_line, tmp_path):
     assert "Traceback" not in proc.stderr, proc.stderr
     if one_line:
         assert_one_line_error(proc.stderr)
-        assert "--gamma 1.5 must be in [0, 1)" in proc.stderr
+        assert "--gamma 1.5 is out of range: it must be in [0, 1)" in proc.stderr
     else:
         assert "--no-such-flag" in proc.stderr
     assert not (tmp_path / "runs").exists()

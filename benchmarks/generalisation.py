@@ -1,0 +1,194 @@
+"""Generalisation: train.py's default command on every world of the suite, for each learner and seed.
+
+    python -m benchmarks.generalisation                          # the held-out half, 3 learners x 3 seeds
+    python -m benchmarks.generalisation --split tuning --algos pathwise --seeds 0
+    python -m benchmarks.generalisation --families maze spiral --set explore_starts=0
+    python -m benchmarks.generalisation --smoke                  # seconds, for CI
+
+Each run is `train.train(TrainConfig(...))` with the world's fields (`benchmarks.suite`), the
+learner's `--algo`, the seed and `--steps`, in a worker process (`--workers` at a time, one
+torch thread each). What is reported is the policy a user gets: the kept (best-evaluated)
+checkpoint, scored exactly on the tabular core (normalised score (R - R_uniform) / (R* - R_uniform)
+and success probability, under the time limit), the env steps until an evaluation first reached
+the target, and the wall-clock of the whole `train()` call. A world counts as solved by a run
+when the kept policy's normalised score is at least `--target` (0.95).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
+from benchmarks.suite import HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
+
+ALGOS = ("pathwise", "reinforce", "ppo")
+
+
+def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict[str, Any], runs_dir: str,
+            smoke: bool, target: float) -> dict[str, Any]:
+    """One train() call in this (worker) process; the row of the results table."""
+    import torch
+
+    torch.set_num_threads(1)
+    from agent.config import TrainConfig
+    from agent.logger import read_metrics
+    from train import train
+
+    name = f"{world.name}__{algo}__{seed}"
+    cfg = TrainConfig(**world.config_fields(), algo=algo, seed=seed, total_timesteps=steps, wandb_mode="disabled",
+                      progress=False, runs_dir=runs_dir, run_name=name, **overrides)
+    if smoke:
+        cfg = TrainConfig(**{**cfg.to_dict(), "num_envs": 64, "horizon": 4, "eval_every": 1024, "eval_episodes": 8})
+    run_dir = Path(runs_dir) / name
+    if (run_dir / "final_eval.json").exists():  # a finished run is not repeated (resumable sweep)
+        final = json.loads((run_dir / "final_eval.json").read_text())
+        wall = final.get("process_s")
+    else:
+        if run_dir.exists():  # an unfinished run from an interrupted sweep starts over
+            import shutil
+
+            shutil.rmtree(run_dir)
+        start = time.time()
+        final = train(cfg)
+        wall = time.time() - start
+        final["process_s"] = wall
+        (run_dir / "final_eval.json").write_text(json.dumps(final, indent=2))
+    evals = [r for r in read_metrics(run_dir) if "eval/normalized_score" in r]
+    reached = [r["global_step"] for r in evals if r["eval/normalized_score"] >= target]
+    return {
+        "world": world.name, "family": world.family, "split": world.split, "algo": algo, "seed": seed,
+        "normalized_score": final["normalized_score"], "exact_success_rate": final["exact_success_rate"],
+        "kept_step": final["kept_step"], "first_step_at_target": reached[0] if reached else None,
+        "steps": final["global_step"], "wall_clock_s": wall,
+        "final_policy_score": final["final_policy"]["normalized_score"],
+        "config": json.loads((run_dir / "config.json").read_text()),
+    }
+
+
+def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
+    """Per (world, algo): medians and seeds solved; per (split, algo): worlds solved on every seed."""
+    per_world: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        per_world.setdefault((r["world"], r["algo"]), []).append(r)
+    world_rows = []
+    for (world, algo), rs in per_world.items():
+        world_rows.append({
+            "world": world, "family": rs[0]["family"], "split": rs[0]["split"], "algo": algo,
+            "seeds solved": f"{sum(r['normalized_score'] >= target for r in rs)}/{len(rs)}",
+            "all seeds": all(r["normalized_score"] >= target for r in rs),
+            "score (min)": min(r["normalized_score"] for r in rs),
+            "score (median)": statistics.median(r["normalized_score"] for r in rs),
+            "success (median)": statistics.median(r["exact_success_rate"] for r in rs),
+            # Env steps until an evaluation first reached the target (runs that never did count as
+            # the whole budget, so the median is an upper bound where some seeds missed).
+            "env steps to target (median)": statistics.median(r["first_step_at_target"] or r["steps"] for r in rs),
+            "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
+        })
+    totals: dict[tuple[str, str], list[dict]] = {}
+    for w in world_rows:
+        totals.setdefault((w["split"], w["algo"]), []).append(w)
+    total_rows = [{"split": split, "algo": algo, "worlds": len(ws),
+                   "solved on every seed": sum(w["all seeds"] for w in ws),
+                   "share": sum(w["all seeds"] for w in ws) / len(ws),
+                   "median score": statistics.median(w["score (median)"] for w in ws)}
+                  for (split, algo), ws in sorted(totals.items())]
+    return world_rows, total_rows
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                             cwd=Path(__file__).resolve().parents[1])
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`--set key=value ...` -> TrainConfig overrides (values read as Python literals)."""
+    from agent.config import TrainConfig
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in TrainConfig.__dataclass_fields__:
+            raise SystemExit(f"error: --set {item!r} must be FIELD=VALUE with a TrainConfig field")
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--split", choices=[TUNING, HELD_OUT, "all"], default=HELD_OUT)
+    p.add_argument("--families", nargs="+", default=None, help="only these families (default: all)")
+    p.add_argument("--worlds", nargs="+", default=None, help="only these world names")
+    p.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--steps", type=int, default=2_000_000, help="env-step budget per run (default 2M)")
+    p.add_argument("--target", type=float, default=0.95, help="normalised score that counts as solved")
+    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
+                   help="TrainConfig overrides for every run (experiments; the results record them)")
+    p.add_argument("--workers", type=int, default=2, help="runs at a time, one process and torch thread each")
+    p.add_argument("--runs-dir", default="runs/generalisation", help="where the runs' directories go")
+    p.add_argument("--out", default=DEFAULT_OUT, help="directory for the results JSON and table")
+    p.add_argument("--name", default=None, help="file stem (default generalisation_SPLIT)")
+    p.add_argument("--smoke", action="store_true", help="two worlds, one seed, a tiny budget (CI)")
+    args = p.parse_args(argv)
+    overrides = parse_set(args.set)
+    chosen = worlds(None if args.split == "all" else args.split, args.families)
+    if args.worlds:
+        known = {w.name for w in SUITE}
+        if unknown := set(args.worlds) - known:
+            raise SystemExit(f"error: unknown world(s) {sorted(unknown)}; see benchmarks/suite.py")
+        chosen = [w for w in chosen if w.name in args.worlds]
+    if args.smoke:
+        chosen, args.seeds, args.steps = [worlds(TUNING, ["corridor"])[0], worlds(TUNING, ["gymnasium"])[2]], [0], 4096
+    machine = machine_info()
+    print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+          f"{args.workers} workers x 1 torch thread", flush=True)
+    tasks = [(w, algo, seed) for w in chosen for algo in args.algos for seed in args.seeds]
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_one, w, algo, seed, args.steps, overrides, args.runs_dir, args.smoke, args.target)
+                   for w, algo, seed in tasks]
+        for f in futures:
+            r = f.result()
+            rows.append(r)
+            print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
+    world_rows, total_rows = summarise(rows, args.target)
+    columns = ["world", "algo", "seeds solved", "score (min)", "score (median)", "success (median)",
+               "env steps to target (median)", "wall-clock s (median)"]
+    formats = {"score (min)": ".3f", "score (median)": ".3f", "success (median)": ".1%",
+               "env steps to target (median)": ",.0f", "wall-clock s (median)": ".1f"}
+    md = (format_table(total_rows, ["split", "algo", "worlds", "solved on every seed", "share", "median score"],
+                       {"share": ".1%", "median score": ".3f"})
+          + "\n\n" + format_table(world_rows, columns, formats))
+    print(md)
+    name = args.name or f"generalisation_{args.split}"
+    command = "python -m benchmarks.generalisation " + " ".join(sys.argv[1:] if argv is None else argv)
+    write_json(Path(args.out) / f"{name}.json", {
+        "command": command, "git_commit": git_commit(), "machine": machine,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
+        "args": vars(args), "overrides": overrides, "totals": total_rows, "worlds": world_rows, "runs": rows,
+    })
+    (Path(args.out) / f"{name}.md").write_text(md + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
