@@ -1,13 +1,17 @@
 """Train a gridworld agent: `python train.py --help`.
 
-The loop reads top to bottom: parse, run directory, seed, device, envs, networks, learner,
-logger, then collect-and-update until the step budget is spent, evaluating and checkpointing on
-the way. Ctrl-C (SIGINT) or SIGTERM saves a checkpoint and exits; `--resume RUN_DIR` continues.
+The job reads top to bottom: parse; plan (the resolved config, checked whole before anything is
+written); lock the run directory; seed, envs, networks, learner, logger; then collect-and-update
+until the step budget is spent, evaluating, keeping the best policy and checkpointing on the way.
+Ctrl-C (SIGINT) or SIGTERM stops within about a second, saves a checkpoint and exits; a second
+one stops at once. `--resume RUN_DIR` continues.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 import sys
 import time
@@ -15,10 +19,11 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-import tyro
 
+from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
-from agent.config import TrainConfig, validate
+from agent.cli import parse
+from agent.config import FIXED_ON_RESUME, TrainConfig, flag, validate
 from agent.evaluation import evaluate, record_episode, reference_returns
 from agent.factory import (
     build_env,
@@ -26,48 +31,77 @@ from agent.factory import (
     build_learner,
     build_networks,
     build_world,
+    check_memory,
     resolve_defaults,
     resolve_device,
 )
 from agent.gumbel import TauSchedule
-from agent.logger import RunLogger
+from agent.logger import RunLogger, WandbError, has_wandb_credentials
 from agent.progress import Progress
 from agent.rollout import EpisodeStats
+from agent.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
 
 
-class _Stop:
-    """Set by SIGINT/SIGTERM; the loop finishes its update, saves and leaves."""
+def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, Path, torch.device]:
+    """The command line (or, with --resume, the stored config with the flags given on top) ->
+    (the resolved config, the checkpoint resumed from, the run directory, the device).
 
-    signal: int | None = None
-
-    def __call__(self, signum, frame) -> None:
-        self.signal = signum
-
-
-def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
-    """Run one training job; returns the final evaluation."""
-    # --- run directory and config (resume takes the stored config, CLI flags given win)
+    Everything that can be refused is refused here, before anything is written."""
     resumed = None
-    if cfg.resume:
-        resumed = load_checkpoint(cfg.resume)
+    if cli.resume:
+        resumed = load_checkpoint(cli.resume)
         stored = TrainConfig.from_dict(resumed["config"])
-        cfg = replace(stored, **{k: getattr(cfg, k) for k in explicit if k != "resume"}, resume=cfg.resume)
-        run_dir = resolve_checkpoint(cfg.resume).parent  # --resume takes a run dir or its .pt
+        fixed = sorted(k for k in given & FIXED_ON_RESUME if getattr(cli, k) != getattr(stored, k))
+        if fixed:
+            was = ", ".join(f"{flag(k)} {getattr(stored, k)!r}" for k in fixed)
+            raise ValueError(f"--resume can't change {', '.join(flag(k) for k in fixed)} (the run was started with "
+                             f"{was}); start a new run for that")
+        cfg = replace(stored, **{k: getattr(cli, k) for k in given if k != "resume"}, resume=cli.resume)
+        run_dir = resolve_checkpoint(cli.resume).parent  # --resume takes a run dir or its .pt
     else:
-        run_dir = Path(cfg.runs_dir) / (cfg.run_name or cfg.default_run_name())
-        if (run_dir / LATEST).exists():
-            raise ValueError(
-                f"run directory {run_dir} already has a checkpoint; pick another --run-name or --resume {run_dir}"
-            )
+        cfg = cli
+        run_dir = run_path(cfg.runs_dir, cfg.run_name or cfg.default_run_name())
     validate(cfg)
-    cfg = resolve_defaults(cfg, build_world(cfg))  # the run's config records the values used
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+    device = resolve_device(cfg.device)
+    world = build_world(cfg)
+    cfg = resolve_defaults(cfg, world)  # the run's config records the values used
+    check_memory(cfg, world, device)
+    if cfg.wandb_mode == "online" and not has_wandb_credentials():
+        raise ValueError("--wandb-mode online: wandb finds no credentials (WANDB_API_KEY, or `wandb login`); log in, "
+                         "or use --wandb-mode auto (offline without credentials)")
+    if resumed is None and holds_a_run(run_dir) and not cfg.overwrite:
+        prepare_new(run_dir, overwrite=False)  # raises: the directory holds another run
+    return cfg, resumed, run_dir, device
 
-    # --- seed, device, envs, networks, learner
+
+def train(cli: TrainConfig, given: set[str] = frozenset()) -> dict:
+    """Run one training job; returns the final evaluation (or, interrupted, where it stopped)."""
+    cfg, resumed, run_dir, device = plan(cli, given)
+    existed = run_dir.exists()
+    lock = RunLock(run_dir).acquire()  # one process writes a run at a time
+    try:
+        return _train(cfg, resumed, run_dir, device)
+    except (WandbError, KeyboardInterrupt):  # wandb refused, or Ctrl-C while starting (the loop handles its own)
+        if resumed is None:  # a new run that never started leaves nothing behind
+            prepare_new(run_dir, overwrite=True)
+            if not existed:
+                shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        lock.release()
+
+
+def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.device) -> dict:
+    # --- the run directory: a new run starts clean; a resume drops what came after its checkpoint
+    if resumed is None:
+        prepare_new(run_dir, cfg.overwrite)
+    else:
+        truncate_metrics(run_dir, int(resumed["global_step"]))
+    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+
+    # --- seed, envs, networks, learner
     torch.manual_seed(cfg.seed)  # network initialisation; all other noise uses `generator`
     torch.set_flush_denormal(True)  # saturating softmaxes make denormals, which are ~10x slower on CPU
-    device = resolve_device(cfg.device)
     env = build_env(cfg, device, maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
     eval_env = build_eval_env(cfg, device, "validation")
     reference = reference_returns(eval_env, cfg.gamma)  # the normalised score's ends, computed once
@@ -109,8 +143,7 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
             checkpoint(BEST)
         return result
 
-    stop = _Stop()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    restore_signals = interrupt.install()
     stats = EpisodeStats()
     progress = Progress(cfg.total_timesteps, start=global_step, enabled=cfg.progress)
     exit_code = 0
@@ -120,32 +153,40 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
         next_eval = (global_step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
         next_save = (global_step // cfg.save_every + 1) * cfg.save_every if cfg.save_every else None
         start_time, start_step = time.time(), global_step
-        last_eval_step = None
-        while global_step < cfg.total_timesteps and stop.signal is None:
-            tau = schedule(global_step)
-            learner.warm_up(global_step)
-            obs, metrics = learner.update(env, obs, tau, stats)
-            global_step += env.num_envs * cfg.horizon
-            sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-            metrics |= stats.pop() | {"charts/SPS": sps, "charts/tau": tau}
-            logger.log(metrics, global_step)
-            progress.update(global_step, metrics)
-            if next_eval is not None and global_step >= next_eval:
-                result = run_eval()
-                last_eval_step = global_step
-                progress.note(global_step, result)
-                next_eval += cfg.eval_every
-                if cfg.stop_at_success is not None and result["exact_success_rate"] >= cfg.stop_at_success:
-                    break
-            if next_save is not None and global_step >= next_save:
-                checkpoint()
-                next_save += cfg.save_every
+        saved_at = start_time
+        last_eval_step = result = None
+        try:
+            while global_step < cfg.total_timesteps:
+                tau = schedule(global_step)
+                learner.warm_up(global_step)
+                obs, metrics = learner.update(env, obs, tau, stats)  # a stop request abandons it midway
+                global_step += env.num_envs * cfg.horizon
+                sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
+                metrics |= stats.pop() | {"charts/SPS": sps, "charts/tau": tau}
+                logger.log(metrics, global_step)
+                progress.update(global_step, metrics)
+                if next_eval is not None and global_step >= next_eval:
+                    result = run_eval()
+                    last_eval_step = global_step
+                    progress.note(global_step, result)
+                    next_eval += cfg.eval_every
+                    if cfg.stop_at_success is not None and result["exact_success_rate"] >= cfg.stop_at_success:
+                        break
+                if (next_save is not None and global_step >= next_save) or (
+                        cfg.save_every_s and time.time() - saved_at >= cfg.save_every_s):
+                    checkpoint()
+                    saved_at = time.time()
+                    while next_save is not None and next_save <= global_step:
+                        next_save += cfg.save_every
+                interrupt.check()
+        except interrupt.Interrupted:
+            pass
         progress.close()
-        path = checkpoint()
-        if stop.signal is not None:
-            exit_code = 128 + stop.signal
-            print(f"\ninterrupted at step {global_step}: checkpoint saved to {path}; "
-                  f"continue with: python train.py --resume {run_dir}", file=sys.stderr)
+        path = checkpoint()  # saved before anything is printed: a closed pipe can't cost it
+        if interrupt.requested() is not None:
+            exit_code = 128 + interrupt.requested()
+            say(f"\ninterrupted at step {global_step}: checkpoint saved to {path}; "
+                f"continue with: python train.py --resume {run_dir}", sys.stderr)
             return {"interrupted": True, "global_step": global_step, "exit_code": exit_code}
         wall_clock = time.time() - start_time
         last = run_eval() if last_eval_step != global_step else result
@@ -153,18 +194,36 @@ def train(cfg: TrainConfig, explicit: set[str] = frozenset()) -> dict:
             "global_step": global_step, "wall_clock_s": wall_clock,
             "final_policy": {k: last[k] for k in ("normalized_score", "exact_success_rate", "success_rate")},
         }
-        (run_dir / "final_eval.json").write_text(json.dumps(final, indent=2))
-        print(f"done: {global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
-              f"{final['exact_success_rate']:.1%}, normalised score {final['normalized_score']:.3f}; "
-              f"run saved in {run_dir}")
+        (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=2))
+        say(f"done: {global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
+            f"{final['exact_success_rate']:.1%}, normalised score {final['normalized_score']:.3f}; "
+            f"run saved in {run_dir}", sys.stdout)
         return final
+    except KeyboardInterrupt:  # a second signal: the state is what the last step left
+        exit_code = 130
+        path = checkpoint()
+        say(f"\nstopped at step {global_step}: checkpoint saved to {path}; "
+            f"continue with: python train.py --resume {run_dir}", sys.stderr)
+        return {"interrupted": True, "global_step": global_step, "exit_code": exit_code}
     except BaseException:
         exit_code = 1
         raise
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        restore_signals()
         logger.finish(exit_code)
+
+
+def say(text: str, stream) -> None:
+    """Print that survives a closed pipe (`train.py | tee` after Ctrl-C): the text is lost, not the run."""
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, OSError):
+        # Point the stream at /dev/null so the interpreter's own flush at exit stays quiet too.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 def report_kept_policy(cfg: TrainConfig, device: torch.device, run_dir: Path, env, best: dict) -> dict:
@@ -178,20 +237,20 @@ def report_kept_policy(cfg: TrainConfig, device: torch.device, run_dir: Path, en
     return result | {"kept": BEST, "kept_step": best["step"], "validation_score": best["score"]}
 
 
-def explicit_fields(argv: list[str]) -> set[str]:
-    """Config fields written on the command line (they override a resumed run's config)."""
-    names = {a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")}
-    return names & set(TrainConfig.__dataclass_fields__)
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    cfg = tyro.cli(TrainConfig, args=argv)
+    restore_signals = interrupt.install(at_once=True)  # until the loop starts there is nothing to save
     try:
-        result = train(cfg, explicit_fields(argv))
-    except (ValueError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        cfg, given = parse(TrainConfig, argv, prog="train.py")
+        result = train(cfg, given)
+    except (ValueError, CheckpointError) as e:  # bad input: one line, nothing written
+        say(f"error: {e}", sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM before the loop (wandb's start, building worlds)
+        say("interrupted while starting; nothing was trained", sys.stderr)
+        return 128 + (interrupt.requested() or signal.SIGINT)
+    finally:
+        restore_signals()
     return int(result.get("exit_code", 0))
 
 

@@ -51,6 +51,9 @@ class TrainConfig:
     """Image observations: the critic is a value map of the world's static planes read off the
     agent plane, linear in the agent's position (the pathwise learner needs it on procedural
     mazes; see the README). --no-value-map: one CNN value of the whole image."""
+    actor_steps: int = 4
+    """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps
+    (each on the look-aheads closed since the last; at most T / --lookahead)."""
     lookahead: int = 1
     """pathwise: env steps each action's gradient looks ahead through the differentiable env
     before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
@@ -68,7 +71,7 @@ class TrainConfig:
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
     training reward (never to logged returns); 0 disables it."""
     entropy_coef: float = 0.01
-    """Weight of the policy-entropy bonus."""
+    """Weight of the policy-entropy bonus (in units of the return scale)."""
     logit_penalty: float = 0.01
     """pathwise: weight of a penalty on the squared logits (centred per state). Unlike the entropy
     bonus, its gradient does not vanish once the policy has collapsed onto one action, so no
@@ -136,7 +139,11 @@ class TrainConfig:
     stop_at_success: float | None = None
     """Stop early once greedy evaluation reaches this success rate (e.g. 1.0)."""
     resume: str | None = None
-    """Continue the run in this run directory (step count, optimiser and logging)."""
+    """Continue the run in this run directory (step count, optimiser and logging). Flags given
+    with it override the stored config, except those that would make it another run (see
+    FIXED_ON_RESUME); the rest is as the run was started."""
+    overwrite: bool = False
+    """Start a new run in a --run-name directory that already holds one, deleting that run."""
 
     # --- logging
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"
@@ -173,8 +180,10 @@ class TrainConfig:
         kw.setdefault("lookahead", kw.get("horizon") or 16)
         kw.setdefault("explore_starts", 0.0)
         kw.setdefault("logit_penalty", 0.0)
+        kw.setdefault("actor_steps", 1)
         kw.setdefault("trace_cut", 0.0)
         kw.setdefault("save_every_s", 60.0)
+        kw.pop("overwrite", None)  # a stored run never asks to overwrite itself
         return cls(**kw)
 
 
@@ -250,6 +259,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
+# Fields a resumed run can't change: they define the world, the networks' shapes or the run itself.
+FIXED_ON_RESUME = frozenset({"env", "env_kwargs", "slip", "step_reward", "hazard_reward", "maze_pool", "obs", "algo",
+                             "hidden", "value_map", "run_name", "runs_dir", "overwrite"})
+
+
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -265,6 +279,9 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"{flag(name)} {value!r} is out of range: it must be {accepted}")
     if cfg.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}")
+    if cfg.actor_steps < 1 or cfg.horizon % cfg.actor_steps or (cfg.horizon // cfg.actor_steps) % cfg.lookahead:
+        raise ValueError(f"--actor-steps {cfg.actor_steps} must divide --horizon {cfg.horizon} into parts of whole "
+                         f"look-aheads (--lookahead {cfg.lookahead})")
     if cfg.lookahead > cfg.horizon:
         raise ValueError(f"--lookahead {cfg.lookahead} must be at most --horizon {cfg.horizon}")
     if cfg.tau_min > cfg.tau:
@@ -272,17 +289,7 @@ def validate(cfg: TrainConfig) -> None:
                          "--tau and anneals down to --tau-min)")
     if not cfg.env.strip():
         raise ValueError("--env is empty; give a built-in map, a map file, maze:HxW or a gymnasium id")
-    check_run_name(cfg.run_name)
     parse_env_kwargs(cfg.env_kwargs)
-
-
-def check_run_name(name: str | None) -> None:
-    """A run name is one directory inside --runs-dir: no separators, no `..`."""
-    if name is None:
-        return
-    if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise ValueError(f"--run-name {name!r} must be a plain directory name inside --runs-dir "
-                         "(no /, no .., not empty)")
 
 
 __all__ = ["TrainConfig", "parse_env_kwargs", "validate"]

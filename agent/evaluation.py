@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from agent import interrupt
 from agent.gumbel import gumbel_max_sample
 from agent.policy import PolicyNet
 from envs import BatchedGridWorld
@@ -23,6 +24,7 @@ def run_episodes(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, gree
     # One-hot observations: the policy's logits of every cell once, (S, A), then read per step.
     table = policy(torch.eye(env.S, device=env.device)) if env.obs_mode == "onehot" else None
     for t in range(env.max_episode_steps):
+        interrupt.check()
         logits = policy(obs) if table is None else table.index_select(0, env.state)  # (B, A)
         action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator=generator)
         obs, reward, _, _, info = env.step(action)

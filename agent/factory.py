@@ -12,12 +12,76 @@ from envs import BatchedGridWorld, MapOptions, MazeSpec, make_world
 
 
 def resolve_device(name: str) -> torch.device:
+    """--device -> a device this machine has; checked before anything is built."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: only cpu, cuda and mps are supported; use --device cpu")
     return device
+
+
+def world_size(world) -> tuple[int, int]:
+    """(cells S, observation numbers per env under --obs image or onehot) of a world spec."""
+    if isinstance(world, MazeSpec):
+        return world.height * world.width, 4 * world.height * world.width
+    layout = world.layout
+    return world.num_states, (4 * layout.height * layout.width if layout is not None else world.num_states)
+
+
+def memory_estimate(cfg: TrainConfig, world) -> dict[str, int]:
+    """Bytes an update and an evaluation hold at their peak, from measured costs per env step
+    (see benchmarks/memory.py): about 10 bytes per B x T x (S + observation) for one-hot
+    observations and 64 for images (convolution activations), doubled here as a margin."""
+    S, image_obs = world_size(world)
+    obs = image_obs if cfg.obs == "image" else S
+    per = 128 if cfg.obs == "image" else 24
+    return {"update": cfg.num_envs * cfg.horizon * (S + obs) * per,
+            "evaluation": cfg.eval_episodes * (S + obs) * 4 * 16}
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for this run on `device` (None when it can't be told)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in open("/proc/meminfo", encoding="ascii"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(cfg: TrainConfig, world, device: torch.device) -> None:
+    """Refuse, before anything is built, a run whose update or evaluation would not fit."""
+    free = available_memory(device)
+    if free is None:
+        return
+    need = memory_estimate(cfg, world)
+    S, _ = world_size(world)
+    gib = 2**30
+    if need["update"] > 0.8 * free:
+        raise ValueError(
+            f"--num-envs {cfg.num_envs} x --horizon {cfg.horizon} needs about {need['update'] / gib:.1f} GiB for "
+            f"one update ({S} cells, {cfg.obs} observations), but {device.type} has {free / gib:.1f} GiB free; "
+            "lower --num-envs or --horizon")
+    if need["evaluation"] > 0.8 * free:
+        raise ValueError(
+            f"--eval-episodes {cfg.eval_episodes} needs about {need['evaluation'] / gib:.1f} GiB, but "
+            f"{device.type} has {free / gib:.1f} GiB free; lower --eval-episodes")
 
 
 def build_world(cfg: TrainConfig, env: str | None = None):

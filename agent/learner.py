@@ -67,11 +67,14 @@ class Learner:
         if "return_scale" in state:  # checkpoints from before the return scale start unscaled
             self.return_scale.load_state_dict(state["return_scale"])
 
-    def fit_critic_and_report(self, obs: torch.Tensor, targets: torch.Tensor, loss: torch.Tensor,
-                              entropy: torch.Tensor, grad_norm: float) -> dict[str, float]:
-        """Regress the critic on this update's targets; return the update's loss metrics."""
+    def fit_critic_and_report(self, env, obs: torch.Tensor, cells: torch.Tensor, worlds: torch.Tensor,
+                              targets: torch.Tensor, loss: torch.Tensor, entropy: torch.Tensor,
+                              grad_norm: float) -> dict[str, float]:
+        """Regress the critic on this update's targets (samples given as observations and as
+        (world, cell), each (T, B, ...)); return the update's loss metrics."""
         value_loss = fit_critic(
-            self.critic, self.critic_optimizer, obs, targets,
+            self.critic, self.critic_optimizer, env, targets.flatten(), obs=obs.flatten(0, 1),
+            cells=cells.flatten(), worlds=worlds.flatten(),
             epochs=self.cfg.update_epochs, num_minibatches=self.cfg.num_minibatches, generator=self.generator,
         )
         return {

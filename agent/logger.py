@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import netrc
 import os
 import sys
 from pathlib import Path
@@ -13,14 +12,36 @@ from typing import Any
 METRICS_FILE = "metrics.jsonl"
 
 
+INIT_TIMEOUT_S = 15.0  # how long wandb.init may take before a run goes on without it (WANDB_INIT_TIMEOUT)
+
+
+class WandbError(ValueError):
+    """wandb could not start as asked (--wandb-mode online); the message is one line."""
+
+
 def has_wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
+    """Whether wandb will find credentials, by its own sources: WANDB_API_KEY,
+    WANDB_IDENTITY_TOKEN_FILE, or a .netrc entry for the server it talks to (WANDB_BASE_URL or its
+    default). No network is used."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
+    import wandb
+
+    host = os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
     try:
-        auth = netrc.netrc().authenticators("api.wandb.ai")
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-    return auth is not None
+        from wandb.sdk.lib.wbauth import read_netrc_auth  # wandb's own .netrc reader
+    except ImportError:  # a wandb without it: the same file, read by the standard library
+        import netrc
+        from urllib.parse import urlparse
+
+        try:
+            return netrc.netrc().authenticators(urlparse(host).hostname or host) is not None
+        except (OSError, netrc.NetrcParseError):
+            return False
+    try:
+        return read_netrc_auth(host=host) is not None
+    except Exception:  # noqa: BLE001 (a malformed entry: let wandb.init say what is wrong)
+        return True
 
 
 def resolve_wandb_mode(mode: str) -> str:
@@ -29,29 +50,51 @@ def resolve_wandb_mode(mode: str) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
+def _reason(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return f"{type(e).__name__}: {text}"[:200]
+
+
 class RunLogger:
-    """One run's metric sink. `global_step` is the x-axis everywhere."""
+    """One run's metric sink. `global_step` is the x-axis everywhere.
+
+    wandb never stops a run: its start is bounded (INIT_TIMEOUT_S), and in auto mode a failure
+    to go online (no network, a refused key) is one line, then the run logs offline. An explicit
+    --wandb-mode online that can't start raises `WandbError` instead."""
 
     def __init__(self, cfg, run_dir: Path, *, wandb_id: str | None = None) -> None:
         self.run_dir = run_dir
-        self.file = open(run_dir / METRICS_FILE, "a", encoding="utf-8")
         self.mode = resolve_wandb_mode(cfg.wandb_mode)
         self.wandb = None
-        if self.mode == "disabled":
-            return
+        if self.mode != "disabled":
+            try:
+                self.wandb = self._init(cfg, self.mode, wandb_id)
+            except Exception as e:  # noqa: BLE001 (wandb raises many kinds; KeyboardInterrupt passes)
+                if cfg.wandb_mode != "auto" or self.mode != "online":
+                    raise WandbError(f"--wandb-mode {cfg.wandb_mode}: wandb could not start ({_reason(e)}); check "
+                                     "`wandb login` and the network, or use --wandb-mode offline") from None
+                print(f"wandb: could not start an online run ({_reason(e)}); logging offline instead", file=sys.stderr)
+                self.mode = "offline"
+                self.wandb = self._init(cfg, "offline", wandb_id)
+            if self.mode == "offline" and cfg.wandb_mode == "auto":
+                print("wandb: logging offline; upload later with "
+                      f"`wandb sync {run_dir}/wandb/offline-run-*`", file=sys.stderr)
+        self.file = open(run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+
+    def _init(self, cfg, mode: str, wandb_id: str | None):
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
-        self.wandb = wandb.init(
+        timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
+        run = wandb.init(
             project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group,
-            tags=list(cfg.tags) or None, name=run_dir.name, config=cfg.to_dict(),
-            dir=str(run_dir), mode=self.mode, id=wandb_id, resume="allow" if wandb_id else None,
+            tags=list(cfg.tags) or None, name=self.run_dir.name, config=cfg.to_dict(),
+            dir=str(self.run_dir), mode=mode, id=wandb_id, resume="allow" if wandb_id else None,
+            settings=wandb.Settings(init_timeout=timeout),
         )
-        self.wandb.define_metric("global_step")
-        self.wandb.define_metric("*", step_metric="global_step")
-        if self.mode == "offline" and cfg.wandb_mode == "auto":
-            print("wandb: no credentials found, logging offline; upload later with "
-                  f"`wandb sync {run_dir}/wandb/offline-run-*`", file=sys.stderr)
+        run.define_metric("global_step")
+        run.define_metric("*", step_metric="global_step")
+        return run
 
     @property
     def wandb_id(self) -> str | None:

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from agent import interrupt
 from agent.gumbel import straight_through
 from agent.learner import Learner
-from agent.rollout import EpisodeStats, clip_and_step, greedy_lambda_returns, lambda_returns
+from agent.rollout import EpisodeStats, cell_values, clip_and_step, greedy_lambda_returns, lambda_returns
 
 
 class PathwiseLearner(Learner):
@@ -29,12 +30,11 @@ class PathwiseLearner(Learner):
         value at that cell, and the reading is linear in the position, not a network's input
         derivative in a direction it never saw."""
         with torch.no_grad():
-            if env.obs_mode == "onehot":
-                return self.critic(torch.eye(env.S, device=env.device))[None]  # (1, S)
-            if env.obs_mode == "image" and self.critic.map_form:
-                return self.critic.value_map(env.static_planes)  # (W, S)
-        raise ValueError("the pathwise learner reads its critic as a table of cells: use one-hot or "
-                         "image observations with the value-map critic (--value-map)")
+            values = cell_values(self.critic, env, torch.arange(env.num_worlds, device=env.device))
+        if values is None:
+            raise ValueError("the pathwise learner reads its critic as a table of cells: use one-hot or "
+                             "image observations with the value-map critic (--value-map)")
+        return values
 
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
@@ -68,19 +68,20 @@ class PathwiseLearner(Learner):
         worse ones, so a soft policy in a long corridor still carries values along it."""
         cfg, gamma, K = self.cfg, self.cfg.gamma, self.cfg.lookahead
         B = env.num_envs
-        objective = torch.zeros(B, device=obs.device)  # (B,) differentiable
-        discount = torch.ones(B, device=obs.device)  # (B,) gamma^k since the look-ahead (or episode) began
-        entropy = torch.zeros((), device=obs.device)
-        logit_size = torch.zeros((), device=obs.device)
-        record: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "rewards", "terminated", "truncated",
-                                                                  "final_values", "greedy_values", "greedy_taken")}
+        record: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "cells", "worlds", "rewards", "terminated",
+                                                                  "truncated", "final_values", "greedy_values",
+                                                                  "greedy_taken")}
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
         policy = self._policy_reader(env)
+        every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
+        losses, entropies, norms = [], [], []
+        chunk = _Chunk(B, obs.device, K)
         for t in range(cfg.horizon):
+            interrupt.check()
             if t % K == 0:  # a look-ahead begins: cut the graph, so its gradient looks no further back
                 env.detach()
                 obs = obs.detach()
-                discount = torch.ones_like(discount)
+                chunk.discount = torch.ones_like(chunk.discount)
             logits = policy(obs)  # (B, A)
             action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
             world_id, state = env.world_id, env.state
@@ -101,20 +102,31 @@ class PathwiseLearner(Learner):
                 next_value = (info["live_pos"] * values[world_id if len(values) > 1 else 0]).sum(-1)  # (B,)
             else:
                 next_value = torch.zeros_like(reward)
-            closes = truncated.float() if (t + 1) % K and t + 1 < cfg.horizon else torch.ones_like(reward)
-            objective = objective + discount * (reward + gamma * next_value * closes)
-            discount = torch.where(info["done"], 1.0, discount * gamma)
-            entropy = entropy + self._entropy(env, logits, world_id, state).mean()
-            logit_size = logit_size + (logits - logits.mean(-1, keepdim=True)).pow(2).mean()
+            closes_here = (t + 1) % K == 0 or t + 1 == cfg.horizon  # the look-ahead ends with this step
+            closes = torch.ones_like(reward) if closes_here else truncated.float()
+            chunk.add(reward + gamma * next_value * closes, info["done"], gamma,
+                      self._entropy(env, logits, world_id, state).mean(),
+                      (logits - logits.mean(-1, keepdim=True)).pow(2).mean())
             record["obs"].append(obs.detach())
+            record["cells"].append(state)
+            record["worlds"].append(world_id)
             record["rewards"].append(reward.detach())
             record["terminated"].append(terminated)
             record["truncated"].append(truncated)
             record["final_values"].append(next_value.detach())
             obs = next_obs
+            if (t + 1) % every == 0:
+                # The loss: minus the mean look-ahead return, in units of the return scale, minus
+                # the entropy bonus, plus the logit penalty; the actor steps on it at once.
+                chunk_loss, entropy = chunk.loss(self.return_scale.value, cfg.entropy_coef, cfg.logit_penalty)
+                self.optimizer.zero_grad(set_to_none=True)
+                chunk_loss.backward()
+                norms.append(clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm))
+                losses.append(float(chunk_loss.detach()))
+                entropies.append(float(entropy.detach()))
+                chunk = _Chunk(B, obs.device, K)
+                policy = self._policy_reader(env)  # the policy has moved
 
-        # The loss: minus the mean look-ahead return, in units of the return scale, minus the
-        # entropy bonus.
         rec = {k: torch.stack(v) for k, v in record.items() if v}  # (T, B, ...)
         if values is not None:
             last = one_step_values(env, values, env.world_id, env.state, gamma).max(-1).values  # (B,)
@@ -126,21 +138,42 @@ class PathwiseLearner(Learner):
             targets = lambda_returns(rec["rewards"], zeros, (~(rec["terminated"] | rec["truncated"])).float(),
                                      gamma, 1.0)
         scale = self.return_scale.update(targets)
-        entropy, logit_size = entropy / cfg.horizon, logit_size / cfg.horizon
-        objective = objective.mean() * K / cfg.horizon / scale
-        loss = -objective - cfg.entropy_coef * entropy + cfg.logit_penalty * logit_size
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
-        metrics = {"losses/return_scale": scale, "losses/logit_size": float(logit_size.detach())}
+        loss, entropy, grad_norm = (torch.tensor(sum(x) / len(x)) for x in (losses, entropies, norms))
+        metrics = {"losses/return_scale": scale, "losses/actor_steps": float(len(losses))}
         if values is not None:
             metrics["losses/greedy_action_share"] = float(rec["greedy_taken"].float().mean())
-            metrics |= self.fit_critic_and_report(rec["obs"].flatten(0, 1), targets.flatten(), loss, entropy,
-                                                  grad_norm)
+            metrics |= self.fit_critic_and_report(env, rec["obs"], rec["cells"], rec["worlds"], targets, loss,
+                                                  entropy, float(grad_norm))
         else:
-            metrics |= {"losses/policy_loss": float(loss.detach()), "losses/entropy": float(entropy.detach()),
-                        "losses/grad_norm": grad_norm}
+            metrics |= {"losses/policy_loss": float(loss), "losses/entropy": float(entropy),
+                        "losses/grad_norm": float(grad_norm)}
         return obs.detach(), metrics
+
+
+class _Chunk:
+    """The actor's loss terms accumulated over the steps since its last optimiser step."""
+
+    def __init__(self, B: int, device: torch.device, lookahead: int) -> None:
+        self.lookahead = lookahead
+        self.objective = torch.zeros(B, device=device)  # (B,) differentiable
+        self.discount = torch.ones(B, device=device)  # (B,) gamma^k since the look-ahead (or episode) began
+        self.entropy = self.logit_size = torch.zeros((), device=device)
+        self.steps = 0
+
+    def add(self, step_return: torch.Tensor, done: torch.Tensor, gamma: float, entropy: torch.Tensor,
+            logit_size: torch.Tensor) -> None:
+        self.objective = self.objective + self.discount * step_return
+        self.discount = torch.where(done, 1.0, self.discount * gamma)
+        self.entropy, self.logit_size = self.entropy + entropy, self.logit_size + logit_size
+        self.steps += 1
+
+    def loss(self, scale: float, entropy_coef: float, logit_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss, the mean entropy) over the steps added: the objective is the sum of each
+        look-ahead's return, averaged over the look-aheads."""
+        entropy = self.entropy / self.steps
+        lookaheads = -(-self.steps // self.lookahead)  # ceil
+        return (-self.objective.mean() / lookaheads / scale - entropy_coef * entropy
+                + logit_penalty * self.logit_size / self.steps), entropy
 
 
 def one_step_values(env, values: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor,

@@ -77,9 +77,20 @@ def group_key(run: Run) -> str:
 
 
 def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs by experiment; two runs of one experiment with the same seed (an aborted try and a
+    full one, say) are refused: averaging them would count one seed twice."""
     groups: dict[str, list[Run]] = {}
     for run in runs:
         groups.setdefault(group_key(run), []).append(run)
+    for members in groups.values():
+        seen: dict[object, Run] = {}
+        for run in members:
+            seed = run.config.get("seed", run.path)
+            key = (seed, json.dumps({k: v for k, v in run.config.items() if k not in IGNORED}, sort_keys=True))
+            if key in seen:
+                raise ValueError(f"{seen[key].path} and {run.path} are the same experiment with seed {seed}; "
+                                 "pass one of them (e.g. not an aborted try)")
+            seen[key] = run
     return groups
 
 
@@ -99,9 +110,13 @@ def group_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
         elif differing:
             text = ", ".join(f"{k}={_short(c.get(k))}" for k in differing)
         else:  # one group: say what it is
-            estimator = f" ({c['estimator']})" if c.get("algo") == "pathwise" else ""
+            estimator = f" ({c.get('estimator')})" if c.get("algo") == "pathwise" else ""
             text = f"{c.get('env')} · {c.get('algo')}{estimator}"
-        labels[key] = f"{text}  [{len(runs)} seed{'s' if len(runs) != 1 else ''}]"
+        if key.startswith("group="):  # a wandb group may hold other settings too: its members are runs
+            labels[key] = f"{text}  [{len(runs)} run{'s' if len(runs) != 1 else ''}]"
+        else:
+            seeds = len({run.config.get("seed", run.path) for run in runs})
+            labels[key] = f"{text}  [{seeds} seed{'s' if seeds != 1 else ''}]"
     return labels
 
 
@@ -119,11 +134,15 @@ def _short(v: Any) -> str:
     return str(v)
 
 
+def common_range(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, float]:
+    """The x range every curve covers."""
+    return max(xs[0] for xs, _ in curves), min(xs[-1] for xs, _ in curves)
+
+
 def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], band: str,
               points: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeds -> (grid, mean, low, high) on the x range all seeds cover (linear interpolation)."""
-    lo_x = max(xs[0] for xs, _ in curves)
-    hi_x = min(xs[-1] for xs, _ in curves)
+    lo_x, hi_x = common_range(curves)
     if len(curves) == 1 or hi_x <= lo_x:
         xs, ys = max(curves, key=lambda c: len(c[0]))
         return xs, ys, ys, ys
@@ -159,6 +178,17 @@ def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: 
     labels = group_labels(groups)
     curves = {(m, key): [run.curve(m, x) for run in members]
               for m in metrics for key, members in groups.items()}
+    # Seeds are averaged where they all have data; say where a shorter run cuts a group's curve.
+    notes = []
+    for (metric, key), seeds in curves.items():
+        lo, hi = common_range(seeds)
+        longest = max(xs[-1] for xs, _ in seeds)
+        if len(seeds) > 1 and hi < longest:
+            short = min(zip(seeds, groups[key], strict=True), key=lambda p: p[0][0][-1])[1]
+            notes.append(f"{labels[key].split('  [')[0]}: {metric} drawn to {x} {_si(hi)} (of {_si(longest)}), "
+                         f"where {short.path.name} ends")
+    for note in dict.fromkeys(notes):
+        print(f"note: {note}", file=sys.stderr)
     try:
         import matplotlib
     except ImportError:

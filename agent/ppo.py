@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from agent import interrupt
 from agent.learner import Learner
 from agent.rollout import EpisodeStats, clip_and_step, collect, lambda_returns
 
@@ -22,6 +23,7 @@ class PPOLearner(Learner):
         for _ in range(cfg.update_epochs):
             order = torch.randperm(n, generator=self.generator, device=self.generator.device)
             for i in range(0, n, size):
+                interrupt.check()
                 idx = order[i : i + size]
                 dist = torch.distributions.Categorical(logits=self.policy(flat_obs[idx]))
                 ratio = torch.exp(dist.log_prob(actions[idx]) - old_logp[idx])  # (n_mb,)
@@ -34,5 +36,6 @@ class PPOLearner(Learner):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
-        metrics = self.fit_critic_and_report(flat_obs, returns.flatten(), loss, entropy, grad_norm)
+        metrics = self.fit_critic_and_report(env, roll.obs, roll.cells, roll.worlds, returns, loss, entropy,
+                                             grad_norm)
         return obs, metrics

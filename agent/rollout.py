@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from agent import interrupt
 from agent.gumbel import gumbel_max_sample
 from agent.policy import PolicyNet, ValueNet
 
@@ -108,34 +109,55 @@ def greedy_lambda_returns(
     return out
 
 
+def cell_values(critic: ValueNet, env, worlds: torch.Tensor) -> torch.Tensor | None:
+    """The critic's value of every cell in each of `worlds` (k,): (k, S) for image observations
+    (the value map of each world's layout), (1, S) for one-hot ones (the same in every world).
+    None when the critic is not linear in the position (an image critic without the value map)
+    and can only be read off whole observations."""
+    if env.obs_mode == "onehot":
+        return critic(torch.eye(env.S, device=env.device))[None]  # (1, S)
+    if env.obs_mode == "image" and critic.map_form:
+        return critic.value_map(env.static_planes[worlds])  # (k, S)
+    return None
+
+
 def fit_critic(
     critic: ValueNet,
     optimizer: torch.optim.Optimizer,
-    obs: torch.Tensor,
+    env,
     targets: torch.Tensor,
     *,
+    obs: torch.Tensor,
+    cells: torch.Tensor,
+    worlds: torch.Tensor,
     epochs: int,
     num_minibatches: int,
     generator: torch.Generator,
 ) -> float:
-    """Regress V(obs) onto `targets` with minibatch MSE; returns the last epoch's mean loss.
+    """Regress V onto `targets` (n,) with minibatch MSE; returns the last epoch's mean loss.
 
-    One-hot observations (n, S) are regressed through the table V(I)[cell] instead of V(obs):
-    the same predictions up to rounding (a one-hot row times a matrix is one of its columns), but S
-    network rows per minibatch instead of n/num_minibatches. Fitting the critic on 16k one-hot
-    rows was ~86% of a pathwise update (benchmarks/train_throughput.py --profile).
+    Samples are given both as observations `obs` (n, ...) and as the (world, cell) they were in
+    (`worlds`, `cells`, (n,)). Where the critic is a table of cells (`cell_values`), each
+    minibatch evaluates it once per distinct world and reads its samples' cells off that: the
+    same predictions as critic(obs), but S network rows (one-hot) or one value map per world
+    (images) instead of one network pass per sample, most of an update's time otherwise.
     """
     n = targets.shape[0]
     size = max(1, n // num_minibatches)
-    cells = _one_hot_cells(obs)  # (n,) or None
-    eye = None if cells is None else torch.eye(obs.shape[1], device=obs.device, dtype=obs.dtype)  # (S, S)
+    as_table = cell_values(critic, env, worlds[:1]) is not None
     loss_sum = 0.0
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator, device=generator.device)
         loss_sum, batches = 0.0, 0
         for i in range(0, n, size):
+            interrupt.check()
             idx = order[i : i + size]
-            pred = critic(obs[idx]) if cells is None else critic(eye)[cells[idx]]  # (size,)
+            if as_table:
+                distinct, which = torch.unique(worlds[idx], return_inverse=True)  # (k,), (size,)
+                values = cell_values(critic, env, distinct)  # (k or 1, S)
+                pred = values[which if len(values) > 1 else 0, cells[idx]]  # (size,)
+            else:
+                pred = critic(obs[idx])  # (size,)
             loss = 0.5 * (pred - targets[idx]).pow(2).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -143,15 +165,6 @@ def fit_critic(
             loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
         loss_sum /= batches
     return loss_sum
-
-
-def _one_hot_cells(obs: torch.Tensor) -> torch.Tensor | None:
-    """The cell of each row if `obs` (n, S) is exactly one-hot, else None."""
-    if obs.dim() != 2 or not obs.is_floating_point() or obs.shape[0] < obs.shape[1]:
-        return None  # fewer rows than cells: the table would cost more than it saves
-    if not bool(((obs == 0) | (obs == 1)).all() and (obs.sum(-1) == 1).all()):
-        return None
-    return obs.argmax(-1)
 
 
 class VisitBonus:
@@ -196,6 +209,8 @@ class Rollout:
     """T steps of B envs on the integer path, everything detached. Shapes (T, B, ...)."""
 
     obs: torch.Tensor  # (T, B, *obs_shape)
+    cells: torch.Tensor  # (T, B) the state each step acted in
+    worlds: torch.Tensor  # (T, B) and its world
     actions: torch.Tensor  # (T, B)
     logprobs: torch.Tensor  # (T, B)
     values: torch.Tensor  # (T, B)
@@ -211,10 +226,13 @@ def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon
     and the observation to continue from."""
     buf: dict[str, list[torch.Tensor]] = {k: [] for k in Rollout.__dataclass_fields__}
     for _ in range(horizon):
+        interrupt.check()
         logits = policy(obs)  # (B, A)
         dist = torch.distributions.Categorical(logits=logits)
         action = gumbel_max_sample(logits, generator=generator)  # (B,)
         world_id = env.world_id
+        buf["cells"].append(env.state)
+        buf["worlds"].append(world_id)
         next_obs, reward, terminated, truncated, info = env.step(action)
         stats.add(info)
         reward = reward + bonus.at_states(info["final_state"], world_id, (~terminated).float())

@@ -260,6 +260,16 @@ def compile_grid(
     )
 
 
+def read_map_file(path: Path) -> str:
+    """A map file's text; a file that is not UTF-8 text raises ValueError naming it."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"map file {path} is not a text file (byte {data[e.start]:#04x} at offset {e.start}); "
+                         "a map is text, one row per line using # . S G L") from None
+
+
 def load_map(
     spec: str | Path,
     options: MapOptions | None = None,
@@ -289,7 +299,7 @@ def load_map(
     elif "\n" in spec:
         text, steps, name = spec, None, "custom"
     elif Path(spec).is_file():
-        text, steps, name = Path(spec).read_text(), None, Path(spec).stem
+        text, steps, name = read_map_file(Path(spec)), None, Path(spec).stem
     else:
         raise ValueError(
             f"unknown map {spec!r}: not a built-in ({', '.join(BUILTIN_MAPS)}), not an existing file, "

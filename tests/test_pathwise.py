@@ -101,7 +101,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     mdp = load_map(world, slip=slip, step_reward=-0.1, hazard_reward=-2.0)
     live = torch.nonzero(mdp.reachable()).flatten()
     B, S = len(live), mdp.num_states
-    cfg = TrainConfig(env=world, slip=slip, step_reward=-0.1, hazard_reward=-2.0, num_envs=B, horizon=1,
+    cfg = TrainConfig(env=world, slip=slip, step_reward=-0.1, hazard_reward=-2.0, num_envs=B, horizon=1, actor_steps=1,
                       lookahead=1, estimator="st", tau=1.0, entropy_coef=0.0, logit_penalty=penalty, max_grad_norm=0.0,
                       hidden=16)
     env = build_env(cfg, torch.device("cpu"))
@@ -114,8 +114,8 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
         V = critic(torch.eye(S))  # (S,) the critic the actor reads (it is fitted after the actor)
         z = policy.logits.clone()  # (S, A)
         pi = z.softmax(-1)
-    _, metrics = learner.update(env, obs, 1.0, EpisodeStats())
-    scale = metrics["losses/return_scale"]
+    scale = learner.return_scale.value  # the actor steps in the units known before its rollout
+    learner.update(env, obs, 1.0, EpisodeStats())
     Q = (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)  # (S, A)
     J = torch.diag_embed(pi) - pi[:, :, None] * pi[:, None, :]  # (S, A, A)
     expected = torch.zeros(S, 4)

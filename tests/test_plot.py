@@ -61,7 +61,7 @@ def test_a_wandb_group_wins_over_the_config(tmp_path):
     a = make_run(tmp_path, "a", lambda x: 0.0, range(3), wandb_group="sweep", learning_rate=1e-3)
     b = make_run(tmp_path, "b", lambda x: 0.0, range(3), wandb_group="sweep", learning_rate=3e-3)
     groups = plot_cli.group_runs([plot_cli.load_run(a), plot_cli.load_run(b)])
-    assert list(plot_cli.group_labels(groups).values()) == ["sweep  [2 seeds]"]
+    assert list(plot_cli.group_labels(groups).values()) == ["sweep  [2 runs]"]
 
 
 def test_aggregate_interpolates_onto_a_common_grid(runs):
@@ -135,3 +135,27 @@ def test_errors_are_one_line(case, says, runs, tmp_path, capsys):
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and says in lines[0], err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_two_runs_of_one_seed_are_refused_and_a_short_run_is_named(tmp_path, capsys):
+    # An aborted try and a full run of the same seed are not two seeds; two seeds of unequal
+    # length are drawn where both have data, and the plot says where it cut.
+    import json
+
+    from agent.plot import plot
+
+    def fake_run(name: str, seed: int, steps: int) -> Path:
+        d = tmp_path / name
+        d.mkdir()
+        (d / "config.json").write_text(json.dumps({"env": "empty", "algo": "pathwise", "seed": seed}))
+        (d / "metrics.jsonl").write_text("".join(json.dumps({"global_step": s, "charts/episodic_return": s / steps})
+                                                 + "\n" for s in range(1000, steps + 1, 1000)))
+        return d
+
+    aborted, full, other = fake_run("aborted", 0, 5000), fake_run("full", 0, 20000), fake_run("other", 1, 20000)
+    with pytest.raises(ValueError, match="same experiment with seed 0"):
+        plot([aborted, full], tmp_path / "x.png", metrics=["charts/episodic_return"])
+    out = plot([aborted, other], tmp_path / "y.png", metrics=["charts/episodic_return"])
+    assert out.stat().st_size > 0
+    err = capsys.readouterr().err
+    assert "drawn to global_step 5k (of 20k), where aborted ends" in err

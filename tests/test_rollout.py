@@ -1,5 +1,5 @@
-"""agent.rollout: the critic fit's table path equals the plain fit, and the exploration bonus reads
-the same off cell indices as off one-hot positions."""
+"""agent.rollout: the critic fit's table path equals the plain fit, the exploration bonus reads the
+same off cell indices as off live positions, and Watkins's Q(lambda) targets."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import pytest
 import torch
 
 from agent.policy import ValueNet
-from agent.rollout import VisitBonus, _one_hot_cells, fit_critic, greedy_lambda_returns
+from agent.rollout import VisitBonus, cell_values, fit_critic, greedy_lambda_returns
+from envs import BatchedGridWorld
 
 
 def _plain_fit(critic, optimizer, obs, targets, *, epochs, num_minibatches, generator):
-    """The fit written without the table shortcut (what fit_critic did before it)."""
+    """The fit written without the table shortcut: one network pass per sample."""
     n = targets.shape[0]
     size = max(1, n // num_minibatches)
     for _ in range(epochs):
@@ -26,29 +27,38 @@ def _plain_fit(critic, optimizer, obs, targets, *, epochs, num_minibatches, gene
             optimizer.step()
 
 
-def test_one_hot_critic_fit_matches_the_plain_fit():
+@pytest.mark.parametrize(("world", "obs_mode"), [("four_rooms", "onehot"), ("maze:7x7", "image")])
+def test_the_table_critic_fit_matches_the_plain_fit(world, obs_mode):
+    # Samples in random cells of random worlds: read off the table (one pass per distinct world),
+    # the fit takes the same minibatches and steps as one network pass per sample.
     torch.manual_seed(0)
-    S, n = 25, 512
-    cells = torch.randint(S, (n,), generator=torch.Generator().manual_seed(1))
-    obs = torch.nn.functional.one_hot(cells, S).float()  # (n, S)
+    n = 512
+    env = BatchedGridWorld(world, n, obs_mode=obs_mode, seed=1, maze_pool=6)
+    g = torch.Generator().manual_seed(1)
+    live = torch.nonzero(env.reachable).tolist()  # (world, cell) pairs an agent can be in
+    pick = torch.randint(len(live), (n,), generator=g)
+    worlds = torch.tensor([live[i][0] for i in pick])
+    cells = torch.tensor([live[i][1] for i in pick])
+    obs = env.observe(torch.nn.functional.one_hot(cells, env.S).float(), worlds)  # (n, ...)
     targets = torch.rand(n, generator=torch.Generator().manual_seed(2))
-    assert torch.equal(_one_hot_cells(obs), cells)
-    a = ValueNet((S,), 32)
+    a = ValueNet(env.observation_shape, 32)
     b = copy.deepcopy(a)
+    assert cell_values(a, env, worlds[:3]) is not None
     before = a.head.weight.detach().clone()
     opt_a, opt_b = (torch.optim.Adam(m.parameters(), lr=1e-2) for m in (a, b))
-    fit_critic(a, opt_a, obs, targets, epochs=3, num_minibatches=4, generator=torch.Generator().manual_seed(3))
+    fit_critic(a, opt_a, env, targets, obs=obs, cells=cells, worlds=worlds, epochs=3, num_minibatches=4,
+               generator=torch.Generator().manual_seed(3))
     _plain_fit(b, opt_b, obs, targets, epochs=3, num_minibatches=4, generator=torch.Generator().manual_seed(3))
-    # Same minibatches and the same maths; only float summation order differs (12 Adam steps).
+    # Same minibatches and the same maths; only float summation order differs (12 Adam steps, with
+    # convolutions over other batch sizes for images), far below the 1e-3 the fit moves weights.
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(pa, pb, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pa, pb, atol=1e-4, rtol=1e-3)
     assert (a.head.weight - before).abs().max() > 1e-3  # it did train
 
 
-def test_non_one_hot_observations_take_the_plain_path():
-    assert _one_hot_cells(torch.rand(64, 8)) is None  # not one-hot
-    assert _one_hot_cells(torch.eye(8)[:4]) is None  # fewer rows than cells
-    assert _one_hot_cells(torch.zeros(64, 4, 3, 3)) is None  # images
+def test_a_whole_image_critic_has_no_cell_table():
+    env = BatchedGridWorld("maze:7x7", 4, obs_mode="image", seed=0)
+    assert cell_values(ValueNet(env.observation_shape, 16, value_map=False), env, torch.arange(2)) is None
 
 
 def test_bonus_at_states_equals_the_live_position_reading():
