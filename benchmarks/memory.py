@@ -43,8 +43,9 @@ for _ in range(2):
     obs, _ = learner.update(env, obs, 1.0, stats)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 numel = math.prod(env.observation_shape)
+added = peak - base
 print(json.dumps({"env": env_name, "B": B, "T": T, "algo": algo, "obs": cfg.obs, "S": env.S, "obs_numel": numel,
-                  "added_mb": (peak - base) / 2**20, "bytes_per_step_number": (peak - base) / (B * T * (env.S + numel))}))
+                  "added_mb": added / 2**20, "bytes_per_step_number": added / (B * T * (env.S + numel))}))
 """
 
 
