@@ -51,7 +51,7 @@ class TrainConfig:
     """Image observations: the critic is a value map of the world's static planes read off the
     agent plane, linear in the agent's position (the pathwise learner needs it on procedural
     mazes; see the README). --no-value-map: one CNN value of the whole image."""
-    actor_steps: int = 4
+    actor_steps: int = 1
     """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps
     (each on the look-aheads closed since the last; at most T / --lookahead)."""
     lookahead: int = 1
