@@ -119,7 +119,8 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         generator.set_state(resumed["generator"].cpu() if device.type == "cpu" else resumed["generator"])
         global_step = int(resumed["global_step"])
         best = resumed.get("best", best)
-    logger = RunLogger(cfg, run_dir, wandb_id=resumed.get("wandb_id") if resumed else None)
+    logger = RunLogger(cfg, run_dir, wandb_id=resumed.get("wandb_id") if resumed else None,
+                       resume_step=global_step if resumed else None)
 
     def checkpoint(name: str = LATEST) -> Path:
         return save_checkpoint(run_dir / name, {

@@ -87,7 +87,8 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
                                       generator=generator)
     result |= {"checkpoint": str(resolve_checkpoint(path, which)), "env": env_name,
                "global_step": int(state.get("global_step", 0)), "greedy": greedy, "seed": seed,
-               "maze_seed": maze_seed, "time_limit": eval_env.max_episode_steps, "gamma": cfg.gamma}
+               "maze_seed": maze_seed, "time_limit": eval_env.max_episode_steps, "gamma": cfg.gamma,
+               "success_rule": eval_env.mdp.success_rule}
     if gif is not None:
         # A maze GIF plays an unseen maze too: gymnasium seeds its maze draw like our pool does.
         frames = record_episode(policy, cfg, seed=seed if maze_seed is None else maze_seed,
@@ -117,6 +118,7 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"{result['checkpoint']} (step {result['global_step']:,}) on {result['env']}, "
         f"{result['episodes']} {mode} episodes{unseen}",
+        f"  success means {result['success_rule']}",
         f"  exact (no sampling noise, under the time limit of {result['time_limit']} steps):",
         f"    success probability  {result['exact_success_rate']:.1%}",
         f"    expected return      {result['exact_return']:.4g}  (discounted, gamma {result['gamma']})",

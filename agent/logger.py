@@ -1,4 +1,8 @@
-"""Metrics to wandb and to a local JSONL file (offline users and `agent.plot` read it)."""
+"""Metrics to three sinks: a local JSONL file (`agent.plot` reads it), TensorBoard event files in
+the run directory (`tensorboard --logdir runs` shows a run live, no account needed), and wandb.
+
+wandb gets the metrics directly rather than by syncing the TensorBoard files: that works the same
+offline (`wandb sync` uploads later) and keeps wandb's own types (videos) and step axis."""
 
 from __future__ import annotations
 
@@ -62,8 +66,12 @@ class RunLogger:
     to go online (no network, a refused key) is one line, then the run logs offline. An explicit
     --wandb-mode online that can't start raises `WandbError` instead."""
 
-    def __init__(self, cfg, run_dir: Path, *, wandb_id: str | None = None) -> None:
+    def __init__(self, cfg, run_dir: Path, *, wandb_id: str | None = None, resume_step: int | None = None) -> None:
         self.run_dir = run_dir
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: on resume TensorBoard drops the events a killed run wrote after its checkpoint.
+        self.tb = SummaryWriter(str(run_dir), flush_secs=5, purge_step=None if resume_step is None else resume_step + 1)
         self.mode = resolve_wandb_mode(cfg.wandb_mode)
         self.wandb = None
         if self.mode != "disabled":
@@ -104,23 +112,44 @@ class RunLogger:
         row = {"global_step": step, **{k: v for k, v in metrics.items() if _is_number(v)}}
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
+        for key, value in row.items():
+            if key != "global_step":
+                self.tb.add_scalar(key, value, step)
         if self.wandb is not None:
             self.wandb.log({**metrics, "global_step": step})
 
     def log_video(self, key: str, frames, step: int, fps: int = 8) -> None:
-        if self.wandb is None:
-            return
+        """An episode's frames (H, W, 3) as a GIF: in TensorBoard's images tab and in wandb."""
         import numpy as np
-        import wandb
 
-        video = np.stack(frames).transpose(0, 3, 1, 2)  # (T, C, H, W) as wandb expects
-        self.wandb.log({key: wandb.Video(video, fps=fps, format="gif"), "global_step": step})
+        self.tb.file_writer.add_summary(_gif_summary(key, frames, fps), step)
+        if self.wandb is not None:
+            import wandb
+
+            video = np.stack(frames).transpose(0, 3, 1, 2)  # (T, C, H, W) as wandb expects
+            self.wandb.log({key: wandb.Video(video, fps=fps, format="gif"), "global_step": step})
 
     def finish(self, exit_code: int = 0) -> None:
         self.file.close()
+        self.tb.close()
         if self.wandb is not None:
             self.wandb.finish(exit_code=exit_code)
             self.wandb = None
+
+
+def _gif_summary(tag: str, frames, fps: int):
+    """A TensorBoard image summary holding an animated GIF (TensorBoard shows it playing); the GIF
+    is written by imageio, the [plots] extra that --capture-video needs anyway."""
+    import io
+
+    import imageio.v2 as imageio
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    buf = io.BytesIO()
+    imageio.mimsave(buf, frames, format="GIF", duration=1000 / fps, loop=0)
+    h, w = frames[0].shape[:2]
+    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue())
+    return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 
 def _is_number(v: Any) -> bool:

@@ -24,7 +24,8 @@ LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"
 FINAL_FILE = "final_eval.json"
 # What a run writes; a directory holding any of them holds a run.
-RUN_FILES = (CONFIG_FILE, METRICS_FILE, LATEST, BEST, FINAL_FILE, "wandb", "events")
+RUN_FILES = (CONFIG_FILE, METRICS_FILE, LATEST, BEST, FINAL_FILE, "wandb")
+EVENTS = "events.out.tfevents.*"  # TensorBoard's files
 
 
 class RunDirError(ValueError):
@@ -42,7 +43,7 @@ def run_path(runs_dir: str | Path, run_name: str) -> Path:
 
 
 def holds_a_run(path: Path) -> bool:
-    return path.is_dir() and any((path / name).exists() for name in RUN_FILES)
+    return path.is_dir() and (any((path / name).exists() for name in RUN_FILES) or any(path.glob(EVENTS)))
 
 
 def prepare_new(path: Path, overwrite: bool) -> None:
@@ -52,8 +53,7 @@ def prepare_new(path: Path, overwrite: bool) -> None:
     if not overwrite:
         raise RunDirError(f"run directory {path} already holds a run; continue it with --resume {path}, "
                           "start over in it with --overwrite, or pick another --run-name")
-    for name in RUN_FILES:
-        target = path / name
+    for target in [*(path / name for name in RUN_FILES), *path.glob(EVENTS)]:
         if target.is_dir():
             shutil.rmtree(target)
         elif target.exists():

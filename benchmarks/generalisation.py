@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
-from benchmarks.suite import HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
+from benchmarks.suite import BUILTIN, BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
 
 ALGOS = ("pathwise", "reinforce", "ppo")
 
@@ -134,7 +134,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", choices=[TUNING, HELD_OUT, "all"], default=HELD_OUT)
+    p.add_argument("--split", choices=[TUNING, HELD_OUT, "all", BUILTIN], default=HELD_OUT,
+                   help="which worlds: a half of the suite, both, or the package's built-in maps")
     p.add_argument("--families", nargs="+", default=None, help="only these families (default: all)")
     p.add_argument("--worlds", nargs="+", default=None, help="only these world names")
     p.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
@@ -152,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = parse_set(args.set)
     chosen = worlds(None if args.split == "all" else args.split, args.families)
     if args.worlds:
-        known = {w.name for w in SUITE}
+        known = {w.name for w in SUITE + BUILTINS}
         if unknown := set(args.worlds) - known:
             raise SystemExit(f"error: unknown world(s) {sorted(unknown)}; see benchmarks/suite.py")
         chosen = [w for w in chosen if w.name in args.worlds]
     if args.smoke:
         chosen, args.seeds, args.steps = [worlds(TUNING, ["corridor"])[0], worlds(TUNING, ["gymnasium"])[2]], [0], 4096
-    machine = machine_info()
+    machine, commit = machine_info(), git_commit()  # the code the runs use, read before they start
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
           f"{args.workers} workers x 1 torch thread", flush=True)
     tasks = [(w, algo, seed) for w in chosen for algo in args.algos for seed in args.seeds]
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args.name or f"generalisation_{args.split}"
     command = "python -m benchmarks.generalisation " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(Path(args.out) / f"{name}.json", {
-        "command": command, "git_commit": git_commit(), "machine": machine,
+        "command": command, "git_commit": commit, "machine": machine,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
         "args": vars(args), "overrides": overrides, "totals": total_rows, "worlds": world_rows, "runs": rows,
     })

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +19,8 @@ def no_credentials(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.delenv("NETRC", raising=False)
+    monkeypatch.delenv("WANDB_BASE_URL", raising=False)
+    monkeypatch.delenv("WANDB_IDENTITY_TOKEN_FILE", raising=False)
     return tmp_path
 
 
@@ -82,3 +86,80 @@ def test_auto_with_a_netrc_for_another_host_is_offline(no_credentials):
     netrc.write_text("machine example.com\n  login user\n  password secret\n")
     netrc.chmod(0o600)
     assert resolve_wandb_mode("auto") == "offline"
+
+
+def test_a_netrc_for_the_server_wandb_base_url_names_counts(no_credentials, monkeypatch):
+    # A self-hosted wandb server: the credentials are those of its host, as wandb itself reads them.
+    netrc = no_credentials / ".netrc"
+    netrc.write_text("machine wandb.example.org\n  login user\n  password " + "y" * 40 + "\n")
+    netrc.chmod(0o600)
+    assert resolve_wandb_mode("auto") == "offline"  # wandb's default server has no entry
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    assert resolve_wandb_mode("auto") == "online"
+
+
+def test_tensorboard_event_files_hold_the_metrics_a_run_logs(tmp_path):
+    """A real train.py run, read back with TensorBoard's own reader: the CleanRL names at
+    increasing global steps, and an evaluation GIF in the images tab."""
+    import subprocess
+    import sys
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WANDB_")}
+    proc = subprocess.run([sys.executable, "train.py", "--env", "empty", "--num-envs", "64", "--horizon", "8",
+                           "--total-timesteps", "8192", "--eval-every", "2048", "--eval-episodes", "8",
+                           "--capture-video", "--wandb-mode", "disabled", "--no-progress", "--runs-dir",
+                           str(tmp_path), "--run-name", "r"], cwd=root, env=env | {"HOME": str(tmp_path)},
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    events = EventAccumulator(str(tmp_path / "r"), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("charts/episodic_return", "charts/SPS", "charts/normalized_score", "losses/value_loss",
+                "eval/exact_success_rate"):
+        assert tag in tags["scalars"], tag
+    steps = [e.step for e in events.Scalars("charts/episodic_return")]
+    assert len(steps) >= 3 and steps == sorted(steps) and len(set(steps)) == len(steps)
+    logged = [r["global_step"] for r in (json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").open())
+              if "charts/episodic_return" in r]
+    assert steps == logged  # the same rows as metrics.jsonl
+    gif = events.Images("eval/episode")[-1]
+    assert gif.encoded_image_string[:6] == b"GIF89a" and gif.step == 8192
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to drive the terminal UI")
+def test_wandb_leet_opens_an_offline_run_of_ours(tmp_path):
+    """`wandb leet runs/<run>/wandb` (wandb's terminal dashboard) shows a run train.py logged
+    offline: driven in a real terminal by tmux, its screen names the run and our metrics."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "train.py", "--env", "empty", "--num-envs", "64", "--horizon", "8",
+                           "--total-timesteps", "4096", "--eval-every", "2048", "--eval-episodes", "8",
+                           "--wandb-mode", "offline", "--no-progress", "--runs-dir", str(tmp_path / "runs"),
+                           "--run-name", "leet_run"], cwd=root, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    wandb = str(Path(sys.executable).with_name("wandb"))
+    session = f"leet{os.getpid()}"
+    tmux = ["tmux", "-L", session]  # a private server: nothing of the user's is touched
+    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
+                    f"HOME={tmp_path} {wandb} leet {tmp_path / 'runs' / 'leet_run' / 'wandb' / 'latest-run'}"],
+                   check=True, env=env)
+    try:
+        screen = ""
+        for _ in range(60):
+            time.sleep(0.5)
+            screen = subprocess.run([*tmux, "capture-pane", "-t", session, "-p"], capture_output=True,
+                                    text=True).stdout
+            if "charts/episodic_return" in screen and "Name: leet_run" in screen:
+                break
+        assert "Name: leet_run" in screen and "Project: gumbel-gridworld" in screen, screen
+        assert "charts/episodic_return" in screen and "charts/normalized_" in screen, screen
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
