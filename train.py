@@ -150,7 +150,7 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
     exit_code = 0
     try:
         # --- the loop: one window of B x T env steps per update
-        obs = env.reset()
+        obs, _ = env.reset()
         next_eval = (global_step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
         next_save = (global_step // cfg.save_every + 1) * cfg.save_every if cfg.save_every else None
         start_time, start_step = time.time(), global_step

@@ -18,7 +18,7 @@ def run_episodes(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, gree
                  generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
     """Play exactly one episode in each of the env's B copies; per-episode tensors (B,)."""
     B = env.num_envs
-    obs = env.reset(each_world=True)  # a maze pool's mazes once each, not drawn with replacement
+    obs, _ = env.reset(options={"each_world": True})  # a maze pool's mazes once each, not drawn with replacement
     finished = torch.zeros(B, dtype=torch.bool, device=env.device)
     out = {k: torch.zeros(B, device=env.device) for k in ("return", "length", "success", "discounted")}
     # One-hot observations: the policy's logits of every cell once, (S, A), then read per step.
@@ -29,11 +29,12 @@ def run_episodes(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, gree
         action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator=generator)
         obs, reward, _, _, info = env.step(action)
         out["discounted"] += (gamma**t) * reward * (~finished)
-        first = info["done"] & ~finished
-        out["return"] = torch.where(first, info["episode_return"], out["return"])
-        out["length"] = torch.where(first, info["episode_length"].float(), out["length"])
-        out["success"] = torch.where(first, info["success"].float(), out["success"])
-        finished |= info["done"]
+        if "episode" in info:  # some episode ended this step
+            first = info["_episode"] & ~finished
+            out["return"] = torch.where(first, info["episode"]["r"], out["return"])
+            out["length"] = torch.where(first, info["episode"]["l"].float(), out["length"])
+            out["success"] = torch.where(first, info["success"].float(), out["success"])
+            finished |= info["_episode"]
         if finished.all():
             break
     return out

@@ -22,12 +22,14 @@ class EpisodeStats:
     successes: list[bool] = field(default_factory=list)
 
     def add(self, info: dict) -> None:
+        if "episode" not in info:  # no episode ended this step
+            return
         # Episodes that began at an exploring start are training data, not what the agent scores
         # from the world's own start.
-        done = info["done"] & ~info["explored"]
+        done = info["_episode"] & ~info["explored"]
         if done.any():
-            self.returns += info["episode_return"][done].tolist()
-            self.lengths += info["episode_length"][done].tolist()
+            self.returns += info["episode"]["r"][done].tolist()
+            self.lengths += info["episode"]["l"][done].tolist()
             self.successes += info["success"][done].tolist()
 
     def pop(self) -> dict[str, float]:

@@ -153,7 +153,7 @@ def pathwise_samples(
         env = BatchedGridWorld(mdp, b, obs_mode="onehot", seed=seed * 7919 + i, max_episode_steps=horizon)
         gen = torch.Generator().manual_seed(seed * 7919 + i)
         theta_b = theta.detach().expand(b, S, A).clone().requires_grad_()  # (b, S, A) per sample
-        obs = env.reset()  # (b, S) one-hot position
+        obs, _ = env.reset()  # (b, S) one-hot position
         ret = torch.zeros(b)  # (b,) differentiable
         alive = torch.ones(b, dtype=torch.bool)  # (b,) still in the first episode
         discount = 1.0
@@ -185,7 +185,7 @@ def reinforce_samples(
     for i, b in _chunks(n, chunk):
         env = BatchedGridWorld(mdp, b, obs_mode="index", seed=seed * 7919 + i, max_episode_steps=horizon)
         gen = torch.Generator().manual_seed(seed * 7919 + i)
-        state = env.reset()  # (b,)
+        state, _ = env.reset()  # (b,)
         alive = torch.ones(b, dtype=torch.bool)
         states, actions, rewards, masks = [], [], [], []
         for _ in range(horizon):

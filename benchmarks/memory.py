@@ -37,7 +37,7 @@ cfg = resolve_defaults(cfg, build_world(cfg))
 env = build_env(cfg, torch.device("cpu"), maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
 policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
 learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
-obs, stats = env.reset(), EpisodeStats()
+obs, stats = env.reset()[0], EpisodeStats()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 for _ in range(2):
     obs, _ = learner.update(env, obs, 1.0, stats)

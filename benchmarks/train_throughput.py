@@ -45,7 +45,7 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
     policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
     learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(seed))
     stats = EpisodeStats()
-    state = {"obs": env.reset()}
+    state = {"obs": env.reset()[0]}
 
     def update() -> None:
         state["obs"], _ = learner.update(env, state["obs"], cfg.tau, stats)

@@ -1,7 +1,9 @@
 """Gridworlds over one tabular core: ASCII maps, procedural mazes, imported toy-text envs, a
 `gymnasium.Env` and a batched, differentiable torch env.
 
-Importing this package registers the `GumbelGrid/...-v0` gymnasium ids (see `REGISTERED_IDS`).
+Importing this package registers the `GumbelGrid/...-v0` gymnasium ids (see `REGISTERED_IDS`):
+`gym.make(id)` gives one env, `gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point")`
+the batched torch env.
 """
 
 from gymnasium.envs.registration import register, registry
@@ -44,7 +46,9 @@ for _id, (_world, _kwargs) in _IDS.items():
         register(
             id=_id,
             entry_point="envs.grid_env:GridWorldEnv",
-            kwargs={"world": _world, **_kwargs},
+            # gym.make_vec(id, num_envs=N, vectorization_mode="vector_entry_point") builds the batched env.
+            vector_entry_point="envs.batched:BatchedGridWorld",
+            kwargs={"world": _world, "obs_mode": "index", **_kwargs},
             max_episode_steps=_steps,
         )
 

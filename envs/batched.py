@@ -13,11 +13,15 @@ Two ways to step:
   the expectation over outcomes (sum_o prob[s, a, o] * ...), the same forward with a
   lower-variance (Rao-Blackwellised) backward.
 
-Auto-reset happens in the same step: when an episode ends at step t, the observation that step t
-returns is already the first one of the next episode; the last observation of the finished
-episode is in `info["final_obs"]` (rows where `info["done"]`), along with the finished episode's
-return, length and success. Positions after a reset are constants, so no gradient flows across
-an episode boundary.
+It is a `gymnasium.vector.VectorEnv` (`gym.make_vec("GumbelGrid/FourRooms-v0", num_envs=4096,
+vectorization_mode="vector_entry_point")` builds one), with torch tensors for arrays. Auto-reset
+happens in the same step (`metadata["autoreset_mode"]` is SAME_STEP): when an episode ends at step
+t, the observation step t returns is already the next episode's first; gymnasium's info keys hold
+the rest, `final_obs` (the finished episodes' last observations, rows where `_final_obs`) and
+`episode` ({"r": return, "l": length, "t": seconds}, rows where `_episode`). Extensions for the
+differentiable path and the learners: `done`, `success`, `final_pos`, `live_pos`, `final_state`,
+`explored`, `outcome`. Positions after a reset are constants, so no gradient flows across an
+episode boundary.
 
 Exploring starts (`explore_starts=p`, for training only): each new episode starts, with
 probability p, in a state drawn uniformly from those an episode can be in (`TabularMDP.reachable`)
@@ -28,8 +32,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import time
+
+import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium import spaces
+from gymnasium.vector.utils import batch_space
 
 from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot
 from envs.grid_env import OBS_MODES
@@ -40,7 +49,7 @@ from envs.world import make_world
 SLIP_GRADIENTS = ("sampled", "expected")
 
 
-class BatchedGridWorld:
+class BatchedGridWorld(gym.vector.VectorEnv):
     """`num_envs` gridworlds on one device.
 
     Args:
@@ -58,6 +67,8 @@ class BatchedGridWorld:
             state (see the module docstring); 0 for evaluation.
     """
 
+    metadata = {"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "render_modes": []}
+
     def __init__(
         self,
         world: str | TabularMDP | MazeSpec | list[TabularMDP],
@@ -70,10 +81,15 @@ class BatchedGridWorld:
         maze_pool: int | None = None,
         maze_seed: int | None = None,
         env_kwargs: dict[str, Any] | None = None,
-        slip_gradient: str = "sampled",
+        slip_gradient: str = "expected",
         explore_starts: float = 0.0,
+        render_mode: str | None = None,
         **map_options: float,
     ) -> None:
+        if render_mode is not None:
+            raise ValueError(f"render_mode={render_mode!r}: the batched env does not render; render one copy "
+                             "with gym.make(id, render_mode='rgb_array')")
+        self.render_mode = None
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be at least 1")
         if obs_mode not in OBS_MODES:
@@ -135,7 +151,15 @@ class BatchedGridWorld:
         self.elapsed = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
         self.episode_return = torch.zeros(B, device=self.device)  # (B,)
         self.explored = torch.zeros(B, dtype=torch.bool, device=self.device)  # (B,) began at an exploring start
+        self.started_at = torch.full((B,), time.perf_counter(), dtype=torch.float64, device=self.device)  # (B,) s
         self._arange = torch.arange(B, device=self.device)
+        self.single_action_space = spaces.Discrete(self.A)
+        self.action_space = batch_space(self.single_action_space, B)
+        if obs_mode == "index":
+            self.single_observation_space = spaces.Discrete(self.S)
+        else:
+            self.single_observation_space = spaces.Box(0.0, 1.0, self.observation_shape, np.float32)
+        self.observation_space = batch_space(self.single_observation_space, B)
 
     @property
     def pos(self) -> torch.Tensor:
@@ -159,12 +183,16 @@ class BatchedGridWorld:
         return (logits + noise).argmax(-1)
 
     # ----------------------------------------------------------------- reset
-    def reset(self, *, seed: int | None = None, state: torch.Tensor | int | None = None,
-              each_world: bool = False) -> torch.Tensor:
-        """Reset every env; `state` forces the start cell(s); `each_world` puts env b in world
-        b % num_worlds instead of drawing the worlds, so an evaluation with B = num_worlds plays
-        every maze of its pool once (drawn, some would come twice and others never). Returns the
-        first observation."""
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:
+        """Reset every env; returns the first observation and an info dict.
+
+        Options: `state` forces the start cell(s) (an int or a (B,) tensor); `each_world` puts env b
+        in world b % num_worlds instead of drawing the worlds, so an evaluation with B = num_worlds
+        plays every maze of its pool once (drawn, some would come twice and others never)."""
+        options = dict(options or {})
+        state, each_world = options.pop("state", None), bool(options.pop("each_world", False))
+        if options:
+            raise ValueError(f"unknown reset option(s) {sorted(options)}; valid: state, each_world")
         if seed is not None:
             self.generator.manual_seed(seed)
         everyone = torch.ones(self.num_envs, dtype=torch.bool, device=self.device)
@@ -183,7 +211,10 @@ class BatchedGridWorld:
                 raise ValueError(f"start state {state} out of range [0, {self.S})")
             self.state = forced.clone()
             self.pos = torch.nn.functional.one_hot(self.state, self.S).float()
-        return self._obs(self.pos)
+        return self._obs(self.pos), {"state": self.state.clone()}
+
+    def close(self, **kwargs: Any) -> None:
+        """Nothing to release: the tables are tensors."""
 
     def _reset_where(self, mask: torch.Tensor, draw_worlds: bool = True) -> None:
         """Start new episodes in the envs where `mask` (B,) is set (no gradient flows in)."""
@@ -204,6 +235,7 @@ class BatchedGridWorld:
             self._pos = torch.where(mask[:, None], torch.nn.functional.one_hot(self.state, self.S).float(), self._pos)
         self.elapsed = torch.where(mask, 0, self.elapsed)
         self.episode_return = torch.where(mask, 0.0, self.episode_return)
+        self.started_at = torch.where(mask, time.perf_counter(), self.started_at)
 
     def detach(self) -> None:
         """Cut the autograd graph at the current position (truncated back-propagation)."""
@@ -260,13 +292,14 @@ class BatchedGridWorld:
         if next_pos is not None:
             info["final_pos"] = next_pos  # (B, S) before any reset; differentiable on that path
         info["final_state"] = next_state  # (B,) before any reset
-        info["done"] = done
+        info["_final_obs"] = info["done"] = done
         info["success"] = self._flat_success.index_select(0, row)
-        info["episode_return"] = self.episode_return.clone()
-        info["episode_length"] = self.elapsed.clone()
         info["explored"] = self.explored.clone()
         info["outcome"] = o
         if done.any():
+            info["episode"] = {"r": self.episode_return.clone(), "l": self.elapsed.clone(),
+                               "t": time.perf_counter() - self.started_at}
+            info["_episode"] = done
             self._reset_where(done)
             obs = self._obs(self._pos)
         else:

@@ -50,7 +50,7 @@ def test_parity_with_grid_env(name, path, device):
     actions = rng.integers(4, size=(T, B))
     batched = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=0, device=device)
     singles = [TimeLimit(GridWorldEnv(mdp), mdp.max_episode_steps) for _ in range(B)]
-    obs = batched.reset(state=torch.from_numpy(starts).to(device)).cpu()
+    obs = batched.reset(options={"state": torch.from_numpy(starts).to(device)})[0].cpu()
     expected = [
         env.reset(seed=0, options={"state": int(s)})[0]
         for env, s in zip(singles, starts, strict=True)
@@ -62,6 +62,9 @@ def test_parity_with_grid_env(name, path, device):
         out = batched.step(a if path == "int" else one_hot(a, 4).float())
         obs, reward, terminated, truncated = (x.cpu() for x in out[:4])
         info = {k: v.cpu() if torch.is_tensor(v) else v for k, v in out[4].items()}
+        if "episode" in info:  # gymnasium's convention: there only when an episode ended
+            info["episode"] = {k: v.cpu() for k, v in info["episode"].items()}
+        assert ("episode" in info) == bool(info["done"].any())
         for b, env in enumerate(singles):
             o, r, term, trunc, single_info = env.step(int(actions[t, b]))
             returns[b] += r
@@ -76,8 +79,9 @@ def test_parity_with_grid_env(name, path, device):
             if term or trunc:
                 episodes += 1
                 assert bool(info["success"][b]) == single_info["success"]
-                assert float(info["episode_return"][b]) == pytest.approx(returns[b])
-                assert int(info["episode_length"][b]) == lengths[b]
+                assert bool(info["_episode"][b]) and bool(info["_final_obs"][b])
+                assert float(info["episode"]["r"][b]) == pytest.approx(returns[b])
+                assert int(info["episode"]["l"][b]) == lengths[b]
                 o, _ = env.reset()  # every built-in has a single start cell
                 returns[b], lengths[b] = 0.0, 0
             assert int(obs[b].argmax()) == o
@@ -108,36 +112,37 @@ def test_seeded_slippery_rollouts_repeat(device):
 def test_auto_reset_bookkeeping():
     mdp = load_map(CROSS, step_reward=-0.25, hazard_reward=-2.0)
     env = BatchedGridWorld(mdp, 3, obs_mode="index")
-    env.reset(state=torch.tensor([CENTRE, CENTRE, CENTRE]))
+    env.reset(options={"state": torch.tensor([CENTRE, CENTRE, CENTRE])})[0]
     # Row 0: up, then right into the goal. Row 1: down, then right into lava. Row 2: left, right.
     obs, reward, terminated, truncated, info = env.step(torch.tensor([UP, DOWN, LEFT]))
     assert obs.tolist() == [7, 17, 11] and not info["done"].any()
     assert torch.equal(info["final_obs"], obs)
-    assert info["episode_length"].tolist() == [1, 1, 1]
+    assert "episode" not in info and env.elapsed.tolist() == [1, 1, 1]
     obs, reward, terminated, truncated, info = env.step(torch.tensor([RIGHT, RIGHT, RIGHT]))
     assert info["final_obs"].tolist() == [8, 18, CENTRE]  # the finished episodes' last cells
     assert obs.tolist() == [CENTRE, CENTRE, CENTRE]  # the unique start: new episodes began
     assert reward.tolist() == [1.0, -2.0, -0.25]
     assert terminated.tolist() == [True, True, False] and not truncated.any()
-    assert info["done"].tolist() == [True, True, False]
+    assert info["done"].tolist() == info["_episode"].tolist() == info["_final_obs"].tolist() == [True, True, False]
     assert info["success"].tolist() == [True, False, False]
-    assert info["episode_return"].tolist() == [0.75, -2.25, -0.5]
-    assert info["episode_length"].tolist() == [2, 2, 2]
+    assert info["episode"]["r"][:2].tolist() == [0.75, -2.25]  # rows where _episode
+    assert info["episode"]["l"][:2].tolist() == [2, 2]
+    assert (info["episode"]["t"][:2] >= 0).all()
     # The counters restarted only where an episode ended.
-    _, _, _, _, info = env.step(torch.tensor([UP, UP, UP]))
-    assert info["episode_length"].tolist() == [1, 1, 3]
-    assert info["episode_return"].tolist() == [-0.25, -0.25, -0.75]
+    env.step(torch.tensor([UP, UP, UP]))
+    assert env.elapsed.tolist() == [1, 1, 3]
+    assert env.episode_return.tolist() == [-0.25, -0.25, -0.75]
 
 
 def test_truncation_at_max_episode_steps():
     env = BatchedGridWorld("empty", 2, obs_mode="index", max_episode_steps=3)
-    start = env.reset().tolist()
+    start = env.reset()[0].tolist()
     assert start == [10, 10]
     for t in range(1, 8):
         obs, _, terminated, truncated, info = env.step(torch.tensor([UP, LEFT]))  # bump the wall
         assert not terminated.any()
         assert truncated.tolist() == [t % 3 == 0] * 2
-        assert info["episode_length"].tolist() == [(t - 1) % 3 + 1] * 2
+        assert (info["episode"]["l"].tolist() == [3, 3]) if t % 3 == 0 else ("episode" not in info)
         assert obs.tolist() == start
     assert BatchedGridWorld("empty", 1).max_episode_steps == 50
 
@@ -151,7 +156,7 @@ def test_observation_modes():
         ("image", (4, H, W), torch.float32),
     ]:
         env = BatchedGridWorld(mdp, 2, obs_mode=mode)
-        obs = env.reset(state=torch.tensor([10, 11]))
+        obs = env.reset(options={"state": torch.tensor([10, 11])})[0]
         assert env.observation_shape == shape
         assert tuple(obs.shape) == (2, *shape) and obs.dtype == dtype
     # The image: wall, goal, hazard planes of the map, then the agent.
@@ -166,14 +171,14 @@ def test_start_distribution_and_slip_frequencies():
     env = BatchedGridWorld(
         "#######\n#S...S#\n#..S..#\n#....G#\n#######", 3000, obs_mode="index", seed=1
     )
-    counts = torch.bincount(env.reset(), minlength=28)
+    counts = torch.bincount(env.reset()[0], minlength=28)
     assert set(torch.nonzero(counts).flatten().tolist()) == {8, 12, 17}
     assert stats.chisquare(counts[[8, 12, 17]].numpy()).pvalue > P_MIN
     # Slip: right from (3, 3) in the empty room goes right 0.6, up 0.2, down 0.2; both paths.
     law = {3 * 9 + 4: 0.6, 2 * 9 + 3: 0.2, 4 * 9 + 3: 0.2}
     for path in ("int", "onehot"):
         env = BatchedGridWorld("empty", 3000, obs_mode="index", seed=2, slip=0.4)
-        env.reset(state=3 * 9 + 3)
+        env.reset(options={"state": 3 * 9 + 3})[0]
         a = torch.full((3000,), RIGHT)
         _, _, _, _, info = env.step(a if path == "int" else one_hot(a, 4).float())
         counts = torch.bincount(info["final_obs"], minlength=81)
@@ -213,10 +218,10 @@ def test_invalid_constructor_and_reset_arguments():
         BatchedGridWorld("empty", 2, obs_mode="rgb")
     env = BatchedGridWorld("empty", 2)
     with pytest.raises(ValueError, match="start state 81 out of range"):
-        env.reset(state=81)
+        env.reset(options={"state": 81})[0]
     with pytest.raises(ValueError, match=r"shape \(3,\)"):
-        env.reset(state=torch.tensor([10, 11, 12]))
-    assert env.reset(state=np.array([10, 11])).argmax(-1).tolist() == [10, 11]
+        env.reset(options={"state": torch.tensor([10, 11, 12])})[0]
+    assert env.reset(options={"state": np.array([10, 11])})[0].argmax(-1).tolist() == [10, 11]
 
 
 # --------------------------------------------------------------------------- gradients
@@ -236,7 +241,7 @@ def test_one_step_gradient_matches_the_tables(map_name, device):
     states = torch.tensor(live)
     taken = torch.arange(B) % 4
     env = BatchedGridWorld(mdp, B, obs_mode="onehot", device=device)
-    env.reset(state=states.to(device))
+    env.reset(options={"state": states.to(device)})[0]
     a = one_hot(taken, 4).float().to(device).requires_grad_()
     _, reward, terminated, _, info = env.step(a)
     ns, R = mdp.next_state[states, :, 0], mdp.reward[states, :, 0]  # (B, A) read off the tables
@@ -259,7 +264,7 @@ def test_one_step_gradient_matches_the_tables(map_name, device):
 def test_two_step_gradient_reaches_through_the_position(device):
     mdp = load_map(CROSS, step_reward=-0.25, hazard_reward=-2.0)
     env = BatchedGridWorld(mdp, 1, obs_mode="onehot", device=device)
-    env.reset(state=CENTRE)
+    env.reset(options={"state": CENTRE})[0]
     a1 = one_hot(torch.tensor([UP]), 4).float().to(device).requires_grad_()
     a2 = one_hot(torch.tensor([RIGHT]), 4).float().to(device).requires_grad_()
     _, r1, *_ = env.step(a1)
@@ -286,7 +291,7 @@ def test_two_step_gradient_matches_a_finite_difference():
 
     def two_step_return(a1: torch.Tensor) -> torch.Tensor:
         env = BatchedGridWorld(mdp, 1, obs_mode="onehot")
-        env.reset(state=CENTRE)
+        env.reset(options={"state": CENTRE})[0]
         r1 = env.step(a1)[1]
         return (r1 + env.step(one_hot(torch.tensor([RIGHT]), 4).float())[1]).sum()
 
@@ -312,7 +317,7 @@ def test_gradient_with_slip_uses_the_drawn_outcome():
     live = torch.tensor(_live_states(mdp))
     B = len(live)
     env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=3, slip_gradient="sampled")
-    env.reset(state=live)
+    env.reset(options={"state": live})[0]
     a = one_hot(torch.arange(B) % 4, 4).float().requires_grad_()
     _, reward, _, _, info = env.step(a)
     o = info["outcome"]
@@ -336,7 +341,7 @@ def test_expected_slip_gradient_averages_the_outcomes():
     runs = {}
     for mode in ("sampled", "expected"):
         env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=3, slip_gradient=mode)
-        env.reset(state=live)
+        env.reset(options={"state": live})[0]
         env.pos.requires_grad_()
         pos = env.pos
         a = one_hot(torch.arange(B) % 4, 4).float().requires_grad_()
@@ -362,7 +367,7 @@ def test_expected_slip_gradient_averages_the_outcomes():
 
 def test_detach_cuts_the_graph():
     env = BatchedGridWorld(load_map(CROSS), 1, obs_mode="onehot")
-    env.reset(state=CENTRE)
+    env.reset(options={"state": CENTRE})[0]
     a1 = one_hot(torch.tensor([UP]), 4).float().requires_grad_()
     env.step(a1)
     assert env.pos.requires_grad
@@ -376,7 +381,7 @@ def test_detach_cuts_the_graph():
 
 def test_no_gradient_across_an_episode_boundary():
     env = BatchedGridWorld(load_map(CROSS), 2, obs_mode="onehot")
-    env.reset(state=torch.tensor([7, CENTRE]))
+    env.reset(options={"state": torch.tensor([7, CENTRE])})[0]
     a = one_hot(torch.tensor([RIGHT, RIGHT]), 4).float().requires_grad_()
     obs, _, terminated, _, info = env.step(a)  # row 0 enters the goal and restarts
     assert terminated.tolist() == [True, False]
@@ -389,7 +394,7 @@ def test_no_gradient_across_an_episode_boundary():
 def test_image_observation_is_differentiable_in_the_agent_channel(device):
     mdp = load_map(CROSS)
     env = BatchedGridWorld(mdp, 1, obs_mode="image", device=device)
-    env.reset(state=CENTRE)
+    env.reset(options={"state": CENTRE})[0]
     a = one_hot(torch.tensor([LEFT]), 4).float().to(device).requires_grad_()
     obs, *_ = env.step(a)
     assert tuple(obs.shape) == (1, 4, 5, 5)

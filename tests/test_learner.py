@@ -41,7 +41,7 @@ def test_a_first_update_moves_the_policy_by_the_warmed_up_rate(warmup):
     cfg, env, policy, learner = make_learner(actor_warmup=warmup)
     before = [p.detach().clone() for p in policy.parameters()]
     learner.warm_up(0)
-    learner.update(env, env.reset(), tau=1.0, stats=EpisodeStats())
+    learner.update(env, env.reset()[0], tau=1.0, stats=EpisodeStats())
     moved = max((p.detach() - b).abs().max().item() for p, b in zip(policy.parameters(), before, strict=True))
     rate = cfg.learning_rate * (1 / warmup if warmup else 1.0)
     assert 0.5 * rate < moved <= 1.01 * rate

@@ -165,7 +165,7 @@ def test_grid_env_maze_dynamics_follow_the_drawn_maze():
 
 def test_batched_env_holds_different_mazes():
     env = BatchedGridWorld("maze:9x9", 8, obs_mode="image", seed=0)
-    obs = env.reset()
+    obs, _ = env.reset()
     walls = {obs[b, 0].numpy().tobytes() for b in range(8)}
     assert len(walls) > 1
     assert env.num_worlds == 8
@@ -184,7 +184,7 @@ def test_batched_env_holds_different_mazes():
                 if not (r == 7 and c == 7):  # the goal absorbs
                     assert int(env.next_state[w, s, a, 0]) == nr * 9 + nc
     # Same seed, same mazes.
-    again = BatchedGridWorld("maze:9x9", 8, obs_mode="image", seed=0).reset()
+    again = BatchedGridWorld("maze:9x9", 8, obs_mode="image", seed=0).reset()[0]
     assert torch.equal(obs, again)
 
 
@@ -194,7 +194,7 @@ def test_batched_env_draws_a_fresh_maze_when_an_episode_ends():
         "maze:9x9", 4, obs_mode="image", seed=1, maze_pool=32, max_episode_steps=1
     )
     assert env.num_worlds == 32
-    obs = env.reset()
+    obs, _ = env.reset()
     seen = [{obs[b, 0].numpy().tobytes()} for b in range(4)]
     for _ in range(10):
         previous = obs

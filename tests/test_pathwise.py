@@ -105,7 +105,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
                       lookahead=1, estimator="st", tau=1.0, entropy_coef=0.0, logit_penalty=penalty, max_grad_norm=0.0,
                       hidden=16)
     env = build_env(cfg, torch.device("cpu"))
-    obs = env.reset(state=live)
+    obs = env.reset(options={"state": live})[0]
     policy = _TablePolicy(S, 4)
     _, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
     learner = PathwiseLearner(cfg, policy, critic, torch.Generator().manual_seed(0), VisitBonus(1, S, 0.0))

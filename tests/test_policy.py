@@ -26,7 +26,7 @@ def test_no_value_map_reads_the_whole_image():
 
 def maze_obs(n: int = 6) -> torch.Tensor:
     env = BatchedGridWorld(make_world("maze:9x9"), n, obs_mode="image", seed=0)
-    return env.reset()  # (n, 4, 9, 9), the agent plane last
+    return env.reset()[0]  # (n, 4, 9, 9), the agent plane last
 
 
 def with_agent(obs: torch.Tensor, agent: torch.Tensor) -> torch.Tensor:

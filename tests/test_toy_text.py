@@ -166,7 +166,7 @@ def test_deterministic_parity_with_gymnasium(env_id, kwargs, p_action, steps, B,
     # Every episode starts where gymnasium's does (Taxi draws its start): ours are put there.
     g_obs, _ = theirs.reset(seed=0)
     o_obs, _ = ours.reset(options={"state": g_obs})
-    b_obs = batched.reset(state=g_obs)
+    b_obs = batched.reset(options={"state": g_obs})[0]
     assert o_obs == g_obs and b_obs.tolist() == [g_obs] * B
     episodes = successes = terminations = truncations = penalties = 0
     for a in actions.tolist():
@@ -193,7 +193,7 @@ def test_deterministic_parity_with_gymnasium(env_id, kwargs, p_action, steps, B,
             assert info["success"].tolist() == [o_info["success"]] * B
             g_obs, _ = theirs.reset()
             o_obs, _ = ours.reset(options={"state": g_obs})
-            b_obs = batched.reset(state=g_obs)
+            b_obs = batched.reset(options={"state": g_obs})[0]
         else:
             assert b_obs.tolist() == [g_obs] * B
     # The sequence must have exercised what it checks.
@@ -250,7 +250,7 @@ def test_slippery_grid_env_frequencies_match_gymnasium(env_id, kwargs, s, a):
 def test_slippery_batched_frequencies_match_gymnasium(env_id, kwargs, s, a, one_hot):
     law = _gym_law(_gym(env_id, **kwargs).unwrapped.P, s, a)
     env = BatchedGridWorld(env_id, N_SAMPLES, obs_mode="index", seed=200 + s, env_kwargs=kwargs)
-    env.reset(state=s)
+    env.reset(options={"state": s})[0]
     action = torch.full((N_SAMPLES,), a)
     if one_hot:
         action = torch.nn.functional.one_hot(action, env.A).float()
@@ -264,7 +264,7 @@ def test_chi2_check_has_power():
     P = gym.make("FrozenLake-v1").unwrapped.P
     law = _gym_law(P, 6, 2)
     env = BatchedGridWorld("FrozenLake-v1", N_SAMPLES, obs_mode="index", seed=3)
-    env.reset(state=6)
+    env.reset(options={"state": 6})[0]
     _, _, _, _, info = env.step(torch.full((N_SAMPLES,), 2))
     wrong = {k: (2 * v if k == 7 else v) for k, v in law.items()}
     total = sum(wrong.values())
