@@ -165,3 +165,7 @@ def test_time_it_and_output_helpers(tmp_path):
     assert json.loads(path.read_text()) == {"v": None, "t": [1.0]}
     with pytest.raises(ValueError, match="repeats"):
         time_it(lambda: None, repeats=0)
+
+
+def test_sb3_vecenv_smoke(tmp_path):
+    run_smoke(["-m", "benchmarks.sb3_vecenv"], ["--out", str(tmp_path)])

@@ -103,3 +103,23 @@ def test_a_cleanrl_style_ppo_loop_trains_on_it_unchanged():
     early, late = np.mean(returns[:200]), np.mean(returns[-200:])
     assert late > 0.95 and late > early
     assert envs.REGISTERED_IDS
+
+
+@pytest.mark.slow  # ~1 min of SB3 PPO; stable-baselines3 is the [bench] extra, not in CI's install
+def test_stable_baselines3_ppo_trains_on_the_batched_env():
+    sb3 = pytest.importorskip("stable_baselines3", reason="stable-baselines3 comes with the [bench] extra")
+    from stable_baselines3.common.env_checker import check_env  # noqa: F401 (the package loads)
+
+    from envs.sb3 import SB3VecEnv
+
+    vec = SB3VecEnv(BatchedGridWorld("empty", 16, obs_mode="index", seed=0))
+    obs = vec.reset()
+    assert obs.shape == (16,) and obs.dtype == np.int64
+    model = sb3.PPO("MlpPolicy", vec, n_steps=64, batch_size=256, ent_coef=0.01, seed=0, device="cpu", verbose=0)
+    model.learn(30_000)
+    # SB3 read our episode infos (its Monitor-style statistics) and learnt the room.
+    assert len(model.ep_info_buffer) > 0
+    assert np.mean([e["r"] for e in model.ep_info_buffer]) > 0.9
+    actions, _ = model.predict(vec.reset(), deterministic=True)
+    _, _, done, infos = vec.step(actions)
+    assert done.shape == (16,) and len(infos) == 16
