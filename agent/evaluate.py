@@ -16,15 +16,17 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+import tyro
 
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
+from agent.cli import parse
 from agent.config import TrainConfig
 from agent.evaluation import evaluate, record_episode
 from agent.factory import EVAL_MAZE_OFFSET, build_eval_env, build_networks, build_world, resolve_device
@@ -135,45 +137,41 @@ def summary(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m agent.evaluate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("checkpoint", metavar="RUN_DIR_OR_CHECKPOINT",
-                        help="a run directory written by train.py (runs/NAME) or its .pt file")
-    parser.add_argument("--episodes", type=int, default=256,
-                        help="episodes to play, one per parallel env copy (default: 256)")
-    parser.add_argument("--env", default=None, metavar="OTHER",
-                        help="evaluate on another world (map name, map file, maze:HxW, gymnasium "
-                             "id) with the same observation shape; default: the training world")
-    mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--greedy", dest="greedy", action="store_true", default=True,
-                      help="take the most likely action (default)")
-    mode.add_argument("--sample", dest="greedy", action="store_false",
-                      help="sample actions from the policy (Gumbel-Max) instead")
-    parser.add_argument("--policy", choices=["best", "last"], default="best",
-                        help=f"of a run directory: the kept policy, the best evaluated ({BEST}; default), "
-                             f"or the last one ({LATEST})")
-    parser.add_argument("--seed", type=int, default=0,
-                        help="seeds starts, slips, sampled actions and unseen mazes (default: 0)")
-    parser.add_argument("--gif", default=None, metavar="PATH",
-                        help="also write one episode as a GIF (needs the [plots] extra: imageio)")
-    parser.add_argument("--json", action="store_true",
-                        help="print one JSON object instead of the summary")
-    parser.add_argument("--device", default="auto",
-                        help="cpu, cuda, cuda:1, ...; auto = cuda when available (default: auto)")
-    return parser
+@dataclass
+class EvaluateArgs:
+    """Score a policy train.py saved: exactly on the tabular core, and by sampled episodes."""
+
+    run: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
+    """A run directory written by train.py (runs/NAME) or one of its .pt files."""
+    episodes: int = 256
+    """Sampled episodes to play, one per parallel env copy."""
+    env: str | None = None
+    """Evaluate on another world (map name, map file, maze:HxW, gymnasium id) with the same
+    observation shape; default: the training world."""
+    sample: bool = False
+    """Sample actions from the policy (Gumbel-Max) instead of taking the most likely one."""
+    policy: Literal["best", "last"] = "best"
+    """Of a run directory: the kept policy, the best evaluated (best.pt), or the last one."""
+    seed: int = 0
+    """Seeds starts, slips, sampled actions and unseen mazes."""
+    gif: str | None = None
+    """Also write one episode as a GIF to this path (needs the [plots] extra: imageio)."""
+    json: bool = False
+    """Print one JSON object instead of the table."""
+    device: str = "auto"
+    """cpu, cuda, cuda:1, ...; auto = cuda when available."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        result = evaluate_checkpoint(args.checkpoint, episodes=args.episodes, env=args.env,
-                                     greedy=args.greedy, seed=args.seed, device=args.device,
-                                     gif=args.gif, which=BEST if args.policy == "best" else LATEST)
-    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        args, _ = parse(EvaluateArgs, argv, prog="python -m agent.evaluate", description=__doc__)
+        if args.episodes < 1:
+            raise ValueError(f"--episodes {args.episodes} is out of range: it must be an integer >= 1")
+        result = evaluate_checkpoint(args.run, episodes=args.episodes, env=args.env, greedy=not args.sample,
+                                     seed=args.seed, device=args.device, gif=args.gif,
+                                     which=BEST if args.policy == "best" else LATEST)
+    except (ValueError, OSError) as e:  # CheckpointError and CliError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps(result) if args.json else summary(result))

@@ -6,12 +6,14 @@ Run ``python -m agent.figures [--out docs/figures]``.  matplotlib is imported in
 
 from __future__ import annotations
 
-import argparse
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from agent.cli import parse
 from agent.gumbel import gumbel_pdf, gumbel_softmax, sample_gumbel
 
 PDF_PARAMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (0.0, 2.0), (2.0, 1.0), (-1.0, 0.5))
@@ -126,20 +128,19 @@ def plot_gumbel_softmax_temperatures(
     return save_figure(fig, path)
 
 
+@dataclass
+class FiguresArgs:
+    """Write the Gumbel pdf and Gumbel-Softmax temperature figures as PNGs."""
+
+    out: Path = Path("docs/figures")
+    """Output folder."""
+    seed: int = SEED
+    """Generator seed."""
+
+
 def main(argv: Sequence[str] | None = None) -> list[Path]:
     """Command-line entry point: write both figures and print their paths."""
-    parser = argparse.ArgumentParser(
-        prog="python -m agent.figures",
-        description="Write the Gumbel pdf and Gumbel-Softmax temperature figures as PNGs.",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path("docs/figures"),
-        help="output folder (default: docs/figures)",
-    )
-    parser.add_argument("--seed", type=int, default=SEED, help=f"generator seed (default: {SEED})")
-    args = parser.parse_args(argv)
+    args, _ = parse(FiguresArgs, list(sys.argv[1:] if argv is None else argv), prog="python -m agent.figures")
 
     import matplotlib
 

@@ -14,15 +14,17 @@ Examples:
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+import tyro
 
+from agent.cli import parse
 from agent.logger import read_metrics
 
 # Fields that never change what a run learns: two runs differing only in these are seeds of
@@ -230,28 +232,30 @@ def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: 
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m agent.plot", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR",
-                        help="run directories written by train.py")
-    parser.add_argument("--out", required=True, metavar="PNG",
-                        help="image to write (.png, .pdf, .svg, ...)")
-    parser.add_argument("--metric", nargs="+", default=["charts/episodic_return"],
-                        help="metric(s) from metrics.jsonl, one panel each "
-                             "(default: charts/episodic_return)")
-    parser.add_argument("--x", default="global_step", help="x-axis key (default: global_step)")
-    parser.add_argument("--band", choices=("minmax", "std", "none"), default="minmax",
-                        help="spread over seeds: min-max, mean ± std, or none (default: minmax)")
-    parser.add_argument("--smooth", type=float, default=0.0,
-                        help="exponential moving-average weight in [0, 1), per seed (default: 0)")
-    parser.add_argument("--title", default=None, help="figure title (default: what the band shows)")
-    return parser
+@dataclass
+class PlotArgs:
+    """Learning curves from run directories: seeds averaged, their spread as a band."""
+
+    runs: Annotated[list[str], tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR...")]
+    """Run directories written by train.py."""
+    out: str
+    """The image to write (.png, .pdf, .svg, ...)."""
+    metric: list[str] = dataclasses.field(default_factory=lambda: ["charts/episodic_return"])
+    """Metric(s) from metrics.jsonl, one panel each."""
+    x: str = "global_step"
+    """The x-axis key."""
+    band: Literal["minmax", "std", "none"] = "minmax"
+    """Spread over seeds: min-max, mean +- std, or none."""
+    smooth: float = 0.0
+    """Exponential moving-average weight in [0, 1), per seed."""
+    title: str | None = None
+    """Figure title (default: what the band shows)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        args, _ = parse(PlotArgs, argv, prog="python -m agent.plot", description=__doc__)
         out = plot(args.runs, args.out, metrics=args.metric, x=args.x, band=args.band,
                    smoothing=args.smooth, title=args.title)
     except (ValueError, OSError) as e:
