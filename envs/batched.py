@@ -30,9 +30,8 @@ instead of from the start distribution; `info["explored"]` marks the episodes th
 
 from __future__ import annotations
 
-from typing import Any
-
 import time
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
