@@ -98,6 +98,9 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
     else:
         truncate_metrics(run_dir, int(resumed["global_step"]))
     (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+    # wandb starts in the background while the rest is built and trains (see RunLogger).
+    logger = RunLogger(cfg, run_dir, wandb_id=resumed.get("wandb_id") if resumed else None,
+                       resume_step=int(resumed["global_step"]) if resumed else None)
 
     # --- seed, envs, networks, learner
     torch.manual_seed(cfg.seed)  # network initialisation; all other noise uses `generator`
@@ -119,8 +122,11 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         generator.set_state(resumed["generator"].cpu() if device.type == "cpu" else resumed["generator"])
         global_step = int(resumed["global_step"])
         best = resumed.get("best", best)
-    logger = RunLogger(cfg, run_dir, wandb_id=resumed.get("wandb_id") if resumed else None,
-                       resume_step=global_step if resumed else None)
+    try:  # wandb keeps starting in the background, unless online was asked for explicitly
+        logger.start(wait_for_wandb=cfg.wandb_mode == "online")
+    except BaseException:
+        logger.finish(1)
+        raise
 
     def checkpoint(name: str = LATEST) -> Path:
         return save_checkpoint(run_dir / name, {

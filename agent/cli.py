@@ -18,6 +18,9 @@ import tyro
 
 T = TypeVar("T")
 _BOX = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]")
+_RULE = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]+|-{3,}")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_HELP_POINTERS = ("For full helptext", "Argument helptext", "usage:")
 
 
 class CliError(ValueError):
@@ -57,15 +60,26 @@ def given_fields(cls: type, argv: list[str]) -> set[str]:
 
 
 def _one_line(text: str) -> str:
-    """tyro's box -> the lines above its first rule, joined."""
-    lines = []
-    for raw in text.splitlines():
-        if "───" in raw or "━━━" in raw:
-            if lines:
-                break
+    """tyro's error box -> "title: message" on one line.
+
+    tyro draws the box with Unicode lines (title inside the top border) or, when stdout is not
+    UTF-8, with a title line over a row of dashes; either may carry ANSI colours. Rules split the
+    text into blocks; the title and the first message block are kept, the help pointers dropped."""
+    blocks: list[list[str]] = []
+    current: list[str] = []
+    for raw in _ANSI.sub("", text).splitlines():
+        if "───" in raw or "---" in raw:  # a rule, maybe with the title inside it
+            if current:
+                blocks.append(current)
+                current = []
+            title = _RULE.sub(" ", raw).strip()
+            if title:
+                blocks.append([title])
             continue
         line = _BOX.sub("", raw).strip()
         if line:
-            lines.append(line)
-    # The box's title ("Invalid choice", "Value error") precedes the message.
-    return " ".join(lines)
+            current.append(line)
+    if current:
+        blocks.append(current)
+    kept = [b for b in blocks if not b[0].startswith(_HELP_POINTERS)]
+    return ": ".join(" ".join(b) for b in kept[:2])

@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -64,20 +65,33 @@ class RunLogger:
 
     wandb never stops a run: its start is bounded (INIT_TIMEOUT_S), and in auto mode a failure
     to go online (no network, a refused key) is one line, then the run logs offline. An explicit
-    --wandb-mode online that can't start raises `WandbError` instead."""
+    --wandb-mode online that can't start raises `WandbError` from `start(wait_for_wandb=True)`.
+
+    wandb starts in a background thread at the first `log` (after the first update), so its import
+    and start (about 2 s of a run's start-up otherwise, benchmarks/startup.py) don't hold up
+    training: rows logged before it is up are kept and handed to it once it is. `start()` opens the
+    local files before the first `log`; with `wait_for_wandb` (an explicit --wandb-mode online) it
+    starts wandb and waits for it, so a failure comes before training."""
 
     def __init__(self, cfg, run_dir: Path, *, wandb_id: str | None = None, resume_step: int | None = None) -> None:
         self.run_dir = run_dir
+        self.mode = resolve_wandb_mode(cfg.wandb_mode)
+        self.wandb = None
+        self.file = None
+        self._error: BaseException | None = None
+        self._thread = None
+        self._pending: list[dict[str, Any]] = []  # rows logged before wandb was up
+        self._wandb_args = (cfg, wandb_id) if self.mode != "disabled" else None
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: on resume TensorBoard drops the events a killed run wrote after its checkpoint.
         self.tb = SummaryWriter(str(run_dir), flush_secs=5, purge_step=None if resume_step is None else resume_step + 1)
-        self.mode = resolve_wandb_mode(cfg.wandb_mode)
-        self.wandb = None
-        if self.mode != "disabled":
+
+    def _start_wandb(self, cfg, wandb_id: str | None) -> None:
+        try:
             try:
                 self.wandb = self._init(cfg, self.mode, wandb_id)
-            except Exception as e:  # noqa: BLE001 (wandb raises many kinds; KeyboardInterrupt passes)
+            except Exception as e:  # noqa: BLE001 (wandb raises many kinds)
                 if cfg.wandb_mode != "auto" or self.mode != "online":
                     raise WandbError(f"--wandb-mode {cfg.wandb_mode}: wandb could not start ({_reason(e)}); check "
                                      "`wandb login` and the network, or use --wandb-mode offline") from None
@@ -86,8 +100,40 @@ class RunLogger:
                 self.wandb = self._init(cfg, "offline", wandb_id)
             if self.mode == "offline" and cfg.wandb_mode == "auto":
                 print("wandb: logging offline; upload later with "
-                      f"`wandb sync {run_dir}/wandb/offline-run-*`", file=sys.stderr)
-        self.file = open(run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+                      f"`wandb sync {self.run_dir}/wandb/offline-run-*`", file=sys.stderr)
+        except BaseException as e:  # noqa: BLE001 (handed to the main thread by _join())
+            self._error = e
+
+    def start(self, *, wait_for_wandb: bool = False) -> RunLogger:
+        """Open metrics.jsonl; with `wait_for_wandb`, first start wandb and wait for it (raising what
+        stopped it)."""
+        if wait_for_wandb:
+            self._begin()
+            self._join()
+        if self.file is None:
+            self.file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
+        return self
+
+    def _begin(self) -> None:
+        """Start wandb in the background (once)."""
+        if self._wandb_args is not None:
+            self._thread = threading.Thread(target=self._start_wandb, args=self._wandb_args, name="wandb-start",
+                                            daemon=True)
+            self._wandb_args = None
+            self._thread.start()
+
+    def _join(self) -> None:
+        """Start wandb if it isn't yet, wait for it, and raise what stopped it."""
+        self._begin()
+        if self._thread is not None:
+            while self._thread.is_alive():  # a timed join, so Ctrl-C is not held up meanwhile
+                self._thread.join(timeout=0.1)
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        while self._pending and self.wandb is not None:
+            self.wandb.log(self._pending.pop(0))
 
     def _init(self, cfg, mode: str, wandb_id: str | None):
         import wandb
@@ -106,15 +152,22 @@ class RunLogger:
 
     @property
     def wandb_id(self) -> str | None:
+        self._join()
         return self.wandb.id if self.wandb is not None else None
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
+        self.start()
         row = {"global_step": step, **{k: v for k, v in metrics.items() if _is_number(v)}}
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
         for key, value in row.items():
             if key != "global_step":
                 self.tb.add_scalar(key, value, step)
+        self._begin()
+        if self._thread is not None and self._thread.is_alive():
+            self._pending.append({**metrics, "global_step": step})
+            return
+        self._join()
         if self.wandb is not None:
             self.wandb.log({**metrics, "global_step": step})
 
@@ -123,6 +176,7 @@ class RunLogger:
         import numpy as np
 
         self.tb.file_writer.add_summary(_gif_summary(key, frames, fps), step)
+        self._join()
         if self.wandb is not None:
             import wandb
 
@@ -130,8 +184,13 @@ class RunLogger:
             self.wandb.log({key: wandb.Video(video, fps=fps, format="gif"), "global_step": step})
 
     def finish(self, exit_code: int = 0) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
         self.tb.close()
+        try:
+            self._join()
+        except BaseException:  # noqa: BLE001 (wandb never started: nothing of it to finish)
+            return
         if self.wandb is not None:
             self.wandb.finish(exit_code=exit_code)
             self.wandb = None
