@@ -36,7 +36,7 @@ from agent.factory import (
     resolve_device,
 )
 from agent.gumbel import TauSchedule
-from agent.logger import RunLogger, WandbError, has_wandb_credentials
+from agent.logger import RunLogger, WandbError, has_wandb_credentials, wandb_holds_exit
 from agent.progress import Progress
 from agent.rollout import EpisodeStats
 from agent.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
@@ -262,4 +262,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    if wandb_holds_exit():
+        # A wandb start that failed or was interrupted leaves threads that would hold the exit for
+        # up to half a minute (a hung network); the run is saved and its files closed by now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)

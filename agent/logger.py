@@ -60,6 +60,23 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}"[:200]
 
 
+_abandoned = False  # a wandb start failed or was interrupted in this process
+
+
+def wandb_holds_exit() -> bool:
+    """Whether a wandb start failed or was interrupted and wandb's threads still run: they keep the
+    interpreter from exiting until their requests time out (half a minute on a hung network)."""
+    return _abandoned and any(t.name.startswith("wandb-") and t.is_alive() for t in threading.enumerate())
+
+
+def _abandon() -> None:
+    global _abandoned
+    _abandoned = True
+
+
+_START_THREAD = "wandb-start"
+
+
 class RunLogger:
     """One run's metric sink. `global_step` is the x-axis everywhere.
 
@@ -92,6 +109,7 @@ class RunLogger:
             try:
                 self.wandb = self._init(cfg, self.mode, wandb_id)
             except Exception as e:  # noqa: BLE001 (wandb raises many kinds)
+                _abandon()
                 if cfg.wandb_mode != "auto" or self.mode != "online":
                     raise WandbError(f"--wandb-mode {cfg.wandb_mode}: wandb could not start ({_reason(e)}); check "
                                      "`wandb login` and the network, or use --wandb-mode offline") from None
@@ -102,7 +120,9 @@ class RunLogger:
                 print("wandb: logging offline; upload later with "
                       f"`wandb sync {self.run_dir}/wandb/offline-run-*`", file=sys.stderr)
         except BaseException as e:  # noqa: BLE001 (handed to the main thread by _join())
+            _abandon()
             self._error = e
+
 
     def start(self, *, wait_for_wandb: bool = False) -> RunLogger:
         """Open metrics.jsonl; with `wait_for_wandb`, first start wandb and wait for it (raising what
@@ -117,7 +137,7 @@ class RunLogger:
     def _begin(self) -> None:
         """Start wandb in the background (once)."""
         if self._wandb_args is not None:
-            self._thread = threading.Thread(target=self._start_wandb, args=self._wandb_args, name="wandb-start",
+            self._thread = threading.Thread(target=self._start_wandb, args=self._wandb_args, name=_START_THREAD,
                                             daemon=True)
             self._wandb_args = None
             self._thread.start()
@@ -187,6 +207,10 @@ class RunLogger:
         if self.file is not None:
             self.file.close()
         self.tb.close()
+        if exit_code != 0 and self.wandb is None and self.mode != "disabled":
+            _abandon()  # stopped while wandb was starting (or after it failed)
+        if exit_code != 0 and self._thread is not None and self._thread.is_alive():
+            return  # a failed or interrupted run does not wait out wandb's start (a daemon thread)
         try:
             self._join()
         except BaseException:  # noqa: BLE001 (wandb never started: nothing of it to finish)
