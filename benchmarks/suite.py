@@ -313,8 +313,9 @@ def random_lake(size: int, seed: int) -> str:
 SUITE: list[SuiteWorld] = build_suite()
 # The package's own built-in maps: not part of the split (they were there before the suite), run
 # to check that they stay solved.
-BUILTINS: list[SuiteWorld] = [SuiteWorld(name=f"builtin-{m}", family="builtin", split=BUILTIN, env=m)
-                              for m in ("empty", "four_rooms", "maze", "lava_gap", "cliff", "lake8x8")]
+# `maze:9x9` is the procedural family: a pool of training mazes, scored on mazes it never saw.
+BUILTINS: list[SuiteWorld] = [SuiteWorld(name=f"builtin-{m.replace(':', '-')}", family="builtin", split=BUILTIN, env=m)
+                              for m in ("empty", "four_rooms", "maze", "lava_gap", "cliff", "lake8x8", "maze:9x9")]
 
 
 def worlds(split: str | None = None, families: list[str] | None = None) -> list[SuiteWorld]:
