@@ -62,6 +62,7 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
         cfg = cli
         run_dir = run_path(cfg.runs_dir, cfg.run_name or cfg.default_run_name())
     validate(cfg)
+    torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     world = build_world(cfg)
     cfg = resolve_defaults(cfg, world)  # the run's config records the values used

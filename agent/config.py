@@ -123,6 +123,9 @@ class TrainConfig:
     """Seed for the env, the noise and the network initialisation."""
     device: str = "auto"
     """cpu, cuda, cuda:1, ... ; auto = cuda when available."""
+    threads: int = 1
+    """torch CPU threads (torch.set_num_threads). One is the fastest here for a run alone and
+    keeps side-by-side runs from slowing each other down (benchmarks/threads.py)."""
     run_name: str | None = None
     """Run directory name under runs/; default {env}__{algo}__{seed}__{unix_time}."""
     runs_dir: str = "runs"
@@ -250,6 +253,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
     "clip_coef": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "hidden": (lambda v: v >= 1, "an integer >= 1"),
+    "threads": (lambda v: v >= 1, "an integer >= 1"),
     "seed": (lambda v: 0 <= v < 2**63, "an integer >= 0"),
     "eval_every": (lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
     "eval_episodes": (lambda v: v >= 1, "an integer >= 1"),

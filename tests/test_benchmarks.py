@@ -169,3 +169,12 @@ def test_time_it_and_output_helpers(tmp_path):
 
 def test_sb3_vecenv_smoke(tmp_path):
     run_smoke(["-m", "benchmarks.sb3_vecenv"], ["--out", str(tmp_path)])
+
+
+def test_threads_smoke(tmp_path):
+    run_smoke(["-m", "benchmarks.threads"], ["--out", str(tmp_path), "--threads", "2"])
+    data = json.loads((tmp_path / "threads_smoke.json").read_text())
+    assert [r["setting"] for r in data["rows"]] == ["2 thread(s), alone", "2 thread(s), pair"]
+    for r in data["rows"]:
+        assert _positive(r["process seconds (median)"]) and _positive(r["SPS (median)"]), r
+    assert data["git_commit"] and data["command"].startswith("python -m benchmarks.threads")

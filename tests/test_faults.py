@@ -122,22 +122,19 @@ def test_sigterm_inside_a_long_update_is_honoured_within_a_second(tmp_path):
 
 
 # --------------------------------------------------------------------------- run directories
-def test_a_used_run_name_is_refused_unless_overwritten(tmp_path):
-    runs = str(tmp_path / "runs")
-    args = [*TINY, "--wandb-mode", "disabled", "--runs-dir", runs, "--run-name", "same"]
-    first = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=clean_env(tmp_path / "home"),
-                           capture_output=True, text=True, timeout=120)
-    assert first.returncode == 0, first.stderr
+def test_a_used_run_name_is_refused_unless_overwritten(tmp_path, capsys):
+    import train
+
+    args = [*TINY, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"), "--run-name", "same"]
+    assert train.main(args) == 0
     before = (tmp_path / "runs" / "same" / "metrics.jsonl").read_text()
-    again = subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=clean_env(tmp_path / "home"),
-                           capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2
-    assert_one_line_error(again.stderr)
-    assert "already holds a run" in again.stderr and "--overwrite" in again.stderr
+    capsys.readouterr()
+    assert train.main(args) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "already holds a run" in err and "--overwrite" in err
     assert (tmp_path / "runs" / "same" / "metrics.jsonl").read_text() == before
-    over = subprocess.run([sys.executable, "train.py", *args, "--overwrite"], cwd=ROOT,
-                          env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=120)
-    assert over.returncode == 0, over.stderr
+    assert train.main([*args, "--overwrite"]) == 0
     assert logged_steps(tmp_path / "runs" / "same") == list(range(512, 4097, 512))  # one run, not two
 
 
@@ -163,6 +160,7 @@ BAD = [
     (["--device", "tpu"], "--device 'tpu' is not a device"),
     (["--learning-rate", "inf"], "--learning-rate inf is out of range"),
     (["--hidden", "0"], "--hidden 0 is out of range"),
+    (["--threads", "0"], "--threads 0 is out of range: it must be an integer >= 1"),
     (["--gae-lambda", "5"], "--gae-lambda 5.0 is out of range"),
     (["--clip-coef", "-1"], "--clip-coef -1.0 is out of range"),
     (["--max-grad-norm", "nan"], "--max-grad-norm nan is out of range"),
@@ -181,19 +179,23 @@ BAD = [
 
 
 @pytest.mark.parametrize(("flags", "says"), BAD, ids=[" ".join(f) for f, _ in BAD])
-def test_bad_flags_exit_2_with_one_line_and_write_nothing(flags, says, tmp_path):
+def test_bad_flags_exit_2_with_one_line_and_write_nothing(flags, says, tmp_path, capsys, monkeypatch):
+    """In process, for speed; tests/test_train.py runs bad flags through the script too."""
+    import train
+
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no wandb credentials
+    for k in [k for k in os.environ if k.startswith("WANDB_") or k == "NETRC"]:
+        monkeypatch.delenv(k)
     binary = tmp_path / "map.bin"
     binary.write_bytes(bytes(range(256)) * 4)
     flags = [str(binary) if f == "BINARY" else str(tmp_path / "nowhere") if f == "NOWHERE" else f for f in flags]
     runs = tmp_path / "runs"
-    start_time = time.time()
-    proc = subprocess.run([sys.executable, "train.py", *TINY, "--runs-dir", str(runs), *flags], cwd=ROOT,
-                          env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2, proc.stderr
-    assert_one_line_error(proc.stderr)
-    assert says in proc.stderr
+    assert train.main([*TINY, "--runs-dir", str(runs), *flags]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert says in err
     assert not runs.exists(), "nothing is written before validation passes"
-    assert time.time() - start_time < 30
 
 
 # --------------------------------------------------------------------------- wandb that can't be reached

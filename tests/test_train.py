@@ -352,3 +352,14 @@ def test_bad_flags_through_the_script(flags, one_line, tmp_path):
     assert ("--gamma 1.5 is out of range: it must be in [0, 1)" if flags[0] == "--gamma" else "--no-such-flag") \
         in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_threads_flag_sets_torchs_thread_count(tmp_path):
+    before = torch.get_num_threads()
+    try:
+        assert train.main([*TINY, "--threads", "2", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path),
+                           "--run-name", "r"]) == 0
+        assert torch.get_num_threads() == 2
+        assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 2
+    finally:
+        torch.set_num_threads(before)
