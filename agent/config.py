@@ -48,9 +48,8 @@ class TrainConfig:
     """Bootstrap each pathwise window with a learned value (short-horizon actor-critic);
     the score-function learners always use one as a baseline."""
     value_map: bool = True
-    """Image observations: the critic is a value map of the world's static planes read off the
-    agent plane, linear in the agent's position (the pathwise learner needs it on procedural
-    mazes; see the README). --no-value-map: one CNN value of the whole image."""
+    """Image observations: the critic is a value map of the world's static planes, read off at the
+    agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
     actor_steps: int = 1
     """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps
     (each on the look-aheads closed since the last; at most T / --lookahead)."""
@@ -65,8 +64,8 @@ class TrainConfig:
     slip_gradient: Literal["sampled", "expected"] = "expected"
     """Pathwise on slippery worlds: differentiate each step at the slip outcome drawn
     ("sampled"), or average its derivative over the outcomes by their probabilities
-    ("expected", Rao-Blackwellised: same forward, lower-variance gradient; measured better
-    on slippery FrozenLake 8x8). No effect without slip."""
+    ("expected", Rao-Blackwellised: the same forward pass, a lower-variance gradient). No
+    effect without slip."""
     explore_bonus: float = 0.0
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
     training reward (never to logged returns); 0 disables it."""
@@ -81,8 +80,7 @@ class TrainConfig:
     """pathwise: what the entropy bonus spreads. actions: the entropy of the action distribution.
     cells: the entropy of the cell the action leads to, so the moves into walls, which all leave
     the agent where it stands, count as one outcome (the action entropy pays a policy to bump
-    walls). On procedural mazes cells changed which seed fails, not how many (see the README).
-    Worlds with random moves (slip) always use actions; reinforce and ppo always do."""
+    walls). Worlds with random moves (slip) always use actions; reinforce and ppo always do."""
     max_grad_norm: float = 1.0
     """Clip the policy gradient to this global norm (0 disables clipping)."""
 
