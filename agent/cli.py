@@ -81,5 +81,7 @@ def _one_line(text: str) -> str:
             current.append(line)
     if current:
         blocks.append(current)
-    kept = [b for b in blocks if not b[0].startswith(_HELP_POINTERS)]
-    return ": ".join(" ".join(b) for b in kept[:2])
+    kept = [" ".join(b) for b in blocks if not b[0].startswith(_HELP_POINTERS)][:2]
+    if len(kept) == 2 and kept[1].startswith(kept[0]):  # a title the message repeats
+        kept = kept[1:]
+    return ": ".join(kept)

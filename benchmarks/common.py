@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -13,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, TypeVar
 
 import torch
 
@@ -238,27 +237,43 @@ def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     return path
 
 
-def add_common_args(p: argparse.ArgumentParser, *, repeats: int = 5) -> None:
-    """--repeats, --out, --smoke, --seed: the flags every benchmark takes."""
-    p.add_argument(
-        "--repeats",
-        type=int,
-        default=repeats,
-        help=f"repeats of each measurement; the median is reported (default {repeats})",
-    )
-    p.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        help=f"directory for the JSON/PNG results (default {DEFAULT_OUT})",
-    )
-    p.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (what CI runs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every generator used (default 0)")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch.set_num_threads before anything runs (default: torch's choice)",
-    )
+@dataclass
+class Common:
+    """The flags every measuring benchmark takes."""
+
+    repeats: int = 5
+    """Repeats of each measurement; the median is reported."""
+    out: str = DEFAULT_OUT
+    """Directory for the JSON/PNG results."""
+    smoke: bool = False
+    """Tiny sizes, a few seconds (what CI runs)."""
+    seed: int = 0
+    """Seed of every generator used."""
+    threads: int | None = None
+    """torch.set_num_threads before anything runs (default: torch's choice)."""
+
+
+T = TypeVar("T")
+
+
+def parse_args(cls: type[T], argv: list[str] | None, module: str, doc: str | None) -> T:
+    """A benchmark's command line (tyro, as train.py's): `--help` from the fields' docstrings, a
+    bad flag as one `error:` line and exit 2."""
+    from agent.cli import CliError, parse
+
+    try:
+        args, _ = parse(cls, sys.argv[1:] if argv is None else argv, prog=f"python -m {module}", description=doc)
+    except CliError as e:
+        fail(str(e))
+    if isinstance(args, Common) and args.threads is not None and args.threads < 1:
+        fail(f"--threads {args.threads} must be at least 1")
+    return args
+
+
+def fail(message: str) -> NoReturn:
+    """One line on stderr, exit 2: what a benchmark says of input it can't use."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def apply_threads(threads: int | None) -> None:

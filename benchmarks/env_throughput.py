@@ -25,9 +25,9 @@ Results go to `--out`/env_throughput.json and env_throughput.png.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import gymnasium as gym
@@ -37,12 +37,14 @@ from torch.nn.functional import one_hot
 
 from agent.figures import save_figure
 from benchmarks.common import (
+    Common,
     Timing,
-    add_common_args,
     announce_machine,
     apply_threads,
+    fail,
     format_table,
     machine_info,
+    parse_args,
     profile_ops,
     pyplot,
     time_it,
@@ -198,66 +200,37 @@ def plot(rows: list[dict], path: Path) -> Path | None:
     return save_figure(fig, path)
 
 
+@dataclass
+class Args(Common):
+    batch_sizes: tuple[int, ...] = (1, 1024, 65536)
+    """Numbers of envs B of the batched env."""
+    horizon: int = 16
+    """Steps per timed call of the batched env (T of the forward+backward rollout)."""
+    kernel_steps: int = 4
+    """Chained steps of the kernel comparison (the dense reference holds (B, S, A) tensors per
+    step, about 0.35 GB per step at B=65536 on 9x9)."""
+    gym_steps: int = 1000
+    """env.step calls per timed call of the gymnasium/minigrid loops."""
+    vector_envs: tuple[int, ...] = (8, 64)
+    """Copies in the gymnasium SyncVectorEnv rows."""
+    min_time: float = 0.2
+    """Seconds a repeat lasts at least (fast calls are repeated)."""
+    minigrid: bool = True
+    """The Minigrid row (--no-minigrid skips it)."""
+    profile: bool = False
+    """Also run torch.profiler over the integer path on FrozenLake at the largest B and store its
+    top operators (where the time of a batched step goes)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p)
-    p.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        default=[1, 1024, 65536],
-        help="numbers of envs B of the batched env (default 1 1024 65536)",
-    )
-    p.add_argument(
-        "--horizon",
-        type=int,
-        default=16,
-        help="steps per timed call of the batched env (T of the fwd+bwd rollout; default 16)",
-    )
-    p.add_argument(
-        "--kernel-steps",
-        type=int,
-        default=4,
-        help="chained steps of the kernel comparison (the dense reference holds (B, S, A) "
-        "tensors per step, about 0.35 GB per step at B=65536 on 9x9; default 4)",
-    )
-    p.add_argument(
-        "--gym-steps",
-        type=int,
-        default=1000,
-        help="env.step calls per timed call of the gymnasium/minigrid loops (default 1000)",
-    )
-    p.add_argument(
-        "--vector-envs",
-        type=int,
-        nargs="+",
-        default=[8, 64],
-        help="copies in the gymnasium SyncVectorEnv rows (default 8 64)",
-    )
-    p.add_argument(
-        "--min-time",
-        type=float,
-        default=0.2,
-        help="seconds a repeat lasts at least (fast calls are repeated; default 0.2)",
-    )
-    p.add_argument("--no-minigrid", action="store_true", help="skip the Minigrid row")
-    p.add_argument(
-        "--profile",
-        action="store_true",
-        help="also run torch.profiler over the integer path on FrozenLake at the largest B and "
-        "store its top operators (where the time of a batched step goes)",
-    )
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.env_throughput", __doc__)
     if args.smoke:
-        args.batch_sizes, args.horizon, args.kernel_steps = [1, 64], 4, 2
-        args.gym_steps, args.vector_envs, args.min_time, args.repeats = 50, [2], 0.01, 2
+        args.batch_sizes, args.horizon, args.kernel_steps = (1, 64), 4, 2
+        args.gym_steps, args.vector_envs, args.min_time, args.repeats = 50, (2,), 0.01, 2
         args.profile = True
     for name in ("repeats", "horizon", "kernel_steps", "gym_steps"):
         if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be at least 1, got {args.threads}")
-
+            fail(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
     apply_threads(args.threads)
     announce_machine()
     timed = lambda fn: time_it(fn, repeats=args.repeats, min_time=args.min_time)  # noqa: E731
@@ -289,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         run, close = gym_vector(n, max(1, args.gym_steps // n), args.seed)
         record(_row("gym SyncVectorEnv", "FrozenLake8x8", n, "env.step", max(1, args.gym_steps // n) * n, timed(run)))
         close()
-    if args.no_minigrid:
+    if not args.minigrid:
         skipped.append("minigrid: --no-minigrid")
     elif importlib.util.find_spec("minigrid") is None:
         msg = f"minigrid not installed (pip install minigrid, or the [bench] extra): skipping {MINIGRID_ID}"

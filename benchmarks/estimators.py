@@ -38,9 +38,9 @@ Results go to `--out`/estimators.json and estimators.png.
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -48,11 +48,13 @@ import torch
 from agent.figures import save_figure
 from agent.gumbel import ESTIMATORS, gumbel_max_sample, straight_through
 from benchmarks.common import (
-    add_common_args,
+    Common,
     apply_threads,
+    fail,
     format_table,
     machine_description,
     machine_info,
+    parse_args,
     pyplot,
     write_json,
 )
@@ -322,52 +324,46 @@ def plot(results: list[dict], taus: list[float], batch_sizes: list[int], path: P
     return save_figure(fig, path)
 
 
+@dataclass
+class Args(Common):
+    repeats: int = 16
+    """Batches of the largest batch size drawn; the medians are over them."""
+    map: str = "room5"
+    """World: one of MAPS (room5, ...), or any envs.make_world spec, e.g. lake8x8."""
+    gamma: float = 0.9
+    """Discount, in (0, 1) for the exact return to exist."""
+    estimators: tuple[str, ...] = (*ESTIMATORS, *REINFORCE)
+    """What to compare (default: all the straight-through estimators and REINFORCE)."""
+    batch_sizes: tuple[int, ...] = (16, 256, 4096)
+    """Batch sizes B."""
+    taus: tuple[float, ...] = (0.5, 1.0, 2.0)
+    """Temperatures."""
+    init_std: float = 0.5
+    """Std of the random logits theta."""
+    horizon: int | None = None
+    """Rollout length H (default: chosen from --trunc-tol)."""
+    trunc_tol: float = 1e-3
+    """Largest relative truncation bias ||g_H - g||/||g|| allowed."""
+    rao_k: int = 10
+    """Conditional samples of gumbel-rao."""
+    chunk: int = 8192
+    """Envs rolled out at once (bounds the memory)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_common_args(p, repeats=16)
-    p.add_argument(
-        "--map",
-        default="room5",
-        help=f"world: {', '.join(MAPS)} (default room5), or any envs.make_world spec, e.g. lake8x8",
-    )
-    p.add_argument("--gamma", type=float, default=0.9, help="discount (default 0.9)")
-    p.add_argument(
-        "--estimators",
-        nargs="+",
-        default=[*ESTIMATORS, *REINFORCE],
-        choices=[*ESTIMATORS, *REINFORCE],
-        help="what to compare (default: all)",
-    )
-    p.add_argument(
-        "--batch-sizes",
-        type=int,
-        nargs="+",
-        default=[16, 256, 4096],
-        help="batch sizes B (default 16 256 4096); --repeats batches of the largest are drawn",
-    )
-    p.add_argument("--taus", type=float, nargs="+", default=[0.5, 1.0, 2.0], help="temperatures (default 0.5 1 2)")
-    p.add_argument("--init-std", type=float, default=0.5, help="std of the random logits theta (default 0.5)")
-    p.add_argument("--horizon", type=int, default=None, help="rollout length H (default: chosen from --trunc-tol)")
-    p.add_argument(
-        "--trunc-tol",
-        type=float,
-        default=1e-3,
-        help="largest relative truncation bias ||g_H - g||/||g|| allowed (default 1e-3)",
-    )
-    p.add_argument("--rao-k", type=int, default=10, help="conditional samples of gumbel-rao (default 10)")
-    p.add_argument("--chunk", type=int, default=8192, help="envs rolled out at once (memory; default 8192)")
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.estimators", __doc__)
     if args.smoke:
-        args.batch_sizes, args.taus, args.repeats = [4, 16], [1.0], 2
+        args.batch_sizes, args.taus, args.repeats = (4, 16), (1.0,), 2
         args.trunc_tol, args.chunk = 0.05, 64
+    unknown = [e for e in args.estimators if e not in (*ESTIMATORS, *REINFORCE)]
+    if unknown:
+        fail(f"--estimators {' '.join(unknown)}: unknown; choose from {' '.join((*ESTIMATORS, *REINFORCE))}")
     if args.repeats < 1 or min(args.batch_sizes) < 1 or args.chunk < 1:
-        p.error("--repeats, --batch-sizes and --chunk must be at least 1")
+        fail("--repeats, --batch-sizes and --chunk must be at least 1")
     if not 0.0 < args.gamma < 1.0:
-        p.error(f"--gamma {args.gamma} must be in (0, 1) for the exact return to exist")
+        fail(f"--gamma {args.gamma} must be in (0, 1) for the exact return to exist")
     if min(args.taus) <= 0:
-        p.error(f"--taus {args.taus} must be positive")
-    if args.threads is not None and args.threads < 1:
-        p.error(f"--threads must be at least 1, got {args.threads}")
+        fail(f"--taus {' '.join(map(str, args.taus))} must be positive")
     apply_threads(args.threads)
     print(machine_description(), flush=True)
     start_all = time.perf_counter()
@@ -375,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         mdp = build_mdp(args.map, args.seed)
     except ValueError as e:
-        p.error(str(e))
+        fail(f"--map {args.map}: {e}")
     theta = init_theta(mdp, args.init_std, args.seed)
     J, g = exact_gradient(mdp, theta, args.gamma)
     horizon = args.horizon or choose_horizon(mdp, theta, args.gamma, g, args.trunc_tol)

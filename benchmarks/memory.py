@@ -10,13 +10,13 @@ learner, and takes two updates; the cost per env step and (cell + observation nu
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, write_json
 from benchmarks.generalisation import git_commit
 
 CONFIGS = [  # env, B, T, algo
@@ -49,11 +49,16 @@ print(json.dumps({"env": env_name, "B": B, "T": T, "algo": algo, "obs": cfg.obs,
 """
 
 
+@dataclass
+class Args:
+    out: str = DEFAULT_OUT
+    """Directory for the results JSON."""
+    smoke: bool = False
+    """One small configuration (what CI runs)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--smoke", action="store_true", help="one small configuration (CI)")
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.memory", __doc__)
     configs = [("empty", 64, 8, "pathwise")] if args.smoke else CONFIGS
     machine = machine_info()
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)

@@ -13,16 +13,16 @@ in this one process with one torch thread, so the comparison is side by side.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, write_json
 from benchmarks.generalisation import git_commit
 
 LAKE = {"map_name": "8x8", "is_slippery": False}
@@ -52,14 +52,22 @@ def greedy_success(model) -> bool:
     return False
 
 
+@dataclass
+class Args:
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of SB3's PPO."""
+    envs: tuple[int, ...] = (8, 64)
+    """Vectorised copies."""
+    steps: int = 100_000
+    """Env steps per run."""
+    out: str = DEFAULT_OUT
+    """Directory for the results JSON."""
+    smoke: bool = False
+    """One seed, a tiny budget (what CI runs)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--envs", type=int, nargs="+", default=[8, 64], help="vectorised copies (default 8 and 64)")
-    p.add_argument("--steps", type=int, default=100_000, help="env steps per run (default 100k)")
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--smoke", action="store_true")
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.sb3_vecenv", __doc__)
     torch.set_num_threads(1)
     machine, commit = machine_info(), git_commit()
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, 1 torch thread",
@@ -70,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print("stable-baselines3 is not installed (pip install -e '.[bench]'): nothing to compare", file=sys.stderr)
         return 0
     if args.smoke:
-        args.seeds, args.steps, args.envs = [0], 4096, [8]
+        args.seeds, args.steps, args.envs = (0,), 4096, (8,)
     rows = []
     for seed in args.seeds:
         for n, kind in ((n, k) for n in args.envs for k in ("gymnasium DummyVecEnv", "batched torch env (SB3VecEnv)")):

@@ -13,7 +13,6 @@ update) comes from timing the same calls train.py makes, in a separate process.
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import statistics
@@ -21,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, write_json
 from benchmarks.generalisation import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,12 +95,18 @@ def time_to_first_update(mode: str, home: str, work: str) -> float:
         proc.wait()
 
 
+@dataclass
+class Args:
+    repeats: int = 5
+    """Launches of each kind; medians are reported."""
+    out: str = DEFAULT_OUT
+    """Directory for the results JSON."""
+    smoke: bool = False
+    """One launch each (what CI runs)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--smoke", action="store_true")
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.startup", __doc__)
     repeats = 1 if args.smoke else args.repeats
     machine, commit = machine_info(), git_commit()
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)

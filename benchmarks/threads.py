@@ -13,7 +13,6 @@ each repeat, so a busy moment touches all of them.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -21,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
+from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, write_json
 from benchmarks.generalisation import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,14 +58,24 @@ def launch(threads: int, seeds: list[int], steps: int, work: Path) -> list[dict]
     return out
 
 
+@dataclass
+class Args:
+    threads: tuple[int, ...] = (1, 2)
+    """train.py --threads values to compare."""
+    steps: int = 1_000_000
+    """Env steps per run."""
+    repeats: int = 3
+    """Repeats of each setting; medians are reported."""
+    out: str = DEFAULT_OUT
+    """Directory for the results JSON."""
+    smoke: bool = False
+    """A tiny budget, one repeat (what CI runs)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--steps", type=int, default=1_000_000, help="env steps per run (default 1M)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", default=DEFAULT_OUT)
-    p.add_argument("--smoke", action="store_true")
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.threads", __doc__)
+    if min(args.threads) < 1:
+        fail(f"--threads {' '.join(map(str, args.threads))}: each must be at least 1")
     if args.smoke:
         args.steps, args.repeats = 16_384, 1
     machine, commit = machine_info(), git_commit()

@@ -37,27 +37,27 @@ the runs does not change SB3's arithmetic). Results go to `--out`/time_to_solve.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import math
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from benchmarks.common import (
     DEFAULT_OUT,
     apply_threads,
+    fail,
     format_table,
     load_warning,
     machine_description,
     machine_info,
+    parse_args,
     write_json,
 )
 
@@ -89,7 +89,7 @@ WORLDS: dict[str, World] = {
 
 
 # ----------------------------------------------------------------------------- our learners
-def run_ours(world: str, learner: str, seed: int, args: argparse.Namespace, runs_dir: Path) -> dict:
+def run_ours(world: str, learner: str, seed: int, args: Args, runs_dir: Path) -> dict:
     """One `train.train` run with a stop at 100% greedy success."""
     from agent.config import TrainConfig
     from train import train
@@ -146,7 +146,7 @@ def greedy_success(model, env, episodes: int, seed: int) -> float:
     return wins / episodes
 
 
-def run_sb3(world: str, seed: int, args: argparse.Namespace) -> dict:
+def run_sb3(world: str, seed: int, args: Args) -> dict:
     """SB3 PPO with its defaults until greedy success is 100% or `--max-steps` is spent."""
     import gymnasium as gym
     from stable_baselines3 import PPO
@@ -199,29 +199,20 @@ def run_sb3(world: str, seed: int, args: argparse.Namespace) -> dict:
     return {"steps": int(steps), "wall_clock_s": wall, "train_loop_s": None, "success_rate": rate}
 
 
-def run(world: str, learner: str, seed: int, args: argparse.Namespace, runs_dir: Path) -> dict:
+def run(world: str, learner: str, seed: int, args: Args, runs_dir: Path) -> dict:
     """One timed run of any learner: steps, wall_clock_s, train_loop_s, success_rate."""
     if learner == "sb3-ppo":
         return run_sb3(world, seed, args)
     return run_ours(world, learner, seed, args, runs_dir)
 
 
-def warm_up(world: str, learner: str, args: argparse.Namespace, runs_dir: Path) -> None:
+def warm_up(world: str, learner: str, args: Args, runs_dir: Path) -> None:
     """One untimed update (512 steps) so that first-call costs fall on no timed run.
 
     The first run in a process pays about a second of lazy imports and allocations that later
     runs do not; on FrozenLake that is a sizeable share of a solve.
     """
-    tiny = argparse.Namespace(
-        **{
-            **vars(args),
-            "max_steps": 512,
-            "eval_every": 512,
-            "eval_episodes": 8,
-            "sb3_eval_episodes": 1,
-            "smoke": True,
-        }
-    )
+    tiny = replace(args, max_steps=512, eval_every=512, eval_episodes=8, sb3_eval_episodes=1, smoke=True)
     run(world, learner, 1_000_000, tiny, runs_dir / "warm_up")
 
 
@@ -285,78 +276,40 @@ def markdown(summary: list[dict], max_steps: int) -> str:
 
 
 # ----------------------------------------------------------------------------- main
+@dataclass
+class Args:
+    worlds: tuple[Literal["FrozenLake8x8", "maze"], ...] = tuple(WORLDS)
+    """Worlds to solve."""
+    learners: tuple[Literal["pathwise", "reinforce", "ppo", "sb3-ppo"], ...] = LEARNERS
+    """Learners to time (sb3-ppo needs the [bench] extra)."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds."""
+    max_steps: int = 1_000_000
+    """Env-step cap per run; a run that reaches it is not solved."""
+    eval_every: int = 50_000
+    """Env steps between greedy checks, for every learner."""
+    eval_episodes: int = 64
+    """Greedy episodes per check for our learners."""
+    sb3_eval_episodes: int = 5
+    """Greedy episodes per check for SB3 PPO (the worlds are deterministic with one start, so one
+    would do)."""
+    sb3_envs: int = 8
+    """DummyVecEnv copies for SB3 PPO."""
+    threads: int = 1
+    """torch.set_num_threads for every learner."""
+    out: str = DEFAULT_OUT
+    """Directory for time_to_solve.json/.md."""
+    smoke: bool = False
+    """Tiny budgets (4,096 steps, smaller updates), first world and seed only: seconds, for CI;
+    the numbers mean nothing."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument(
-        "--worlds",
-        nargs="+",
-        choices=list(WORLDS),
-        default=list(WORLDS),
-        help="worlds to solve (default: all)",
-    )
-    p.add_argument(
-        "--learners",
-        nargs="+",
-        choices=LEARNERS,
-        default=list(LEARNERS),
-        help="learners to time (default: all; sb3-ppo needs the [bench] extra)",
-    )
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=1_000_000,
-        help="env-step cap per run; a run that reaches it is not solved (default 1,000,000)",
-    )
-    p.add_argument(
-        "--eval-every",
-        type=int,
-        default=50_000,
-        help="env steps between greedy checks, for every learner (default 50,000)",
-    )
-    p.add_argument(
-        "--eval-episodes",
-        type=int,
-        default=64,
-        help="greedy episodes per check for our learners (default 64)",
-    )
-    p.add_argument(
-        "--sb3-eval-episodes",
-        type=int,
-        default=5,
-        help="greedy episodes per check for SB3 PPO (the worlds are deterministic with "
-        "one start, so one would do; default 5)",
-    )
-    p.add_argument(
-        "--sb3-envs", type=int, default=8, help="DummyVecEnv copies for SB3 PPO (default 8)"
-    )
-    p.add_argument(
-        "--threads", type=int, default=1, help="torch.set_num_threads for every learner (default 1)"
-    )
-    p.add_argument(
-        "--out",
-        default=DEFAULT_OUT,
-        help=f"directory for time_to_solve.json/.md (default {DEFAULT_OUT})",
-    )
-    p.add_argument(
-        "--smoke",
-        action="store_true",
-        help="tiny budgets (4,096 steps, smaller updates), first world and seed only: seconds, "
-        "for CI; the numbers mean nothing",
-    )
-    args = p.parse_args(argv)
-    try:
-        for name in ("max_steps", "eval_every", "eval_episodes", "sb3_eval_episodes", "sb3_envs"):
-            if getattr(args, name) < 1:
-                raise ValueError(
-                    f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1"
-                )
-        apply_threads(args.threads)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = parse_args(Args, argv, "benchmarks.time_to_solve", __doc__)
+    for name in ("max_steps", "eval_every", "eval_episodes", "sb3_eval_episodes", "sb3_envs", "threads"):
+        if getattr(args, name) < 1:
+            fail(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
+    apply_threads(args.threads)
     if args.smoke:
         args.worlds, args.seeds = args.worlds[:1], args.seeds[:1]
         args.max_steps, args.eval_every, args.eval_episodes = 4096, 1024, 8

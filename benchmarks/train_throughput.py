@@ -21,9 +21,10 @@ Results go to `--out`/train_throughput.json.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -77,33 +78,35 @@ def critic_share(learner, update, updates: int) -> float:
     return spent[0] / total
 
 
+@dataclass
+class Args(common.Common):
+    learners: tuple[Literal["pathwise", "reinforce", "ppo"], ...] = LEARNERS
+    """Learners to time."""
+    batch_sizes: tuple[int, ...] = (1024, 4096, 16384)
+    """Numbers of envs B."""
+    env: str = "empty"
+    """World, as train.py's --env (default: the 9x9 `empty` room)."""
+    horizon: int = 16
+    """Steps per update T (train.py's)."""
+    min_time: float = 1.0
+    """Seconds a repeat lasts at least."""
+    profile: bool = False
+    """Also profile pathwise updates at the first batch size (torch.profiler)."""
+    profile_updates: int = 5
+    """Updates profiled."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    common.add_common_args(p)
-    p.add_argument("--learners", nargs="+", choices=LEARNERS, default=list(LEARNERS),
-                   help="learners to time (default: all)")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1024, 4096, 16384],
-                   help="numbers of envs B (default 1024 4096 16384)")
-    p.add_argument("--env", default="empty", help="world, as train.py's --env (default: the 9x9 `empty` room)")
-    p.add_argument("--horizon", type=int, default=16, help="steps per update T (default 16, train.py's)")
-    p.add_argument("--min-time", type=float, default=1.0,
-                   help="seconds a repeat lasts at least (default 1.0)")
-    p.add_argument("--profile", action="store_true",
-                   help="also profile pathwise updates at the first batch size (torch.profiler)")
-    p.add_argument("--profile-updates", type=int, default=5, help="updates profiled (default 5)")
-    args = p.parse_args(argv)
+    args = common.parse_args(Args, argv, "benchmarks.train_throughput", __doc__)
     if args.smoke:
-        args.batch_sizes, args.horizon, args.min_time, args.repeats = [64], 4, 0.01, 2
+        args.batch_sizes, args.horizon, args.min_time, args.repeats = (64,), 4, 0.01, 2
         args.profile, args.profile_updates = True, 1
     for name in ("repeats", "horizon", "profile_updates"):
         if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+            common.fail(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
     if min(args.batch_sizes) < 1:
-        p.error(f"--batch-sizes must be at least 1, got {min(args.batch_sizes)}")
-    try:
-        common.apply_threads(args.threads)
-    except ValueError as e:
-        p.error(str(e))
+        common.fail(f"--batch-sizes must be at least 1, got {min(args.batch_sizes)}")
+    common.apply_threads(args.threads)
 
     common.announce_machine()
     torch.set_flush_denormal(True)  # as train.py

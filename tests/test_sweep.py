@@ -1,0 +1,91 @@
+"""agent.sweep: a grid on Optuna's RDB storage, two real worker processes on one SQLite file, one
+killed mid-trial: every planned trial completes exactly once."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+from test_train import ROOT, assert_one_line_error, clean_env
+
+optuna = pytest.importorskip("optuna")
+
+from agent import sweep  # noqa: E402
+
+TRAIN = ["--env", "empty", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "32768", "--eval-every",
+         "16384", "--eval-episodes", "16", "--wandb-mode", "disabled", "--no-progress"]
+
+
+def trials(url: str, study: str):
+    return optuna.load_study(study_name=study, storage=url).get_trials()
+
+
+def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN, "--seed", "3"]) == 2
+    assert "--" in capsys.readouterr().err
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--estimators", "nope", "--", *TRAIN]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "--estimators nope: unknown" in err
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN, "--gamma", "2"]) == 2
+    assert "--gamma 2.0 is out of range" in capsys.readouterr().err
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--seeds", "0", "--", *TRAIN]) == 0
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN]) == 2  # planned once
+    assert "already exists" in capsys.readouterr().err
+    assert [t.state.name for t in trials(url, "s")] == ["WAITING"]
+    assert sweep.main(["work", "--storage", url, "--study", "other"]) == 2
+
+
+def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--estimators", "reinmax", "st", "--seeds", "0",
+                       "1", "--", *TRAIN]) == 0
+    planned = {(e, s) for e in ("reinmax", "st") for s in (0, 1)}
+    work = [sys.executable, "-m", "agent.sweep", "work", "--storage", url, "--study", "s", "--runs-dir",
+            str(tmp_path / "runs"), "--heartbeat-s", "1", "--grace-s", "3"]
+    env = clean_env(tmp_path / "home")
+    a, b = (subprocess.Popen(work, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2))
+    deadline = time.time() + 120
+    while sum(t.state.name == "RUNNING" for t in trials(url, "s")) < 2:  # both workers inside a trial
+        assert time.time() < deadline and a.poll() is None, "the workers never ran two trials at once"
+        time.sleep(0.1)
+    a.send_signal(signal.SIGKILL)
+    a.wait()
+    out, err = b.communicate(timeout=300)
+    assert b.returncode == 0, err[-2000:]
+    assert "Traceback" not in err
+    done = [t for t in trials(url, "s") if t.state.name == "COMPLETE"]
+    runs = Counter((t.params["estimator"], t.params["seed"]) for t in done)
+    assert runs == Counter(planned), runs  # none lost, none twice
+    failed = [t for t in trials(url, "s") if t.state.name == "FAIL"]
+    assert len(failed) == 1  # the killed worker's trial, whose parameters ran again
+    assert (failed[0].params["estimator"], failed[0].params["seed"]) in planned
+    assert all((tmp_path / "runs" / "s" / f"trial-{t.number:04d}" / "final_eval.json").exists() for t in done)
+    assert "study s: 4 complete, 1 fail" in subprocess.run(
+        [sys.executable, "-m", "agent.sweep", "report", "--storage", url, "--study", "s"], cwd=ROOT, env=env,
+        capture_output=True, text=True, check=True).stdout
+
+
+def test_the_wandb_sweep_config_gives_flags_train_py_takes():
+    import itertools
+
+    import yaml
+
+    from agent.cli import parse
+    from agent.config import TrainConfig, validate
+
+    spec = yaml.safe_load((ROOT / "docs" / "sweeps" / "wandb.yaml").read_text())
+    assert (ROOT / spec["program"]).exists()
+    params = spec["parameters"]
+    grid = [[(k, v) for v in p.get("values", [p.get("value")])] for k, p in params.items()]
+    for combo in itertools.product(*grid):
+        cfg, given = parse(TrainConfig, [f"--{k}={v}" for k, v in combo], prog="train.py")  # as wandb agent passes
+        validate(cfg)
+        assert given == set(params) and all(getattr(cfg, k) == v for k, v in combo)
+    assert spec["metric"]["name"] == "eval/normalized_score"
