@@ -76,9 +76,3 @@ class ValueNet(nn.Module):
             return (self.value_map(obs[:, :-1]) * obs[:, -1].flatten(1)).sum(-1)  # (B,)
         return self.head(self.body(obs)).squeeze(-1)  # (B,)
 
-
-def float_obs(obs: torch.Tensor, num_states: int) -> torch.Tensor:
-    """Integer (index) observations -> one-hot floats; float observations pass through."""
-    if obs.is_floating_point():
-        return obs
-    return torch.nn.functional.one_hot(obs.long(), num_states).float()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.policy import PolicyNet, ValueNet, float_obs
+from agent.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld, make_world
 
 
@@ -66,9 +66,3 @@ def test_image_value_ignores_where_the_agent_is_not():
     torch.testing.assert_close(critic.value_map(obs[:, :3]), critic.value_map(moved[:, :3]))
     assert not torch.allclose(critic(obs), critic(moved))
 
-
-def test_float_obs_one_hot_encodes_indices():
-    out = float_obs(torch.tensor([0, 2]), 3)
-    assert out.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
-    x = torch.rand(2, 3)
-    assert float_obs(x, 3) is x
