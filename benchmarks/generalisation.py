@@ -16,8 +16,8 @@ when the kept policy's normalised score is at least `--target` (0.95).
 
 from __future__ import annotations
 
-import argparse
 import ast
+import dataclasses
 import json
 import os
 import statistics
@@ -25,18 +25,20 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, write_json
-from benchmarks.suite import BUILTIN, BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
+from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, write_json
+from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
 
 ALGOS = ("pathwise", "reinforce", "ppo")
 
 
 def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict[str, Any], runs_dir: str,
-            smoke: bool, target: float) -> dict[str, Any]:
-    """One train() call in this (worker) process; the row of the results table."""
+            smoke: bool, target: float, commit: str | None) -> dict[str, Any]:
+    """One train() call in this (worker) process; the row of the results table. A run is reused
+    if its directory holds a finished one; each row names the commit its run was made at."""
     import torch
 
     torch.set_num_threads(1)
@@ -62,6 +64,7 @@ def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict
         final = train(cfg)
         wall = time.time() - start
         final["process_s"] = wall
+        final["git_commit"] = commit
         (run_dir / "final_eval.json").write_text(json.dumps(final, indent=2))
     evals = [r for r in read_metrics(run_dir) if "eval/normalized_score" in r]
     reached = [r["global_step"] for r in evals if r["eval/normalized_score"] >= target]
@@ -71,6 +74,7 @@ def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict
         "kept_step": final["kept_step"], "first_step_at_target": reached[0] if reached else None,
         "steps": final["global_step"], "wall_clock_s": wall,
         "final_policy_score": final["final_policy"]["normalized_score"],
+        "run_git_commit": final.get("git_commit"),  # None: made before runs recorded it
         "config": json.loads((run_dir / "config.json").read_text()),
     }
 
@@ -124,7 +128,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or key not in TrainConfig.__dataclass_fields__:
-            raise SystemExit(f"error: --set {item!r} must be FIELD=VALUE with a TrainConfig field")
+            fail(f"--set {item}: must be FIELD=VALUE with a TrainConfig field")
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -132,40 +136,57 @@ def parse_set(items: list[str]) -> dict[str, Any]:
     return out
 
 
+@dataclass
+class Args:
+    split: Literal["tuning", "held-out", "all", "builtin"] = HELD_OUT
+    """Which worlds: a half of the suite, both, or the package's built-in maps."""
+    families: tuple[str, ...] | None = None
+    """Only these families (default: all)."""
+    worlds: tuple[str, ...] | None = None
+    """Only these world names (benchmarks/suite.py)."""
+    algos: tuple[Literal["pathwise", "reinforce", "ppo"], ...] = ALGOS
+    """Learners."""
+    seeds: tuple[int, ...] = (0, 1, 2)
+    """Seeds of every (world, learner)."""
+    steps: int = 2_000_000
+    """Env-step budget per run."""
+    target: float = 0.95
+    """Normalised score that counts as solved."""
+    set: tuple[str, ...] = ()
+    """FIELD=VALUE TrainConfig overrides for every run (experiments; the results record them)."""
+    workers: int = 2
+    """Runs at a time, one process and torch thread each."""
+    runs_dir: str = "runs/generalisation"
+    """Where the runs' directories go (a finished run there is reused, not repeated)."""
+    out: str = DEFAULT_OUT
+    """Directory for the results JSON and table."""
+    name: str | None = None
+    """File stem (default generalisation_SPLIT)."""
+    smoke: bool = False
+    """Two worlds, one seed, a tiny budget (what CI runs)."""
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--split", choices=[TUNING, HELD_OUT, "all", BUILTIN], default=HELD_OUT,
-                   help="which worlds: a half of the suite, both, or the package's built-in maps")
-    p.add_argument("--families", nargs="+", default=None, help="only these families (default: all)")
-    p.add_argument("--worlds", nargs="+", default=None, help="only these world names")
-    p.add_argument("--algos", nargs="+", choices=ALGOS, default=list(ALGOS))
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=2_000_000, help="env-step budget per run (default 2M)")
-    p.add_argument("--target", type=float, default=0.95, help="normalised score that counts as solved")
-    p.add_argument("--set", nargs="+", default=[], metavar="FIELD=VALUE",
-                   help="TrainConfig overrides for every run (experiments; the results record them)")
-    p.add_argument("--workers", type=int, default=2, help="runs at a time, one process and torch thread each")
-    p.add_argument("--runs-dir", default="runs/generalisation", help="where the runs' directories go")
-    p.add_argument("--out", default=DEFAULT_OUT, help="directory for the results JSON and table")
-    p.add_argument("--name", default=None, help="file stem (default generalisation_SPLIT)")
-    p.add_argument("--smoke", action="store_true", help="two worlds, one seed, a tiny budget (CI)")
-    args = p.parse_args(argv)
+    args = parse_args(Args, argv, "benchmarks.generalisation", __doc__)
+    if args.workers < 1 or args.steps < 1:
+        fail(f"--workers {args.workers} and --steps {args.steps} must be at least 1")
     overrides = parse_set(args.set)
     chosen = worlds(None if args.split == "all" else args.split, args.families)
     if args.worlds:
         known = {w.name for w in SUITE + BUILTINS}
         if unknown := set(args.worlds) - known:
-            raise SystemExit(f"error: unknown world(s) {sorted(unknown)}; see benchmarks/suite.py")
+            fail(f"--worlds {' '.join(sorted(unknown))}: unknown; see benchmarks/suite.py")
         chosen = [w for w in chosen if w.name in args.worlds]
     if args.smoke:
-        chosen, args.seeds, args.steps = [worlds(TUNING, ["corridor"])[0], worlds(TUNING, ["gymnasium"])[2]], [0], 4096
+        chosen, args.seeds, args.steps = [worlds(TUNING, ["corridor"])[0], worlds(TUNING, ["gymnasium"])[2]], (0,), 4096
     machine, commit = machine_info(), git_commit()  # the code the runs use, read before they start
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
           f"{args.workers} workers x 1 torch thread", flush=True)
     tasks = [(w, algo, seed) for w in chosen for algo in args.algos for seed in args.seeds]
     rows = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = [pool.submit(run_one, w, algo, seed, args.steps, overrides, args.runs_dir, args.smoke, args.target)
+        futures = [pool.submit(run_one, w, algo, seed, args.steps, overrides, args.runs_dir, args.smoke, args.target,
+                               commit)
                    for w, algo, seed in tasks]
         for f in futures:
             r = f.result()
@@ -185,7 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(Path(args.out) / f"{name}.json", {
         "command": command, "git_commit": commit, "machine": machine,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
-        "args": vars(args), "overrides": overrides, "totals": total_rows, "worlds": world_rows, "runs": rows,
+        "args": dataclasses.asdict(args), "overrides": overrides, "totals": total_rows, "worlds": world_rows,
+        "runs": rows,
     })
     (Path(args.out) / f"{name}.md").write_text(md + "\n")
     return 0

@@ -8,6 +8,7 @@ each learner solved on every seed, and the per-world table. Nothing in it is typ
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,10 @@ def section(path: Path) -> str:
         f"{data['args']['workers']} runs at a time with one torch thread each (wall-clock is per run, with the "
         f"other runs sharing the machine). Budget {data['args']['steps']:,} env steps per run; solved = the kept "
         f"policy's exact normalised score >= {data['args']['target']}.",
+        "",
+        "Runs made at: " + ", ".join(f"{c or 'an earlier commit (not recorded)'} ({n} runs)"
+                                    for c, n in Counter(r.get("run_git_commit") for r in data["runs"]).most_common())
+        + " (a finished run is reused by later invocations).",
         "",
         format_table(data["totals"], ["split", "algo", "worlds", "solved on every seed", "share", "median score"],
                      FORMATS),

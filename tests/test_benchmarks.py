@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -178,3 +179,21 @@ def test_threads_smoke(tmp_path):
     for r in data["rows"]:
         assert _positive(r["process seconds (median)"]) and _positive(r["SPS (median)"]), r
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.threads")
+
+
+def test_generalisation_smoke_and_its_results_page(tmp_path):
+    run_smoke(["-m", "benchmarks.generalisation"], ["--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
+                                                    "--workers", "1", "--name", "generalisation_smoke"])
+    data = json.loads((tmp_path / "generalisation_smoke.json").read_text())
+    assert data["git_commit"] and data["command"].startswith("python -m benchmarks.generalisation")
+    assert len(data["runs"]) == 6  # 2 worlds x 3 learners x 1 seed
+    for r in data["runs"]:
+        assert -1e9 < r["normalized_score"] <= 1 + 1e-9 and 0 <= r["exact_success_rate"] <= 1
+        assert r["run_git_commit"] == data["git_commit"] and r["config"]["total_timesteps"] == 4096
+        assert (tmp_path / "runs" / f"{r['world']}__{r['algo']}__{r['seed']}" / "best.pt").exists()
+    assert sorted(t["algo"] for t in data["totals"]) == ["pathwise", "ppo", "reinforce"]
+    assert all(t["worlds"] == 2 for t in data["totals"])
+    page = tmp_path / "results.md"
+    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str(tmp_path), "--out", str(page)],
+                   cwd=Path(__file__).resolve().parents[1], check=True, capture_output=True)
+    assert "generalisation_smoke" in page.read_text() and f"{data['git_commit']} (6 runs)" in page.read_text()
