@@ -52,8 +52,9 @@ def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict
     if smoke:
         cfg = TrainConfig(**{**cfg.to_dict(), "num_envs": 64, "horizon": 4, "eval_every": 1024, "eval_episodes": 8})
     run_dir = Path(runs_dir) / name
-    if (run_dir / "final_eval.json").exists():  # a finished run is not repeated (resumable sweep)
-        final = json.loads((run_dir / "final_eval.json").read_text())
+    done = run_dir / "final_eval.json"
+    if done.exists() and "normalized_score" in json.loads(done.read_text()):  # finished: not repeated
+        final = json.loads(done.read_text())
         wall = final.get("process_s")
     else:
         if run_dir.exists():  # an unfinished run from an interrupted sweep starts over
@@ -62,6 +63,8 @@ def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict
             shutil.rmtree(run_dir)
         start = time.time()
         final = train(cfg)
+        if final.get("interrupted"):  # stopped by a signal: not a result; the next invocation redoes it
+            raise KeyboardInterrupt(f"{name} was interrupted at step {final['global_step']}")
         wall = time.time() - start
         final["process_s"] = wall
         final["git_commit"] = commit

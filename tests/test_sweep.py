@@ -65,7 +65,8 @@ def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
     assert runs == Counter(planned), runs  # none lost, none twice
     failed = [t for t in trials(url, "s") if t.state.name == "FAIL"]
     assert len(failed) == 1  # the killed worker's trial, whose parameters ran again
-    assert (failed[0].params["estimator"], failed[0].params["seed"]) in planned
+    # (killed maybe before it had all its parameters: the plan it was given is in its attributes)
+    assert (failed[0].user_attrs["planned"]["estimator"], failed[0].user_attrs["planned"]["seed"]) in planned
     assert all((tmp_path / "runs" / "s" / f"trial-{t.number:04d}" / "final_eval.json").exists() for t in done)
     assert "study s: 4 complete, 1 fail" in subprocess.run(
         [sys.executable, "-m", "agent.sweep", "report", "--storage", url, "--study", "s"], cwd=ROOT, env=env,
