@@ -173,9 +173,9 @@ def test_sb3_vecenv_smoke(tmp_path):
 
 
 def test_threads_smoke(tmp_path):
-    run_smoke(["-m", "benchmarks.threads"], ["--out", str(tmp_path), "--threads", "2"])
+    run_smoke(["-m", "benchmarks.threads"], ["--out", str(tmp_path), "--threads", "1"])
     data = json.loads((tmp_path / "threads_smoke.json").read_text())
-    assert [r["setting"] for r in data["rows"]] == ["2 thread(s), alone", "2 thread(s), pair"]
+    assert [r["setting"] for r in data["rows"]] == ["1 thread(s), alone", "1 thread(s), pair"]
     for r in data["rows"]:
         assert _positive(r["process seconds (median)"]) and _positive(r["SPS (median)"]), r
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.threads")
