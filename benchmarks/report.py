@@ -2,7 +2,8 @@
 
 Reads `docs/benchmarks/generalisation_*.json` (written by `python -m benchmarks.generalisation`)
 and writes `docs/results.md`: per file, what ran (command, commit, machine), the share of worlds
-each learner solved on every seed, and the per-world table. Nothing in it is typed by hand.
+each learner solved on every seed, and the per-world table; and the summary table in the README,
+between its markers. Nothing in either is typed by hand.
 """
 
 from __future__ import annotations
@@ -45,12 +46,46 @@ def section(path: Path) -> str:
     return "\n".join(lines)
 
 
+BEGIN, END = "<!-- results: begin (python -m benchmarks.report) -->", "<!-- results: end -->"
+
+
+def summary(files: list[Path]) -> str:
+    """The README's results table: a row per (file, learner); single-world files list every seed."""
+    rows = []
+    for path in files:
+        data = json.loads(path.read_text())
+        seeds = " ".join(str(s) for s in data["args"]["seeds"])
+        for t in data["totals"]:
+            runs = [r for r in data["runs"] if r["algo"] == t["algo"]]
+            detail = ""
+            if t["worlds"] == 1:  # one world (a maze family): each seed's exact success
+                detail = "; success by seed: " + ", ".join(f"{r['exact_success_rate']:.1%}"
+                                                          for r in sorted(runs, key=lambda r: r["seed"]))
+            rows.append({"results file": f"`{path.stem}`", "learner": t["algo"], "seeds": seeds,
+                         "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
+                         "median score": f"{t['median score']:.3f}",
+                         "lowest run score": f"{min(r['normalized_score'] for r in runs):.3f}{detail}"})
+    return format_table(rows)
+
+
+def update_readme(readme: Path, block: str) -> bool:
+    """Replace the text between the README's result markers; False if it has none."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        return False
+    head, rest = text.split(BEGIN, 1)
+    readme.write_text(head + BEGIN + "\n" + block + "\n" + END + rest.split(END, 1)[1])
+    return True
+
+
 @dataclass
 class Args:
     results: str = DEFAULT_OUT
     """Where the benchmark JSON is."""
     out: str = "docs/results.md"
     """The page to write."""
+    readme: str = "README.md"
+    """The README whose results table (between its markers) is rewritten; "" leaves it alone."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     page += [section(f) for f in files]
     Path(args.out).write_text("\n".join(page))
     print(f"wrote {args.out} from {len(files)} file(s)")
+    if args.readme and update_readme(Path(args.readme), summary(files)):
+        print(f"updated the results table in {args.readme}")
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,7 +194,13 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
         assert (tmp_path / "runs" / f"{r['world']}__{r['algo']}__{r['seed']}" / "best.pt").exists()
     assert sorted(t["algo"] for t in data["totals"]) == ["pathwise", "ppo", "reinforce"]
     assert all(t["worlds"] == 2 for t in data["totals"])
-    page = tmp_path / "results.md"
-    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str(tmp_path), "--out", str(page)],
-                   cwd=Path(__file__).resolve().parents[1], check=True, capture_output=True)
+    page, readme = tmp_path / "results.md", tmp_path / "README.md"
+    from benchmarks.report import BEGIN, END
+
+    readme.write_text(f"# x\n{BEGIN}\nold\n{END}\nafter\n")
+    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str(tmp_path), "--out", str(page),
+                    "--readme", str(readme)], cwd=Path(__file__).resolve().parents[1], check=True, capture_output=True)
+    table = readme.read_text()
+    assert "old" not in table and table.endswith(f"{END}\nafter\n")
+    assert re.search(r"\|\s*`generalisation_smoke`\s*\|\s*pathwise\s*\|\s*0\s*\|\s*\d/2\s*\|", table), table
     assert "generalisation_smoke" in page.read_text() and f"{data['git_commit']} (6 runs)" in page.read_text()
