@@ -68,13 +68,38 @@ def summary(files: list[Path]) -> str:
     return format_table(rows)
 
 
-def update_readme(readme: Path, block: str) -> bool:
-    """Replace the text between the README's result markers; False if it has none."""
+SPEED_BEGIN, SPEED_END = "<!-- speed: begin (python -m benchmarks.report) -->", "<!-- speed: end -->"
+# results file -> (its table's key in the JSON, the columns shown, their formats)
+SPEED = {
+    "startup": ("rows", ["what", "seconds (median)", "beyond import torch", "runs"],
+                {"seconds (median)": ".2f", "beyond import torch": ".2f"}),
+    "threads": ("rows", ["setting", "process seconds (median)", "SPS (median)", "repeats"],
+                {"process seconds (median)": ".1f", "SPS (median)": ",.0f"}),
+    "sb3_vecenv": ("summary", ["env", "copies", "seeds solved", "learn() s (median)", "env steps/s (median)",
+                               "speed-up"], {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f",
+                                             "speed-up": ".2f"}),
+}
+
+
+def speed_summary(results: Path) -> str | None:
+    """The README's speed tables (start-up, threads, SB3 on our env), each under its command."""
+    parts = []
+    for stem, (key, columns, formats) in SPEED.items():
+        path = results / f"{stem}.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            parts += [f"`{data['command']}` (commit `{data['git_commit']}`):", "",
+                      format_table(data[key], columns, formats), ""]
+    return "\n".join(parts).rstrip() if parts else None
+
+
+def update_readme(readme: Path, block: str, begin: str = BEGIN, end: str = END) -> bool:
+    """Replace the text between a pair of the README's markers; False if it has none."""
     text = readme.read_text()
-    if BEGIN not in text or END not in text:
+    if begin not in text or end not in text:
         return False
-    head, rest = text.split(BEGIN, 1)
-    readme.write_text(head + BEGIN + "\n" + block + "\n" + END + rest.split(END, 1)[1])
+    head, rest = text.split(begin, 1)
+    readme.write_text(head + begin + "\n" + block + "\n" + end + rest.split(end, 1)[1])
     return True
 
 
@@ -100,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.out} from {len(files)} file(s)")
     if args.readme and update_readme(Path(args.readme), summary(files)):
         print(f"updated the results table in {args.readme}")
+    speed = speed_summary(Path(args.results))
+    if args.readme and speed and update_readme(Path(args.readme), speed, SPEED_BEGIN, SPEED_END):
+        print(f"updated the speed tables in {args.readme}")
     return 0
 
 
