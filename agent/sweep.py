@@ -154,13 +154,13 @@ def work(args: Work) -> int:
     done = 0
 
     def objective(trial: optuna.Trial) -> float:
+        trial.set_user_attr(STARTED, trial.number)  # alive past the window before Optuna's first heartbeat
         fixed = trial.user_attrs.get(PLANNED)  # planned, or a retry (it keeps the attributes)
         if fixed is None:
             # Another worker took the last queued trial between our look and our ask, so Optuna
             # made a new one: it is not in the plan, and is closed unrun.
             raise optuna.TrialPruned("not in the plan")
         params = {k: trial.suggest_categorical(k, space[k]) for k in fixed}  # returns the planned values
-        trial.set_user_attr(STARTED, trial.number)  # past the window before Optuna's first heartbeat
         run_dir = Path(args.runs_dir) / args.study / f"trial-{trial.number:04d}"
         cfg, given = trial_config(train_args, params, run_dir, args.study)
         trial.set_user_attr("run_dir", str(run_dir))
@@ -176,7 +176,7 @@ def work(args: Work) -> int:
         fail_stale_trials(study)  # a dead worker's trial: failed, and its parameters queued again
         # Optuna only sees a trial as stale once it has had a heartbeat; a worker that died between
         # taking a trial and its first heartbeat left one RUNNING that never started.
-        cutoff = datetime.now() - timedelta(seconds=args.grace_s)
+        cutoff = datetime.now() - timedelta(seconds=2 * args.grace_s)
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if t.user_attrs.get(STARTED) != t.number and t.datetime_start < cutoff:
                 try:
@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"worker done: {work(args)} trial(s) completed here")
         else:
             print(report(args))
-    except (CliError, ValueError) as e:
+    except (CliError, ValueError) as e:  # bad input (train.py's flags are checked as ValueError)
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

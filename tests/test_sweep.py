@@ -53,7 +53,10 @@ def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
             for _ in range(2))
     deadline = time.time() + 120
     while sum(t.state.name == "RUNNING" for t in trials(url, "s")) < 2:  # both workers inside a trial
-        assert time.time() < deadline and a.poll() is None, "the workers never ran two trials at once"
+        for name, w in (("a", a), ("b", b)):
+            if w.poll() is not None:
+                pytest.fail(f"worker {name} exited early ({w.returncode}): {w.stderr.read()[-2000:]}")
+        assert time.time() < deadline, "the workers never ran two trials at once"
         time.sleep(0.1)
     a.send_signal(signal.SIGKILL)
     a.wait()
