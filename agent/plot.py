@@ -7,7 +7,7 @@ over seeds, interpolated onto a common x grid, with a min-max band. The legend n
 differs between groups (e.g. `algo=ppo` vs `algo=pathwise`).
 
 Examples:
-    python -m agent.plot runs/four_rooms__* --out docs/figures/learning_curve.png
+    python -m agent.plot runs/four_rooms__* --out curves.png
     python -m agent.plot runs/* --metric eval/success_rate --band std --out success.png
     python -m agent.plot runs/* --metric charts/episodic_return eval/success_rate --out both.png
 """
