@@ -184,15 +184,16 @@ def test_threads_smoke(tmp_path):
 
 def test_generalisation_smoke_and_its_results_page(tmp_path):
     run_smoke(["-m", "benchmarks.generalisation"], ["--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
-                                                    "--workers", "1", "--name", "generalisation_smoke"])
+                                                    "--workers", "1", "--name", "generalisation_smoke",
+                                                    "--algos", "pathwise", "ppo"])
     data = json.loads((tmp_path / "generalisation_smoke.json").read_text())
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.generalisation")
-    assert len(data["runs"]) == 6  # 2 worlds x 3 learners x 1 seed
+    assert len(data["runs"]) == 4  # 2 worlds x 2 learners x 1 seed
     for r in data["runs"]:
         assert -1e9 < r["normalized_score"] <= 1 + 1e-9 and 0 <= r["exact_success_rate"] <= 1
         assert r["run_git_commit"] == data["git_commit"] and r["config"]["total_timesteps"] == 4096
         assert (tmp_path / "runs" / f"{r['world']}__{r['algo']}__{r['seed']}" / "best.pt").exists()
-    assert sorted(t["algo"] for t in data["totals"]) == ["pathwise", "ppo", "reinforce"]
+    assert sorted(t["algo"] for t in data["totals"]) == ["pathwise", "ppo"]
     assert all(t["worlds"] == 2 for t in data["totals"])
     page, readme = tmp_path / "results.md", tmp_path / "README.md"
     from benchmarks.report import BEGIN, END
@@ -203,4 +204,4 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
     table = readme.read_text()
     assert "old" not in table and table.endswith(f"{END}\nafter\n")
     assert re.search(r"\|\s*`generalisation_smoke`\s*\|\s*pathwise\s*\|\s*0\s*\|\s*\d/2\s*\|", table), table
-    assert "generalisation_smoke" in page.read_text() and f"{data['git_commit']} (6 runs)" in page.read_text()
+    assert "generalisation_smoke" in page.read_text() and f"{data['git_commit']} (4 runs)" in page.read_text()
