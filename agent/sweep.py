@@ -104,6 +104,18 @@ def _storage(url: str, work: Work | None = None):
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
 
 
+def _load(url: str, name: str, work: Work | None = None):
+    """An existing study, or CliError naming what is missing (an SQLite file is not created)."""
+    import optuna
+
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        raise CliError(f"--storage {url}: no such database file; create the sweep with `plan` first")
+    try:
+        return optuna.load_study(study_name=name, storage=_storage(url, work))
+    except KeyError:
+        raise CliError(f"--study {name}: no such study in {url}; create it with `plan`") from None
+
+
 def plan(args: Plan, train_args: list[str]) -> str:
     import optuna
 
@@ -145,10 +157,7 @@ def work(args: Work) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
-    try:
-        study = optuna.load_study(study_name=args.study, storage=_storage(args.storage, args))
-    except KeyError:
-        raise CliError(f"--study {args.study}: no such study in {args.storage}; create it with `plan`") from None
+    study = _load(args.storage, args.study, args)
     train_args = list(study.user_attrs[PLAN_ATTR])
     space = study.user_attrs[SPACE_ATTR]
     done = 0
@@ -197,10 +206,9 @@ def work(args: Work) -> int:
 
 
 def report(args: Report) -> str:
-    import optuna
     from optuna.trial import TrialState
 
-    study = optuna.load_study(study_name=args.study, storage=_storage(args.storage))
+    study = _load(args.storage, args.study)
     trials = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
     states = Counter(t.state.name for t in study.get_trials())
     lines = [f"study {args.study}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())),

@@ -39,6 +39,8 @@ def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert [t.state.name for t in trials(url, "s")] == ["WAITING"]
     assert sweep.main(["work", "--storage", url, "--study", "other"]) == 2
+    assert sweep.main(["report", "--storage", f"sqlite:///{tmp_path / 'typo.db'}", "--study", "s"]) == 2
+    assert "no such database file" in capsys.readouterr().err and not (tmp_path / "typo.db").exists()
 
 
 def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
