@@ -13,7 +13,8 @@ Workers share nothing but the storage: an SQLite file on one machine, or a Postg
 (`postgresql://user:pass@host/db`) for many. A worker that dies mid-trial stops its heartbeat;
 after `--grace-s` seconds the next worker to look marks that trial failed and queues its
 parameters again (Optuna's RetryHeartbeatStaleTrialCallback), so no planned trial is lost, and none is
-completed twice. Ctrl-C in a worker saves the run as train.py does and queues the trial again.
+completed twice. Ctrl-C in a worker saves the run as train.py does, closes the trial as pruned
+and queues it again.
 """
 
 from __future__ import annotations
@@ -161,6 +162,7 @@ def work(args: Work) -> int:
     train_args = list(study.user_attrs[PLAN_ATTR])
     space = study.user_attrs[SPACE_ATTR]
     done = 0
+    stopped: list[int] = []  # the trial a signal interrupted
 
     def objective(trial: optuna.Trial) -> float:
         trial.set_user_attr(STARTED, trial.number)  # alive past the window before Optuna's first heartbeat
@@ -173,10 +175,14 @@ def work(args: Work) -> int:
         run_dir = Path(args.runs_dir) / args.study / f"trial-{trial.number:04d}"
         cfg, given = trial_config(train_args, params, run_dir, args.study)
         trial.set_user_attr("run_dir", str(run_dir))
-        result = train.train(cfg, given)
+        try:
+            result = train.train(cfg, given)
+        except KeyboardInterrupt:  # a signal while the run was starting
+            result = {"interrupted": True}
         if result.get("interrupted"):  # Ctrl-C / SIGTERM: the run is saved; the trial goes back in the queue
             retry(study, next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number))
-            raise KeyboardInterrupt
+            stopped.append(trial.number)
+            raise optuna.TrialPruned("interrupted")  # closed without a traceback; the worker stops below
         trial.set_user_attr("success_rate", result["exact_success_rate"])
         return float(result["normalized_score"])
 
@@ -198,6 +204,8 @@ def work(args: Work) -> int:
             before = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
             # A trial that raises (a bad world, a bug) is recorded as failed and the worker goes on.
             study.optimize(objective, n_trials=1, catch=(Exception,))
+            if stopped:
+                raise KeyboardInterrupt
             done += len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) > before
         elif states[TrialState.RUNNING]:
             time.sleep(min(args.heartbeat_s, 5))  # another worker's trial may yet die and come back

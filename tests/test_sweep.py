@@ -95,3 +95,24 @@ def test_the_wandb_sweep_config_gives_flags_train_py_takes():
         validate(cfg)
         assert given == set(params) and all(getattr(cfg, k) == v for k, v in combo)
     assert spec["metric"]["name"] == "eval/normalized_score"
+
+
+def test_ctrl_c_in_a_worker_saves_the_run_and_queues_the_trial_again(tmp_path):
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    assert sweep.main(["plan", "--storage", url, "--study", "s", "--seeds", "0", "--", *TRAIN,
+                       "--total-timesteps", "2000000"]) == 0
+    worker = subprocess.Popen([sys.executable, "-m", "agent.sweep", "work", "--storage", url, "--study", "s",
+                               "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, env=clean_env(tmp_path / "home"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / "s" / "trial-0000" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.stat().st_size > 0):  # training, not starting
+        assert time.time() < deadline and worker.poll() is None, worker.stderr.read() if worker.poll() else ""
+        time.sleep(0.1)
+    worker.send_signal(signal.SIGINT)
+    out, err = worker.communicate(timeout=60)
+    assert worker.returncode == 130, err
+    assert "Traceback" not in err and "queued again" in err
+    assert (tmp_path / "runs" / "s" / "trial-0000" / "checkpoint.pt").exists()  # the run was saved
+    states = [(t.state.name, t.user_attrs["planned"]["seed"]) for t in trials(url, "s")]
+    assert states == [("PRUNED", 0), ("WAITING", 0)]
