@@ -53,6 +53,16 @@ def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
     env = clean_env(tmp_path / "home")
     a, b = (subprocess.Popen(work, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2))
+    try:
+        _kill_one_and_check(a, b, url, planned, tmp_path, env)
+    finally:  # a failed check leaves no worker behind
+        for w in (a, b):
+            if w.poll() is None:
+                w.kill()
+                w.wait()
+
+
+def _kill_one_and_check(a, b, url, planned, tmp_path, env):
     deadline = time.time() + 120
     while sum(t.state.name == "RUNNING" for t in trials(url, "s")) < 2:  # both workers inside a trial
         for name, w in (("a", a), ("b", b)):
