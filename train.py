@@ -34,6 +34,7 @@ from agent.factory import (
     check_memory,
     resolve_defaults,
     resolve_device,
+    value_scale,
 )
 from agent.gumbel import TauSchedule
 from agent.logger import RunLogger, WandbError, has_wandb_credentials, wandb_holds_exit
@@ -109,7 +110,7 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
     env = build_env(cfg, device, maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
     eval_env = build_eval_env(cfg, device, "validation")
     reference = reference_returns(eval_env, cfg.gamma)  # the normalised score's ends, computed once
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, device)
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, device, value_scale(env))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     learner = build_learner(cfg, env, policy, critic, generator)
     schedule = TauSchedule(cfg.tau_schedule, cfg.tau, cfg.tau_min, cfg.tau_anneal_rate,
@@ -166,7 +167,7 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         try:
             while global_step < cfg.total_timesteps:
                 tau = schedule(global_step)
-                learner.warm_up(global_step)
+                learner.set_learning_rates(global_step)
                 obs, metrics = learner.update(env, obs, tau, stats)  # a stop request abandons it midway
                 global_step += env.num_envs * cfg.horizon
                 sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)

@@ -94,6 +94,8 @@ class TrainConfig:
     """Env steps to train for (summed over the B envs)."""
     learning_rate: float = 3e-3
     """Adam learning rate of the policy."""
+    anneal_lr: bool = True
+    """Let both learning rates fall linearly to 0 over --total-timesteps (--no-anneal-lr: constant)."""
     actor_warmup: int = 0
     """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
     (0 = none)."""
@@ -183,6 +185,7 @@ class TrainConfig:
         kw.setdefault("logit_penalty", 0.0)
         kw.setdefault("actor_steps", 1)
         kw.setdefault("trace_cut", 0.0)
+        kw.setdefault("anneal_lr", False)
         kw.setdefault("save_every_s", 60.0)
         kw.pop("overwrite", None)  # a stored run never asks to overwrite itself
         return cls(**kw)

@@ -143,9 +143,16 @@ def build_eval_env(cfg: TrainConfig, device: torch.device, split: str, *, world=
 
 
 def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
-                   device: torch.device) -> tuple[PolicyNet, ValueNet]:
+                   device: torch.device, value_scale: float = 1.0) -> tuple[PolicyNet, ValueNet]:
     return (PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-            ValueNet(obs_shape, cfg.hidden, cfg.value_map).to(device))
+            ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device))
+
+
+def value_scale(env: BatchedGridWorld) -> float:
+    """The unit of the critic's values: the largest reward magnitude in the world's tables (1 when
+    every reward is 0), the same measurement for every world."""
+    largest = float(env.reward_table.abs().max())
+    return largest if largest > 0 else 1.0
 
 
 def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet,

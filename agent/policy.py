@@ -47,6 +47,7 @@ class PolicyNet(nn.Module):
 class ValueNet(nn.Module):
     """Observation -> state value (B,).
 
+    For a one-hot position it is a table of cells (see __init__).
     For an image it is a value map of the world read off the agent plane: the network sees only
     the static planes (walls, goal, hazards) and gives one value per cell, (B, H*W), and V is that
     map at the agent's cell. Any value of (world, cell) can be written so, but this one is linear
@@ -56,23 +57,36 @@ class ValueNet(nn.Module):
     9x9 mazes the pathwise learner needs it (README, `--no-value-map`).
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True) -> None:
+    def __init__(self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True,
+                 scale: float = 1.0) -> None:
         super().__init__()
+        # Values are given in units of `scale` (the world's largest reward, `agent.factory.value_scale`):
+        # optimiser steps have a size of their own, so a table of -100s learns as fast as one of 1s.
+        self.register_buffer("scale", torch.tensor(float(scale)))
         self.map_form = len(obs_shape) == 3 and value_map  # False: one value from the whole image
         if self.map_form:
             C, H, W = obs_shape
             self.body, width = _body((C - 1, H, W), hidden)  # the static planes only
             self.head = nn.Linear(width, H * W)
+        elif len(obs_shape) == 1:
+            # A one-hot position has nothing to generalise over, so the critic is a table: one value
+            # per cell (and a shared offset), starting at 0. Hidden layers shared by every cell let
+            # the pathwise learner's max-backups raise all values together and feed on their own
+            # overestimates; a table holds each cell's error to that cell.
+            self.body, width = nn.Identity(), obs_shape[0]
+            self.head = nn.Linear(width, 1)
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
         else:
             self.body, width = _body(obs_shape, hidden)
             self.head = nn.Linear(width, 1)
 
     def value_map(self, planes: torch.Tensor) -> torch.Tensor:
         """Static planes (B, C - 1, H, W) -> the value of every cell, (B, H*W)."""
-        return self.head(self.body(planes))
+        return self.head(self.body(planes)) * self.scale
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         if self.map_form:
             return (self.value_map(obs[:, :-1]) * obs[:, -1].flatten(1)).sum(-1)  # (B,)
-        return self.head(self.body(obs)).squeeze(-1)  # (B,)
+        return self.head(self.body(obs)).squeeze(-1) * self.scale  # (B,)
 

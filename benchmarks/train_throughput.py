@@ -29,7 +29,7 @@ from typing import Literal
 import torch
 
 from agent.config import TrainConfig
-from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults
+from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults, value_scale
 from agent.rollout import EpisodeStats
 from benchmarks import common
 
@@ -43,7 +43,7 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(seed)
     env = build_env(cfg, torch.device("cpu"))
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
     learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(seed))
     stats = EpisodeStats()
     state = {"obs": env.reset()[0]}

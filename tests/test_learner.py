@@ -1,4 +1,4 @@
-"""agent.learner: the policy's learning-rate warm-up (`--actor-warmup`)."""
+"""agent.learner: the learning rates over a run (`--actor-warmup`, `--anneal-lr`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agent.config import TrainConfig
-from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults
+from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults, value_scale
 from agent.rollout import EpisodeStats
 
 
@@ -16,32 +16,42 @@ def make_learner(**overrides):
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(0)
     env = build_env(cfg, torch.device("cpu"))
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
     return cfg, env, policy, build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
 
 
 @pytest.mark.parametrize(("step", "fraction"), [(0, 1 / 1000), (499, 0.5), (999, 1.0), (5000, 1.0)])
 def test_the_learning_rate_rises_linearly_over_the_warmup(step, fraction):
-    cfg, _, _, learner = make_learner(actor_warmup=1000, learning_rate=0.02)
-    learner.warm_up(step)
+    cfg, _, _, learner = make_learner(actor_warmup=1000, learning_rate=0.02, anneal_lr=False)
+    learner.set_learning_rates(step)
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * fraction)
     assert learner.critic_optimizer.param_groups[0]["lr"] == cfg.critic_learning_rate  # the critic learns at once
 
 
 def test_no_warmup_keeps_the_learning_rate():
-    _, _, _, learner = make_learner(actor_warmup=0, learning_rate=0.02)
-    learner.warm_up(0)
+    _, _, _, learner = make_learner(actor_warmup=0, learning_rate=0.02, anneal_lr=False)
+    learner.set_learning_rates(0)
     assert learner.optimizer.param_groups[0]["lr"] == 0.02
 
 
 @pytest.mark.parametrize("warmup", [0, 10_000])
 def test_a_first_update_moves_the_policy_by_the_warmed_up_rate(warmup):
     # Adam's first step moves each weight by about lr * sign(gradient): the rate set by
-    # warm_up is the one the update uses, so a warming-up policy barely moves at step 0.
+    # set_learning_rates is the one the update uses, so a warming-up policy barely moves at step 0.
     cfg, env, policy, learner = make_learner(actor_warmup=warmup)
     before = [p.detach().clone() for p in policy.parameters()]
-    learner.warm_up(0)
+    learner.set_learning_rates(0)
     learner.update(env, env.reset()[0], tau=1.0, stats=EpisodeStats())
     moved = max((p.detach() - b).abs().max().item() for p, b in zip(policy.parameters(), before, strict=True))
     rate = cfg.learning_rate * (1 / warmup if warmup else 1.0)
     assert 0.5 * rate < moved <= 1.01 * rate
+
+
+@pytest.mark.parametrize(("step", "left"), [(0, 1.0), (2500, 0.75), (5000, 0.5), (10_000, 0.0), (12_000, 0.0)])
+def test_anneal_lr_lowers_both_rates_linearly_to_zero_at_the_budget(step, left):
+    cfg, _, _, learner = make_learner(total_timesteps=10_000, learning_rate=0.02, critic_learning_rate=0.01,
+                                      actor_warmup=1000)
+    learner.set_learning_rates(step)
+    warm = min(1.0, (step + 1) / 1000)
+    assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * warm * left)
+    assert learner.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * left)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from agent.config import TrainConfig
-from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults
+from agent.factory import build_env, build_learner, build_networks, build_world, resolve_defaults, value_scale
 from agent.pathwise import cell_entropy
 
 
@@ -62,7 +62,7 @@ def test_the_learner_reads_the_bonus_the_config_and_world_ask_for(world, entropy
     cfg = resolve_defaults(cfg, build_world(cfg))
     env = build_env(cfg, torch.device("cpu"))
     env.reset()
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
     learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
     logits = torch.randn(8, 4)
     got = learner._entropy(env, logits, env.world_id, env.state)
@@ -107,7 +107,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     env = build_env(cfg, torch.device("cpu"))
     obs = env.reset(options={"state": live})[0]
     policy = _TablePolicy(S, 4)
-    _, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    _, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
     learner = PathwiseLearner(cfg, policy, critic, torch.Generator().manual_seed(0), VisitBonus(1, S, 0.0))
     learner.optimizer.step = lambda: None  # keep the gradient, skip the step
     with torch.no_grad():
