@@ -24,7 +24,7 @@ from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.cli import parse
 from agent.config import FIXED_ON_RESUME, TrainConfig, flag, validate
-from agent.evaluation import evaluate, record_episode, reference_returns
+from agent.scoring import evaluate, record_episode, reference_returns
 from agent.factory import (
     build_env,
     build_eval_env,
@@ -36,7 +36,7 @@ from agent.factory import (
     resolve_device,
     value_scale,
 )
-from agent.gumbel import TauSchedule
+from agent.temperature import TauSchedule
 from agent.logger import RunLogger, WandbError, has_wandb_credentials, wandb_holds_exit
 from agent.progress import Progress
 from agent.rollout import EpisodeStats

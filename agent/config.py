@@ -276,7 +276,7 @@ def flag(name: str) -> str:
 def validate(cfg: TrainConfig) -> None:
     """Raise ValueError naming the flag, the value and the accepted range; the CLI prints it as one
     line. Cross-field rules come after the per-field ones."""
-    from agent.gumbel import ESTIMATORS
+    from agent.straight_through import ESTIMATORS
 
     for name, (ok, accepted) in RULES.items():
         value = getattr(cfg, name)

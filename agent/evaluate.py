@@ -28,9 +28,8 @@ import tyro
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
 from agent.cli import parse
 from agent.config import TrainConfig
-from agent.evaluation import evaluate, record_episode
 from agent.factory import EVAL_MAZE_OFFSET, build_eval_env, build_networks, build_world, resolve_device
-from envs import MazeSpec
+from agent.scoring import evaluate, record_episode
 
 GIF_FPS = 8
 
@@ -63,7 +62,7 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
                         gif: str | Path | None = None, which: str = BEST) -> dict[str, Any]:
     """Evaluate a checkpoint (a run directory or a .pt file); see the module docstring.
 
-    Returns `agent.evaluation.evaluate`'s metrics plus where they came from (checkpoint, env,
+    Returns `agent.scoring.evaluate`'s metrics plus where they came from (checkpoint, env,
     global_step, greedy, seed, maze_seed, gif).
     """
     if episodes < 1:
@@ -73,7 +72,7 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
     world = build_world(cfg, env=env) if env is not None else build_world(cfg)
     env_name = env or cfg.env
     eval_env = build_eval_env(cfg, dev, "test", world=world, episodes=episodes, seed=seed)
-    maze_seed = cfg.seed + EVAL_MAZE_OFFSET["test"] + seed if isinstance(world, MazeSpec) else None
+    maze_seed = cfg.seed + EVAL_MAZE_OFFSET["test"] + seed if world.layouts_vary else None
 
     trained = (tuple(state["obs_shape"]), int(state["num_actions"]))
     given = (tuple(eval_env.observation_shape), int(eval_env.A))

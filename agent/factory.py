@@ -8,7 +8,7 @@ import torch
 
 from agent.config import TrainConfig, parse_env_kwargs
 from agent.policy import PolicyNet, ValueNet
-from envs import BatchedGridWorld, MapOptions, MazeSpec, make_world
+from envs import BatchedGridWorld, MapOptions, make_world
 
 
 def resolve_device(name: str) -> torch.device:
@@ -35,7 +35,7 @@ def resolve_device(name: str) -> torch.device:
 
 def world_size(world) -> tuple[int, int]:
     """(cells S, observation numbers per env under --obs image or onehot) of a world spec."""
-    if isinstance(world, MazeSpec):
+    if world.layouts_vary:
         return world.height * world.width, 4 * world.height * world.width
     layout = world.layout
     return world.num_states, (4 * layout.height * layout.width if layout is not None else world.num_states)
@@ -109,7 +109,7 @@ def obs_mode(cfg: TrainConfig, world) -> str:
     which maze it is in), one-hot cells for a single world."""
     if cfg.obs != "auto":
         return cfg.obs
-    return "image" if isinstance(world, MazeSpec) else "onehot"
+    return "image" if world.layouts_vary else "onehot"
 
 
 # Seeds of the worlds and envs an evaluation plays, apart from training's (`cfg.seed`): the
@@ -137,7 +137,7 @@ def build_eval_env(cfg: TrainConfig, device: torch.device, split: str, *, world=
     """An evaluation env (`split` "validation" or "test", see EVAL_SEED_OFFSET) with one episode
     per copy; a family of mazes gets its own pool of that split's mazes."""
     world = build_world(cfg) if world is None else world
-    maze_seed = cfg.seed + EVAL_MAZE_OFFSET[split] + seed if isinstance(world, MazeSpec) else None
+    maze_seed = cfg.seed + EVAL_MAZE_OFFSET[split] + seed if world.layouts_vary else None
     return build_env(cfg, device, world=world, num_envs=episodes or cfg.eval_episodes,
                      seed=cfg.seed + EVAL_SEED_OFFSET[split] + seed, maze_seed=maze_seed)
 

@@ -1,4 +1,5 @@
-"""Gumbel noise, Gumbel-max sampling and straight-through gradient estimators.
+"""Gumbel noise, Gumbel-max sampling and the Gumbel-Softmax relaxation (the straight-through
+estimators built on them are in `agent.straight_through`).
 
 Everything here is a small pure function of its tensor arguments plus an explicit
 ``torch.Generator``; nothing touches the global RNG.  Classes (actions) live on the last
@@ -20,16 +21,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
-    "ESTIMATORS",
-    "TAU_SCHEDULES",
-    "TauSchedule",
+    "check_tau",
     "conditional_gumbel",
     "gumbel_cdf",
     "gumbel_from_uniform",
@@ -37,25 +35,7 @@ __all__ = [
     "gumbel_pdf",
     "gumbel_softmax",
     "sample_gumbel",
-    "straight_through",
-    "tau_schedule",
 ]
-
-#: Names accepted by :func:`straight_through`. All but ``"gs"`` return an exact one-hot.
-ESTIMATORS: tuple[str, ...] = ("st", "st-gs", "gumbel-rao", "reinmax", "zgr", "gs")
-
-#: Names accepted by :func:`tau_schedule`.
-TAU_SCHEDULES: tuple[str, ...] = ("constant", "exponential", "linear")
-
-# Keyword options each estimator understands; anything else is a caller bug.
-_ESTIMATOR_OPTIONS: dict[str, frozenset[str]] = {
-    "st": frozenset(),
-    "st-gs": frozenset(),
-    "gumbel-rao": frozenset({"k"}),
-    "reinmax": frozenset(),
-    "zgr": frozenset(),
-    "gs": frozenset(),
-}
 
 _F32 = torch.finfo(torch.float32)
 # U in [tiny, 1 - eps] keeps both logs finite: -log(tiny) ~ 87.3 and -log(1 - eps) ~ 1.2e-7 > 0,
@@ -180,7 +160,7 @@ def gumbel_pdf(x: float | Tensor, loc: float = 0.0, scale: float = 1.0) -> float
 # --------------------------------------------------------------------------------------
 
 
-def _check_tau(tau: float) -> None:
+def check_tau(tau: float) -> None:
     try:
         ok = math.isfinite(float(tau)) and float(tau) > 0
     except (TypeError, ValueError):
@@ -192,7 +172,7 @@ def _check_tau(tau: float) -> None:
         )
 
 
-def _noise_like(logits: Tensor, generator: torch.Generator | None) -> Tensor:
+def noise_like(logits: Tensor, generator: torch.Generator | None) -> Tensor:
     # Single place that draws the forward noise, so a test can reproduce it with
     # sample_gumbel(logits.shape, generator=<same seed>).
     return sample_gumbel(logits.shape, generator=generator, device=logits.device)
@@ -209,7 +189,7 @@ def gumbel_max_sample(logits: Tensor, *, generator: torch.Generator | None = Non
     Returns:
         LongTensor of class indices, shape (...).
     """
-    noise = _noise_like(logits, generator)  # (..., A)
+    noise = noise_like(logits, generator)  # (..., A)
     return (logits.to(_compute_dtype(logits.dtype)) + noise).argmax(dim=-1)  # (...)
 
 
@@ -232,9 +212,9 @@ def gumbel_softmax(
     Returns:
         Tensor of shape (..., A) in the logits dtype.
     """
-    _check_tau(tau)
+    check_tau(tau)
     x = logits.to(_compute_dtype(logits.dtype))  # (..., A)
-    perturbed = x + _noise_like(logits, generator)  # (..., A)
+    perturbed = x + noise_like(logits, generator)  # (..., A)
     soft = torch.softmax(perturbed / tau, dim=-1)  # (..., A)
     if hard:
         # Index from the perturbed logits, not from `soft`: at tiny tau the softmax can
@@ -284,201 +264,3 @@ def conditional_gumbel(
     # the conditioning event holds exactly (a one-ulp change).
     others = torch.minimum(others, torch.nextafter(top, top.new_tensor(-math.inf)))  # (K, ..., A)
     return others.scatter(-1, idx, top)  # (K, ..., A)
-
-
-# --------------------------------------------------------------------------------------
-# Straight-through estimators
-# --------------------------------------------------------------------------------------
-
-
-def _jacobian_surrogate(x: Tensor, p: Tensor) -> Tensor:
-    """Tensor whose Jacobian w.r.t. ``x`` is exactly J(p) = diag(p) - p p^T (p constant)."""
-    p = p.detach()  # (..., A)
-    # Zero-probability entries contribute nothing to J(p); masking them keeps -inf logits
-    # (masked actions) from producing inf - inf = NaN.
-    x = torch.where(p > 0, x, torch.zeros_like(x))  # (..., A)
-    return p * (x - (p * x).sum(dim=-1, keepdim=True))  # (..., A)
-
-
-def _surrogate(
-    estimator: str,
-    x: Tensor,
-    onehot: Tensor,
-    index: Tensor,
-    noise: Tensor,
-    tau: float,
-    generator: torch.Generator | None,
-    options: dict,
-) -> Tensor:
-    """Differentiable tensor whose vector-Jacobian product is the estimator's backward."""
-    if estimator == "st":
-        # Bengio et al. 2013: backward (1/tau) J(softmax(x/tau)) g.
-        return torch.softmax(x / tau, dim=-1)  # (..., A)
-    if estimator == "st-gs":
-        # Jang et al. 2016: backward (1/tau) J(y) g, y the soft sample of the same noise.
-        return torch.softmax((x + noise) / tau, dim=-1)  # (..., A)
-    if estimator == "gumbel-rao":
-        # Paulus et al. 2021: average ST-GS over K noises drawn given argmax == index.
-        k = options.get("k", 10)
-        if not (isinstance(k, int) and k >= 1):
-            raise ValueError(f"gumbel-rao needs an integer k >= 1, got k={k!r}.")
-        x0 = x.detach()  # (..., A)
-        cond = conditional_gumbel(x0, index, num_samples=k, generator=generator)  # (K, ..., A)
-        # Noise = conditional value - logits, detached, so the gradient flows through x only;
-        # masked (-inf) logits get zero noise instead of inf - inf.
-        g_tilde = torch.where(torch.isfinite(x0), cond - x0, torch.zeros_like(cond))  # (K, ..., A)
-        return torch.softmax((x + g_tilde) / tau, dim=-1).mean(dim=0)  # (..., A)
-    if estimator == "reinmax":
-        # Liu et al. 2023, Alg. 2: backward 2 J(pi1) g - 1/2 J(pi0) g (no 1/tau factor).
-        pi0 = torch.softmax(x, dim=-1)  # (..., A)
-        pi1 = (onehot + torch.softmax(x.detach() / tau, dim=-1)) / 2  # (..., A)
-        return 2 * _jacobian_surrogate(x, pi1) - 0.5 * pi0  # (..., A)
-    if estimator == "zgr":
-        # Shekhovtsov 2023: average of ST (J(pi) g) and a DARN-style term whose backward is
-        # (g_x - g^T pi)(e_x - pi), since d log pi_x / dx = e_x - pi.
-        pi = torch.softmax(x, dim=-1)  # (..., A)
-        log_px = torch.log_softmax(x, dim=-1).gather(-1, index.unsqueeze(-1))  # (..., 1)
-        return 0.5 * (pi + (onehot - pi.detach()) * log_px)  # (..., A)
-    raise AssertionError(estimator)  # unreachable: names are validated by the caller
-
-
-def straight_through(
-    logits: Tensor,
-    estimator: str,
-    *,
-    tau: float = 1.0,
-    generator: torch.Generator | None = None,
-    **options: int,
-) -> tuple[Tensor, Tensor]:
-    """Sample a one-hot action with a surrogate gradient.
-
-    The forward value is the exact one-hot Gumbel-max sample D of softmax(logits) (the
-    noise is drawn first, as ``sample_gumbel(logits.shape, generator=generator)``).  With
-    J(p) = diag(p) - p p^T and g the upstream gradient at D, the backward is:
-
-    - ``"st"``: (1/tau) J(softmax(logits/tau)) g.
-    - ``"st-gs"``: (1/tau) J(y) g with y = softmax((logits + G)/tau).
-    - ``"gumbel-rao"``: ST-GS averaged over ``k`` (default 10) noises drawn conditioned on
-      argmax == D; same mean as ST-GS, lower variance.
-    - ``"reinmax"``: 2 J(pi1) g - J(pi0) g / 2 with pi0 = softmax(logits),
-      pi1 = (D + softmax(logits/tau)) / 2.  Use tau >= 1 (the paper's recommended range).
-    - ``"zgr"``: (J(pi) g + (g_x - g^T pi)(e_x - pi)) / 2, pi = softmax(logits); the
-      tau -> 0 limit of Gumbel-Rao, so ``tau`` is ignored.
-    - ``"gs"``: no straight-through: the forward is the soft sample y itself.
-
-    Args:
-        logits: Unnormalised log-probabilities, shape (..., A).
-        estimator: One of :data:`ESTIMATORS`.
-        tau: Temperature > 0.
-        generator: Source of randomness.
-        **options: Estimator options (``k`` for ``"gumbel-rao"``).
-
-    Returns:
-        ``(action_onehot, action_index)`` of shapes (..., A) in the logits dtype and (...).
-
-    Raises:
-        ValueError: Unknown estimator or option, or tau <= 0.
-    """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"unknown estimator {estimator!r}; valid names are {list(ESTIMATORS)}.")
-    unknown = sorted(set(options) - _ESTIMATOR_OPTIONS[estimator])
-    if unknown:
-        accepted = sorted(_ESTIMATOR_OPTIONS[estimator]) or "no options"
-        raise ValueError(
-            f"estimator {estimator!r} got unknown option(s) {unknown}; it accepts {accepted}."
-        )
-    _check_tau(tau)
-
-    x = logits.to(_compute_dtype(logits.dtype))  # (..., A)
-    noise = _noise_like(logits, generator)  # (..., A)
-    perturbed = x.detach() + noise  # (..., A)
-    index = perturbed.argmax(dim=-1)  # (...)
-    if estimator == "gs":
-        return torch.softmax((x + noise) / tau, dim=-1).to(_output_dtype(logits)), index
-
-    onehot = F.one_hot(index, logits.shape[-1]).to(x.dtype)  # (..., A)
-    surrogate = _surrogate(estimator, x, onehot, index, noise, tau, generator, options)  # (..., A)
-    # s - s.detach() is exactly 0 in the forward, so the value stays an exact one-hot while
-    # the backward is the VJP of the surrogate.
-    action = onehot + (surrogate - surrogate.detach())  # (..., A)
-    return action.to(_output_dtype(logits)), index
-
-
-# --------------------------------------------------------------------------------------
-# Temperature schedules
-# --------------------------------------------------------------------------------------
-
-
-def tau_schedule(
-    kind: str,
-    step: int,
-    *,
-    tau0: float = 1.0,
-    tau_min: float = 0.5,
-    rate: float = 1e-4,
-    total_steps: int | None = None,
-) -> float:
-    """Temperature at a training step.
-
-    - ``"constant"``: tau0.
-    - ``"exponential"``: max(tau_min, tau0 * exp(-rate * step)) (Jang et al. 2016, Sec. 4).
-    - ``"linear"``: from tau0 at step 0 to tau_min at ``total_steps``, then constant.
-
-    Args:
-        kind: One of :data:`TAU_SCHEDULES`.
-        step: Training step (>= 0).
-        tau0: Initial temperature (> 0).
-        tau_min: Final / floor temperature (> 0).
-        rate: Decay rate of the exponential schedule (>= 0).
-        total_steps: Length of the linear ramp (> 0); required for ``"linear"``.
-
-    Returns:
-        The temperature as a float.
-
-    Raises:
-        ValueError: Unknown kind or invalid parameters.
-    """
-    if kind not in TAU_SCHEDULES:
-        raise ValueError(f"unknown tau schedule {kind!r}; valid kinds are {list(TAU_SCHEDULES)}.")
-    _check_tau(tau0)
-    _check_tau(tau_min)
-    if step < 0:
-        raise ValueError(f"step must be >= 0, got step={step!r}.")
-    if kind == "constant":
-        return float(tau0)
-    if kind == "exponential":
-        if rate < 0:
-            raise ValueError(f"rate must be >= 0, got rate={rate!r}.")
-        return max(float(tau_min), tau0 * math.exp(-rate * step))
-    if total_steps is None or total_steps <= 0:
-        raise ValueError(
-            f"the linear schedule needs total_steps > 0, got total_steps={total_steps!r}."
-        )
-    frac = min(step / total_steps, 1.0)
-    return float(tau0 + (tau_min - tau0) * frac)
-
-
-@dataclass(frozen=True)
-class TauSchedule:
-    """A validated temperature schedule: ``TauSchedule("exponential", rate=1e-4)(step)``."""
-
-    kind: str = "constant"
-    tau0: float = 1.0
-    tau_min: float = 0.5
-    rate: float = 1e-4
-    total_steps: int | None = None
-
-    def __post_init__(self) -> None:
-        # Fail at construction rather than at the first training step.
-        self(0)
-
-    def __call__(self, step: int) -> float:
-        """Temperature at ``step`` (see :func:`tau_schedule`)."""
-        return tau_schedule(
-            self.kind,
-            step,
-            tau0=self.tau0,
-            tau_min=self.tau_min,
-            rate=self.rate,
-            total_steps=self.total_steps,
-        )

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 
 from agent import interrupt
-from agent.gumbel import straight_through
 from agent.learner import Learner
 from agent.rollout import EpisodeStats, cell_values, clip_and_step, greedy_lambda_returns, lambda_returns
+from agent.straight_through import straight_through
 
 
 class PathwiseLearner(Learner):

@@ -121,7 +121,7 @@ def plan(args: Plan, train_args: list[str]) -> str:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from agent.gumbel import ESTIMATORS
+    from agent.straight_through import ESTIMATORS
 
     unknown = [e for e in args.estimators if e not in ESTIMATORS]
     if unknown:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.nn.functional import one_hot
 
-from agent.figures import save_figure
+from agent.gumbel_figures import save_figure
 from benchmarks.common import (
     Common,
     Timing,

@@ -45,8 +45,9 @@ from pathlib import Path
 
 import torch
 
-from agent.figures import save_figure
-from agent.gumbel import ESTIMATORS, gumbel_max_sample, straight_through
+from agent.gumbel_figures import save_figure
+from agent.gumbel import gumbel_max_sample
+from agent.straight_through import ESTIMATORS, straight_through
 from benchmarks.common import (
     Common,
     apply_threads,

@@ -36,7 +36,7 @@ t["import torch"] = time.perf_counter()
 import train
 from agent.config import TrainConfig
 t["import train.py's modules"] = time.perf_counter()
-from agent.evaluation import reference_returns
+from agent.scoring import reference_returns
 from agent.factory import (build_env, build_eval_env, build_learner, build_networks, build_world, resolve_defaults,
                            value_scale)
 from agent.logger import RunLogger

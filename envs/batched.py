@@ -2,7 +2,7 @@
 
 Two ways to step:
 - integer actions `(B,)` int64: the fast path, plain table look-ups, no autograd.
-- one-hot actions `(B, A)` float (e.g. from `agent.gumbel.straight_through`): the
+- one-hot actions `(B, A)` float (e.g. from `agent.straight_through.straight_through`): the
   differentiable path. The agent's position is a one-hot `(B, S)` tensor `pos`; the next
   position, the reward, the live part of the next position (`info["live_pos"]`: zero where the
   transition ended the episode) and the observation are functions of `pos` and the action that
@@ -39,6 +39,7 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
+from agent.gumbel import gumbel_max_sample
 from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot
 from envs.grid_env import OBS_MODES
 from envs.maze import MazeSpec
@@ -175,11 +176,8 @@ class BatchedGridWorld(gym.vector.VectorEnv):
 
     # ----------------------------------------------------------------- randomness
     def _gumbel_argmax(self, logits: torch.Tensor) -> torch.Tensor:
-        """argmax(logits + Gumbel noise) over the last dim: an exact categorical draw."""
-        tiny = torch.finfo(torch.float32).tiny
-        u = torch.rand(logits.shape, generator=self.generator, device=self.device)
-        noise = -torch.log(-torch.log(u.clamp(tiny, 1.0 - 1e-7)))
-        return (logits + noise).argmax(-1)
+        """An exact categorical draw over the last dim, by the Gumbel-max trick (the env's own generator)."""
+        return gumbel_max_sample(logits, generator=self.generator)
 
     # ----------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:

@@ -38,6 +38,9 @@ class MazeSpec:
     def name(self) -> str:
         return f"maze:{self.height}x{self.width}"
 
+    # A family of layouts: a policy must see which one it is in, and is scored on unseen ones.
+    layouts_vary = True
+
     @property
     def steps(self) -> int:
         return self.max_episode_steps or 2 * self.height * self.width

@@ -89,6 +89,8 @@ class TabularMDP:
     layout: GridLayout | None = field(default=None, repr=False)
     success_rule: str = "entering a goal cell"
 
+    layouts_vary = False  # one fixed layout (MazeSpec: a family of them)
+
     def __post_init__(self) -> None:
         S, A, O = self.next_state.shape
         for label, t in (("prob", self.prob), ("reward", self.reward), ("done", self.done),

@@ -1,4 +1,4 @@
-"""agent.evaluation: the exact evaluation on the tabular core against Monte-Carlo estimates of the
+"""agent.scoring: the exact evaluation on the tabular core against Monte-Carlo estimates of the
 same policy under the same time limit, and the normalised score on worlds of every reward sign."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from agent.evaluation import exact_evaluation, policy_table, reference_returns, run_episodes
+from agent.scoring import exact_evaluation, policy_table, reference_returns, run_episodes
 from envs import (
     BatchedGridWorld,
     from_gymnasium,

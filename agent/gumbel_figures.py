@@ -1,6 +1,6 @@
 """Documentation figures for the Gumbel utilities.
 
-Run ``python -m agent.figures [--out docs/figures]``.  matplotlib is imported inside
+Run ``python -m agent.gumbel_figures [--out docs/figures]``.  matplotlib is imported inside
 :func:`main` so that importing this module (e.g. from tests) never requires it.
 """
 
@@ -138,25 +138,26 @@ class FiguresArgs:
     """Generator seed."""
 
 
-def main(argv: Sequence[str] | None = None) -> list[Path]:
-    """Command-line entry point: write both figures and print their paths."""
-    args, _ = parse(FiguresArgs, list(sys.argv[1:] if argv is None else argv), prog="python -m agent.figures")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point: write both figures and print their paths; 2 on bad input."""
+    try:
+        args, _ = parse(FiguresArgs, list(sys.argv[1:] if argv is None else argv),
+                        prog="python -m agent.gumbel_figures")
+        import matplotlib
 
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: never needs a display
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    paths = [
-        plot_gumbel_pdf(args.out / "gumbel_pdf.png", seed=args.seed),
-        plot_gumbel_softmax_temperatures(
-            args.out / "gumbel_softmax_temperatures.png", seed=args.seed
-        ),
-    ]
+        matplotlib.use("Agg")  # headless: never needs a display
+        args.out.mkdir(parents=True, exist_ok=True)
+        paths = [
+            plot_gumbel_pdf(args.out / "gumbel_pdf.png", seed=args.seed),
+            plot_gumbel_softmax_temperatures(args.out / "gumbel_softmax_temperatures.png", seed=args.seed),
+        ]
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     for path in paths:
         print(path)
-    return paths
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
