@@ -23,8 +23,7 @@ import torch
 from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.cli import parse
-from agent.config import FIXED_ON_RESUME, TrainConfig, flag, validate
-from agent.scoring import evaluate, record_episode, reference_returns
+from agent.config import FIXED_ON_RESUME, TrainConfig, flag, resolve_defaults, run_record, validate
 from agent.factory import (
     build_env,
     build_eval_env,
@@ -32,15 +31,15 @@ from agent.factory import (
     build_networks,
     build_world,
     check_memory,
-    resolve_defaults,
     resolve_device,
     value_scale,
 )
-from agent.temperature import TauSchedule
 from agent.logger import RunLogger, WandbError, has_wandb_credentials, wandb_holds_exit
 from agent.progress import Progress
 from agent.rollout import EpisodeStats
 from agent.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
+from agent.scoring import evaluate, record_episode, reference_returns
+from agent.temperature import TauSchedule
 
 
 def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, Path, torch.device]:
@@ -99,7 +98,7 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         prepare_new(run_dir, cfg.overwrite)
     else:
         truncate_metrics(run_dir, int(resumed["global_step"]))
-    (run_dir / CONFIG_FILE).write_text(json.dumps(cfg.to_dict(), indent=2))
+    (run_dir / CONFIG_FILE).write_text(json.dumps(run_record(cfg), indent=2))
     # wandb starts in the background while the rest is built and trains (see RunLogger).
     logger = RunLogger(cfg, run_dir, wandb_id=resumed.get("wandb_id") if resumed else None,
                        resume_step=int(resumed["global_step"]) if resumed else None)

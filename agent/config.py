@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
 
@@ -189,6 +189,45 @@ class TrainConfig:
         kw.setdefault("save_every_s", 60.0)
         kw.pop("overwrite", None)  # a stored run never asks to overwrite itself
         return cls(**kw)
+
+
+def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
+    """`cfg` with its automatic values made concrete, so the run's config.json records what was
+    used. Learner settings have one default for every world; what depends on the world is only
+    how the policy sees it (`obs_mode`)."""
+    cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if cfg.algo == "pathwise" and cfg.obs == "image" and not cfg.value_map:
+        raise ValueError("--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
+                         "images is the value map; drop --no-value-map (or use --algo ppo / reinforce)")
+    return cfg
+
+
+def obs_mode(cfg: TrainConfig, world) -> str:
+    """`--obs`, or for "auto": an image when the world is a family of layouts (a policy must see
+    which maze it is in), one-hot cells for a single world."""
+    if cfg.obs != "auto":
+        return cfg.obs
+    return "image" if world.layouts_vary else "onehot"
+
+
+# Seeds derived from --seed for what evaluation plays, so it never replays training's noise or
+# mazes: the periodic evaluation that picks the kept policy ("validation") and the report on the
+# kept policy ("test": for a family of procedural mazes, mazes neither training nor the choice saw).
+EVAL_SEED_OFFSET = {"validation": 10_000, "test": 20_000}
+EVAL_MAZE_OFFSET = {"validation": 1_000_000, "test": 2_000_000}
+
+
+def eval_seeds(cfg: TrainConfig, split: str, extra: int = 0) -> dict[str, int]:
+    """{"env": the seed of an evaluation's envs, "mazes": of its maze pool} for `split`; `extra`
+    shifts both (agent.evaluate's --seed)."""
+    return {"env": cfg.seed + EVAL_SEED_OFFSET[split] + extra, "mazes": cfg.seed + EVAL_MAZE_OFFSET[split] + extra}
+
+
+def run_record(cfg: TrainConfig) -> dict[str, Any]:
+    """What config.json holds: every field, and the seeds derived from them (read back by
+    `TrainConfig.from_dict`, which takes the fields)."""
+    return cfg.to_dict() | {"derived_seeds": {"train": cfg.seed, "validation": eval_seeds(cfg, "validation"),
+                                              "test": eval_seeds(cfg, "test")}}
 
 
 def parse_env_kwargs(items: tuple[str, ...]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Loads a checkpoint written by train.py (in a run directory the kept policy, best
 tabular core (success probability, expected return and length under the time limit, normalised
 score) and plays one episode in each of N env copies, greedy (argmax) by default. A
 procedural-maze run is scored on mazes it never saw: neither its training mazes nor those of
-train.py's periodic evaluation (`agent.factory.EVAL_MAZE_OFFSET`).
+train.py's periodic evaluation (`agent.config.eval_seeds`).
 
 Examples:
     python -m agent.evaluate runs/four_rooms__pathwise__0__1700000000
@@ -27,8 +27,8 @@ import tyro
 
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
 from agent.cli import parse
-from agent.config import TrainConfig
-from agent.factory import EVAL_MAZE_OFFSET, build_eval_env, build_networks, build_world, resolve_device
+from agent.config import TrainConfig, eval_seeds
+from agent.factory import build_eval_env, build_networks, build_world, resolve_device
 from agent.scoring import evaluate, record_episode
 
 GIF_FPS = 8
@@ -72,7 +72,7 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
     world = build_world(cfg, env=env) if env is not None else build_world(cfg)
     env_name = env or cfg.env
     eval_env = build_eval_env(cfg, dev, "test", world=world, episodes=episodes, seed=seed)
-    maze_seed = cfg.seed + EVAL_MAZE_OFFSET["test"] + seed if world.layouts_vary else None
+    maze_seed = eval_seeds(cfg, "test", seed)["mazes"] if world.layouts_vary else None
 
     trained = (tuple(state["obs_shape"]), int(state["num_actions"]))
     given = (tuple(eval_env.observation_shape), int(eval_env.A))

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 
-from agent.config import TrainConfig, parse_env_kwargs
+from agent.config import TrainConfig, eval_seeds, obs_mode, parse_env_kwargs
 from agent.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld, MapOptions, make_world
 
@@ -93,30 +91,6 @@ def build_world(cfg: TrainConfig, env: str | None = None):
     return make_world(spec, env_kwargs=kwargs or None, **options)
 
 
-def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
-    """`cfg` with its automatic values made concrete, so the run's config.json records what was
-    used. Learner settings have one default for every world; what depends on the world is only
-    how the policy sees it (`obs_mode`)."""
-    cfg = replace(cfg, obs=obs_mode(cfg, world))
-    if cfg.algo == "pathwise" and cfg.obs == "image" and not cfg.value_map:
-        raise ValueError("--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
-                         "images is the value map; drop --no-value-map (or use --algo ppo / reinforce)")
-    return cfg
-
-
-def obs_mode(cfg: TrainConfig, world) -> str:
-    """`--obs`, or for "auto": an image when the world is a family of layouts (a policy must see
-    which maze it is in), one-hot cells for a single world."""
-    if cfg.obs != "auto":
-        return cfg.obs
-    return "image" if world.layouts_vary else "onehot"
-
-
-# Seeds of the worlds and envs an evaluation plays, apart from training's (`cfg.seed`): the
-# periodic evaluation that picks the kept policy ("validation") and the report on the kept policy
-# ("test"; for a family of procedural mazes these are mazes neither training nor the choice saw).
-EVAL_SEED_OFFSET = {"validation": 10_000, "test": 20_000}
-EVAL_MAZE_OFFSET = {"validation": 1_000_000, "test": 2_000_000}
 
 
 def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: int | None = None,
@@ -134,12 +108,12 @@ def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: i
 
 def build_eval_env(cfg: TrainConfig, device: torch.device, split: str, *, world=None, episodes: int | None = None,
                    seed: int = 0) -> BatchedGridWorld:
-    """An evaluation env (`split` "validation" or "test", see EVAL_SEED_OFFSET) with one episode
+    """An evaluation env (`split` "validation" or "test", seeded by `agent.config.eval_seeds`) with one episode
     per copy; a family of mazes gets its own pool of that split's mazes."""
     world = build_world(cfg) if world is None else world
-    maze_seed = cfg.seed + EVAL_MAZE_OFFSET[split] + seed if world.layouts_vary else None
-    return build_env(cfg, device, world=world, num_envs=episodes or cfg.eval_episodes,
-                     seed=cfg.seed + EVAL_SEED_OFFSET[split] + seed, maze_seed=maze_seed)
+    seeds = eval_seeds(cfg, split, seed)
+    return build_env(cfg, device, world=world, num_envs=episodes or cfg.eval_episodes, seed=seeds["env"],
+                     maze_seed=seeds["mazes"] if world.layouts_vary else None)
 
 
 def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int,

@@ -31,7 +31,8 @@ from agent.logger import read_metrics
 # one experiment.
 IGNORED = frozenset({
     "seed", "run_name", "resume", "runs_dir", "device", "progress", "capture_video", "save_every",
-    "wandb_mode", "wandb_project", "wandb_entity", "wandb_group", "tags",
+    "wandb_mode", "wandb_project", "wandb_entity", "wandb_group", "tags", "threads", "save_every_s", "overwrite",
+    "derived_seeds",
 })
 GRID_POINTS = 200
 LABELS = {"global_step": "env steps", "charts/episodic_return": "episodic return",

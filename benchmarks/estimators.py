@@ -45,8 +45,8 @@ from pathlib import Path
 
 import torch
 
-from agent.gumbel_figures import save_figure
 from agent.gumbel import gumbel_max_sample
+from agent.gumbel_figures import save_figure
 from agent.straight_through import ESTIMATORS, straight_through
 from benchmarks.common import (
     Common,

@@ -23,7 +23,7 @@ import torch
 
 import train
 from agent.checkpoint import load_checkpoint
-from agent.config import TrainConfig
+from agent.config import TrainConfig, eval_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--env", "empty", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "4096",
@@ -107,6 +107,11 @@ def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
     for key in ("lookahead", "explore_starts", "explore_bonus", "actor_warmup", "logit_penalty", "trace_cut"):
         assert config[key] == default[key], key
     assert config["obs"] == "onehot" and config["horizon"] == 4
+    # The seeds derived from --seed are written out too, as the run used them.
+    cfg = TrainConfig.from_dict(config)
+    assert config["derived_seeds"] == {"train": 0, "validation": eval_seeds(cfg, "validation"),
+                                       "test": eval_seeds(cfg, "test")}
+    assert config["derived_seeds"]["test"]["env"] != config["derived_seeds"]["validation"]["env"] != 0
     assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [256, 512, 768, 1024]
 
 
