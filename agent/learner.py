@@ -6,10 +6,12 @@ written out."""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from agent.config import TrainConfig
+from agent.critic import fit_critic
 from agent.policy import PolicyNet, ValueNet
-from agent.rollout import VisitBonus, fit_critic
+from agent.rollout import VisitBonus
 
 
 class ReturnScale:
@@ -91,3 +93,14 @@ class Learner:
             "losses/entropy": float(entropy.detach()),
             "losses/grad_norm": grad_norm,
         }
+
+
+def clip_and_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
+    """Clip the gradient to `max_grad_norm` (if > 0), step, and return the pre-clip norm."""
+    params = list(params)
+    if max_grad_norm > 0:
+        norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
+    else:
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    optimizer.step()
+    return float(norm)

@@ -15,8 +15,9 @@ from __future__ import annotations
 import torch
 
 from agent import interrupt
-from agent.learner import Learner
-from agent.rollout import EpisodeStats, cell_values, clip_and_step, greedy_lambda_returns, lambda_returns
+from agent.critic import cell_values, greedy_lambda_returns, lambda_returns
+from agent.learner import Learner, clip_and_step
+from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
 
 

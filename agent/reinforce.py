@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from agent.learner import Learner
-from agent.rollout import EpisodeStats, clip_and_step, collect, lambda_returns
+from agent.critic import lambda_returns
+from agent.learner import Learner, clip_and_step
+from agent.rollout import EpisodeStats, collect
 
 
 class ReinforceLearner(Learner):

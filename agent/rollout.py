@@ -1,12 +1,11 @@
-"""What the learners share: episode bookkeeping, TD(lambda) targets, the critic fit, and the
-score-function learners' rollout on the env's integer fast path."""
+"""Collecting experience: episode bookkeeping, the exploration bonus, and the score-function
+learners' rollout on the env's integer fast path."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
 
 from agent import interrupt
 from agent.gumbel import gumbel_max_sample
@@ -45,128 +44,6 @@ class EpisodeStats:
         }
         self.returns, self.lengths, self.successes = [], [], []
         return out
-
-
-def lambda_returns(
-    rewards: torch.Tensor,
-    next_values: torch.Tensor,
-    continues: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> torch.Tensor:
-    """TD(lambda) targets G_t, (T, B).
-
-    Args:
-        rewards: r_t, (T, B).
-        next_values: V of the true successor of step t (0 if it terminated, V(final obs) if it
-            was truncated), (T, B).
-        continues: 1 where the episode goes on after step t, 0 where it ended, (T, B).
-    """
-    T = rewards.shape[0]
-    out = torch.empty_like(rewards)
-    ahead = next_values[-1]  # the last step bootstraps fully
-    for t in reversed(range(T)):
-        # Mix the one-step bootstrap with the longer return, only while the episode goes on.
-        blended = (1 - lam) * next_values[t] + lam * ahead
-        ahead = rewards[t] + gamma * torch.where(continues[t] > 0, blended, next_values[t])
-        out[t] = ahead
-    return out
-
-
-def greedy_lambda_returns(
-    rewards: torch.Tensor,
-    greedy_values: torch.Tensor,
-    greedy_taken: torch.Tensor,
-    terminated: torch.Tensor,
-    truncated: torch.Tensor,
-    final_values: torch.Tensor,
-    last_greedy_value: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> torch.Tensor:
-    """Watkins's Q(lambda) targets for V(s_t), (T, B), from a rollout and one-step greedy backups
-    (Watkins 1989; Sutton & Barto 2018, sec. 12.10): the value of acting greedily from s_t.
-
-    Where the action taken at t was greedy, the target follows what happened, r_t plus gamma
-    times a mix of the greedy value of s_{t+1} (weight 1 - lambda) and the next target (lambda);
-    where it was not, the trace is cut and the target is the greedy backup at s_t itself.
-
-    Args:
-        rewards: r_t, (T, B).
-        greedy_values: max_a E[r + gamma V(s')] at s_t, (T, B).
-        greedy_taken: whether a_t was a greedy action, (T, B) bool.
-        terminated, truncated: how step t ended the episode, if it did, (T, B) bool.
-        final_values: V of the successor of step t (used after a time limit: the state goes on).
-        last_greedy_value: the greedy backup at the state after the last step, (B,).
-    """
-    T = rewards.shape[0]
-    out = torch.empty_like(rewards)
-    ahead_value = ahead_return = last_greedy_value
-    for t in reversed(range(T)):
-        follow = (1 - lam) * ahead_value + lam * ahead_return
-        follow = torch.where(truncated[t], final_values[t], follow)
-        g = rewards[t] + gamma * torch.where(terminated[t], 0.0, follow)
-        out[t] = torch.where(greedy_taken[t], g, greedy_values[t])
-        ahead_value, ahead_return = greedy_values[t], out[t]
-    return out
-
-
-def cell_values(critic: ValueNet, env, worlds: torch.Tensor) -> torch.Tensor | None:
-    """The critic's value of every cell in each of `worlds` (k,): (k, S) for image observations
-    (the value map of each world's layout), (1, S) for one-hot ones (the same in every world).
-    None when the critic is not linear in the position (an image critic without the value map)
-    and can only be read off whole observations."""
-    if env.obs_mode == "onehot":
-        return critic(torch.eye(env.S, device=env.device))[None]  # (1, S)
-    if env.obs_mode == "image" and critic.map_form:
-        return critic.value_map(env.static_planes[worlds])  # (k, S)
-    return None
-
-
-def fit_critic(
-    critic: ValueNet,
-    optimizer: torch.optim.Optimizer,
-    env,
-    targets: torch.Tensor,
-    *,
-    obs: torch.Tensor,
-    cells: torch.Tensor,
-    worlds: torch.Tensor,
-    epochs: int,
-    num_minibatches: int,
-    generator: torch.Generator,
-) -> float:
-    """Regress V onto `targets` (n,) with minibatch MSE; returns the last epoch's mean loss.
-
-    Samples are given both as observations `obs` (n, ...) and as the (world, cell) they were in
-    (`worlds`, `cells`, (n,)). Where the critic is a table of cells (`cell_values`), each
-    minibatch evaluates it once per distinct world and reads its samples' cells off that: the
-    same predictions as critic(obs), but S network rows (one-hot) or one value map per world
-    (images) instead of one network pass per sample, most of an update's time otherwise.
-    """
-    n = targets.shape[0]
-    size = max(1, n // num_minibatches)
-    as_table = cell_values(critic, env, worlds[:1]) is not None
-    loss_sum = 0.0
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator, device=generator.device)
-        loss_sum, batches = 0.0, 0
-        for i in range(0, n, size):
-            interrupt.check()
-            idx = order[i : i + size]
-            if as_table:
-                distinct, which = torch.unique(worlds[idx], return_inverse=True)  # (k,), (size,)
-                values = cell_values(critic, env, distinct)  # (k or 1, S)
-                pred = values[which if len(values) > 1 else 0, cells[idx]]  # (size,)
-            else:
-                pred = critic(obs[idx])  # (size,)
-            loss = 0.5 * (pred - targets[idx]).pow(2).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
-        loss_sum /= batches
-    return loss_sum
 
 
 class VisitBonus:
@@ -249,14 +126,3 @@ def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon
         buf["continues"].append((~info["done"]).float())
         obs = next_obs
     return Rollout(**{k: torch.stack(v) for k, v in buf.items()}), obs
-
-
-def clip_and_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
-    """Clip the gradient to `max_grad_norm` (if > 0), step, and return the pre-clip norm."""
-    params = list(params)
-    if max_grad_norm > 0:
-        norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
-    else:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-    optimizer.step()
-    return float(norm)

@@ -69,6 +69,36 @@ def test_learning_with_negative_rewards_of_different_scales(tmp_path, algo):
     assert final["normalized_score"] > 0.99
 
 
+# A one-cell-wide spiral whose goal is 91 steps from the start, at its centre: the value of the goal
+# reaches the start only through 91 backups, and one wrong turn loops until the time limit. (Before
+# the critic became a table of cells with annealed steps, this failed: 0 at 600k steps.)
+SPIRAL = """
+###############
+#S............#
+#############.#
+#...........#.#
+#.#########.#.#
+#.#.......#.#.#
+#.#.#####.#.#.#
+#.#.#...#.#.#.#
+#.#.#.#G#.#.#.#
+#.#.#.....#.#.#
+#.#.#######.#.#
+#.#.........#.#
+#.###########.#
+#.............#
+###############
+"""
+
+
+@pytest.mark.learning
+def test_pathwise_follows_a_long_corridor_with_the_default_learner(tmp_path):
+    final = train(["--env", SPIRAL, "--seed", "0", "--total-timesteps", "600000", "--eval-every", "49152",
+                   "--eval-episodes", "8", "--stop-at-success", "1.0"], tmp_path, timeout=180)
+    assert final["exact_success_rate"] == pytest.approx(1.0)
+    assert final["normalized_score"] == pytest.approx(1.0, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_pathwise_solves_four_rooms_with_the_default_command(tmp_path):
     final = train(["--env", "four_rooms"], tmp_path, timeout=600)

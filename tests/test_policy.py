@@ -1,4 +1,5 @@
-"""agent.policy: network shapes, and the image critic as a value map read off the agent plane."""
+"""agent.policy: network shapes, the one-hot critic as a table of cells, and the image critic as a
+value map read off the agent plane."""
 
 from __future__ import annotations
 
@@ -66,3 +67,22 @@ def test_image_value_ignores_where_the_agent_is_not():
     torch.testing.assert_close(critic.value_map(obs[:, :3]), critic.value_map(moved[:, :3]))
     assert not torch.allclose(critic(obs), critic(moved))
 
+
+
+def test_the_one_hot_critic_is_a_table_of_cells_in_units_of_its_scale():
+    S = 6
+    cells = torch.eye(S)
+    critic = ValueNet((S,), 32, scale=100.0)
+    assert torch.equal(critic(cells), torch.zeros(S))  # every value starts at 0
+    opt = torch.optim.SGD(critic.parameters(), lr=0.1)
+    (critic(cells[2:3]) - 50.0).pow(2).sum().backward()  # one cell's error
+    opt.step()
+    values = critic(cells).detach()
+    # Only that cell moved apart from the others: the rest share one offset and no hidden layer.
+    others = torch.cat([values[:2], values[3:]])
+    assert torch.allclose(others, others[0].expand_as(others))
+    assert values[2] - others[0] > 1.0
+    # The scale multiplies the table: the same weights at scale 1 give values 100 times smaller.
+    unit = ValueNet((S,), 32, scale=1.0)
+    unit.load_state_dict({**critic.state_dict(), "scale": torch.tensor(1.0)})
+    torch.testing.assert_close(unit(cells) * 100.0, values)
