@@ -71,7 +71,7 @@ def test_learning_with_negative_rewards_of_different_scales(tmp_path, algo):
 
 # A one-cell-wide spiral whose goal is 91 steps from the start, at its centre: the value of the goal
 # reaches the start only through 91 backups, and one wrong turn loops until the time limit. (Before
-# the critic became a table of cells with annealed steps, this failed: 0 at 600k steps.)
+# the critic became a table of cells with annealed steps, the default learner failed it.)
 SPIRAL = """
 ###############
 #S............#
