@@ -54,8 +54,10 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
         fixed = sorted(k for k in given & FIXED_ON_RESUME if getattr(cli, k) != getattr(stored, k))
         if fixed:
             was = ", ".join(f"{flag(k)} {getattr(stored, k)!r}" for k in fixed)
-            raise ValueError(f"--resume can't change {', '.join(flag(k) for k in fixed)} (the run was started with "
-                             f"{was}); start a new run for that")
+            raise ValueError(
+                f"--resume can't change {', '.join(flag(k) for k in fixed)} (the run was started with "
+                f"{was}); start a new run for that"
+            )
         cfg = replace(stored, **{k: getattr(cli, k) for k in given if k != "resume"}, resume=cli.resume)
         run_dir = resolve_checkpoint(cli.resume).parent  # --resume takes a run dir or its .pt
     else:
@@ -68,8 +70,10 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     cfg = resolve_defaults(cfg, world)  # the run's config records the values used
     check_memory(cfg, world, device)
     if cfg.wandb_mode == "online" and not has_wandb_credentials():
-        raise ValueError("--wandb-mode online: wandb finds no credentials (WANDB_API_KEY, or `wandb login`); log in, "
-                         "or use --wandb-mode auto (offline without credentials)")
+        raise ValueError(
+            "--wandb-mode online: wandb finds no credentials (WANDB_API_KEY, or `wandb login`); log in, "
+            "or use --wandb-mode auto (offline without credentials)"
+        )
     if resumed is None and holds_a_run(run_dir) and not cfg.overwrite:
         prepare_new(run_dir, overwrite=False)  # raises: the directory holds another run
     return cfg, resumed, run_dir, device
@@ -100,8 +104,12 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         truncate_metrics(run_dir, int(resumed["global_step"]))
     (run_dir / CONFIG_FILE).write_text(json.dumps(run_record(cfg), indent=2))
     # wandb starts in the background while the rest is built and trains (see RunLogger).
-    logger = RunLogger(cfg, run_dir, wandb_id=resumed.get("wandb_id") if resumed else None,
-                       resume_step=int(resumed["global_step"]) if resumed else None)
+    logger = RunLogger(
+        cfg,
+        run_dir,
+        wandb_id=resumed.get("wandb_id") if resumed else None,
+        resume_step=int(resumed["global_step"]) if resumed else None,
+    )
 
     # --- seed, envs, networks, learner
     torch.manual_seed(cfg.seed)  # network initialisation; all other noise uses `generator`
@@ -112,8 +120,13 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
     policy, critic = build_networks(cfg, env.observation_shape, env.A, device, value_scale(env))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     learner = build_learner(cfg, env, policy, critic, generator)
-    schedule = TauSchedule(cfg.tau_schedule, cfg.tau, cfg.tau_min, cfg.tau_anneal_rate,
-                           cfg.total_timesteps if cfg.tau_schedule == "linear" else None)
+    schedule = TauSchedule(
+        cfg.tau_schedule,
+        cfg.tau,
+        cfg.tau_min,
+        cfg.tau_anneal_rate,
+        cfg.total_timesteps if cfg.tau_schedule == "linear" else None,
+    )
     global_step = 0
     best = {"score": float("-inf"), "step": None}  # the kept policy: the best evaluation so far
     if resumed is not None:
@@ -130,18 +143,28 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         raise
 
     def checkpoint(name: str = LATEST) -> Path:
-        return save_checkpoint(run_dir / name, {
-            "policy": policy.state_dict(), "critic": critic.state_dict(), "learner": learner.state_dict(),
-            "generator": generator.get_state(), "global_step": global_step, "config": cfg.to_dict(),
-            "obs_shape": list(env.observation_shape), "num_actions": env.A, "wandb_id": logger.wandb_id,
-            "best": best,
-        })
+        return save_checkpoint(
+            run_dir / name,
+            {
+                "policy": policy.state_dict(),
+                "critic": critic.state_dict(),
+                "learner": learner.state_dict(),
+                "generator": generator.get_state(),
+                "global_step": global_step,
+                "config": cfg.to_dict(),
+                "obs_shape": list(env.observation_shape),
+                "num_actions": env.A,
+                "wandb_id": logger.wandb_id,
+                "best": best,
+            },
+        )
 
     def run_eval() -> dict:
         result = evaluate(policy, eval_env, gamma=cfg.gamma, reference=reference)
-        logger.log({f"eval/{k}": v for k, v in result.items()} | {
-            "charts/normalized_score": result["normalized_score"],
-        }, global_step)
+        logger.log(
+            {f"eval/{k}": v for k, v in result.items()} | {"charts/normalized_score": result["normalized_score"]},
+            global_step,
+        )
         if cfg.capture_video:
             logger.log_video("eval/episode", record_episode(policy, cfg, seed=cfg.seed + global_step), global_step)
         # Keep the policy with the best exact score (a later one that ties replaces it): what a
@@ -181,7 +204,8 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
                     if cfg.stop_at_success is not None and result["exact_success_rate"] >= cfg.stop_at_success:
                         break
                 if (next_save is not None and global_step >= next_save) or (
-                        cfg.save_every_s and time.time() - saved_at >= cfg.save_every_s):
+                    cfg.save_every_s and time.time() - saved_at >= cfg.save_every_s
+                ):
                     checkpoint()
                     saved_at = time.time()
                     while next_save is not None and next_save <= global_step:
@@ -193,25 +217,35 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         path = checkpoint()  # saved before anything is printed: a closed pipe can't cost it
         if interrupt.requested() is not None:
             exit_code = 128 + interrupt.requested()
-            say(f"\ninterrupted at step {global_step}: checkpoint saved to {path}; "
-                f"continue with: python train.py --resume {run_dir}", sys.stderr)
+            say(
+                f"\ninterrupted at step {global_step}: checkpoint saved to {path}; "
+                f"continue with: python train.py --resume {run_dir}",
+                sys.stderr,
+            )
             return {"interrupted": True, "global_step": global_step, "exit_code": exit_code}
         wall_clock = time.time() - start_time
         last = run_eval() if last_eval_step != global_step else result
         final = report_kept_policy(cfg, device, run_dir, env, best) | {
-            "global_step": global_step, "wall_clock_s": wall_clock,
+            "global_step": global_step,
+            "wall_clock_s": wall_clock,
             "final_policy": {k: last[k] for k in ("normalized_score", "exact_success_rate", "success_rate")},
         }
         (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=2))
-        say(f"done: {global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
+        say(
+            f"done: {global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
             f"{final['exact_success_rate']:.1%}, normalised score {final['normalized_score']:.3f}; "
-            f"run saved in {run_dir}", sys.stdout)
+            f"run saved in {run_dir}",
+            sys.stdout,
+        )
         return final
     except KeyboardInterrupt:  # a second signal: the state is what the last step left
         exit_code = 130
         path = checkpoint()
-        say(f"\nstopped at step {global_step}: checkpoint saved to {path}; "
-            f"continue with: python train.py --resume {run_dir}", sys.stderr)
+        say(
+            f"\nstopped at step {global_step}: checkpoint saved to {path}; "
+            f"continue with: python train.py --resume {run_dir}",
+            sys.stderr,
+        )
         return {"interrupted": True, "global_step": global_step, "exit_code": exit_code}
     except BaseException:
         exit_code = 1

@@ -26,8 +26,7 @@ def package_versions() -> dict[str, str]:
     import numpy
 
     # str(): torch.__version__ is a TorchVersion, which a weights_only load refuses to unpickle.
-    return {"torch": str(torch.__version__), "gymnasium": str(gymnasium.__version__),
-            "numpy": str(numpy.__version__)}
+    return {"torch": str(torch.__version__), "gymnasium": str(gymnasium.__version__), "numpy": str(numpy.__version__)}
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:

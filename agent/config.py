@@ -197,8 +197,10 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     how the policy sees it (`obs_mode`)."""
     cfg = replace(cfg, obs=obs_mode(cfg, world))
     if cfg.algo == "pathwise" and cfg.obs == "image" and not cfg.value_map:
-        raise ValueError("--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
-                         "images is the value map; drop --no-value-map (or use --algo ppo / reinforce)")
+        raise ValueError(
+            "--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
+            "images is the value map; drop --no-value-map (or use --algo ppo / reinforce)"
+        )
     return cfg
 
 
@@ -226,8 +228,13 @@ def eval_seeds(cfg: TrainConfig, split: str, extra: int = 0) -> dict[str, int]:
 def run_record(cfg: TrainConfig) -> dict[str, Any]:
     """What config.json holds: every field, and the seeds derived from them (read back by
     `TrainConfig.from_dict`, which takes the fields)."""
-    return cfg.to_dict() | {"derived_seeds": {"train": cfg.seed, "validation": eval_seeds(cfg, "validation"),
-                                              "test": eval_seeds(cfg, "test")}}
+    return cfg.to_dict() | {
+        "derived_seeds": {
+            "train": cfg.seed,
+            "validation": eval_seeds(cfg, "validation"),
+            "test": eval_seeds(cfg, "test"),
+        }
+    }
 
 
 def parse_env_kwargs(items: tuple[str, ...]) -> dict[str, Any]:
@@ -304,8 +311,23 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 # Fields a resumed run can't change: they define the world, the networks' shapes or the run itself.
-FIXED_ON_RESUME = frozenset({"env", "env_kwargs", "slip", "step_reward", "hazard_reward", "maze_pool", "obs", "algo",
-                             "hidden", "value_map", "run_name", "runs_dir", "overwrite"})
+FIXED_ON_RESUME = frozenset(
+    {
+        "env",
+        "env_kwargs",
+        "slip",
+        "step_reward",
+        "hazard_reward",
+        "maze_pool",
+        "obs",
+        "algo",
+        "hidden",
+        "value_map",
+        "run_name",
+        "runs_dir",
+        "overwrite",
+    }
+)
 
 
 def flag(name: str) -> str:
@@ -324,13 +346,17 @@ def validate(cfg: TrainConfig) -> None:
     if cfg.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}")
     if cfg.actor_steps < 1 or cfg.horizon % cfg.actor_steps or (cfg.horizon // cfg.actor_steps) % cfg.lookahead:
-        raise ValueError(f"--actor-steps {cfg.actor_steps} must divide --horizon {cfg.horizon} into parts of whole "
-                         f"look-aheads (--lookahead {cfg.lookahead})")
+        raise ValueError(
+            f"--actor-steps {cfg.actor_steps} must divide --horizon {cfg.horizon} into parts of whole "
+            f"look-aheads (--lookahead {cfg.lookahead})"
+        )
     if cfg.lookahead > cfg.horizon:
         raise ValueError(f"--lookahead {cfg.lookahead} must be at most --horizon {cfg.horizon}")
     if cfg.tau_min > cfg.tau:
-        raise ValueError(f"--tau-min {cfg.tau_min} must be at most --tau {cfg.tau} (the schedule starts at "
-                         "--tau and anneals down to --tau-min)")
+        raise ValueError(
+            f"--tau-min {cfg.tau_min} must be at most --tau {cfg.tau} (the schedule starts at "
+            "--tau and anneals down to --tau-min)"
+        )
     if not cfg.env.strip():
         raise ValueError("--env is empty; give a built-in map, a map file, maze:HxW or a gymnasium id")
     parse_env_kwargs(cfg.env_kwargs)

@@ -10,11 +10,7 @@ from agent.policy import ValueNet
 
 
 def lambda_returns(
-    rewards: torch.Tensor,
-    next_values: torch.Tensor,
-    continues: torch.Tensor,
-    gamma: float,
-    lam: float,
+    rewards: torch.Tensor, next_values: torch.Tensor, continues: torch.Tensor, gamma: float, lam: float
 ) -> torch.Tensor:
     """TD(lambda) targets G_t, (T, B).
 

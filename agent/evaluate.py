@@ -51,15 +51,22 @@ def load_policy(path: str | Path, device: torch.device, which: str = BEST):
         policy.load_state_dict(state["policy"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{where}: policy weights don't fit its stored config ({first})") \
-            from None
+        raise CheckpointError(f"{where}: policy weights don't fit its stored config ({first})") from None
     policy.eval()
     return policy, cfg, state
 
 
-def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | None = None,
-                        greedy: bool = True, seed: int = 0, device: str = "auto",
-                        gif: str | Path | None = None, which: str = BEST) -> dict[str, Any]:
+def evaluate_checkpoint(
+    path: str | Path,
+    *,
+    episodes: int = 256,
+    env: str | None = None,
+    greedy: bool = True,
+    seed: int = 0,
+    device: str = "auto",
+    gif: str | Path | None = None,
+    which: str = BEST,
+) -> dict[str, Any]:
     """Evaluate a checkpoint (a run directory or a .pt file); see the module docstring.
 
     Returns `agent.scoring.evaluate`'s metrics plus where they came from (checkpoint, env,
@@ -84,16 +91,21 @@ def evaluate_checkpoint(path: str | Path, *, episodes: int = 256, env: str | Non
         )
 
     generator = torch.Generator(device=dev).manual_seed(seed)
-    result: dict[str, Any] = evaluate(policy, eval_env, gamma=cfg.gamma, greedy=greedy,
-                                      generator=generator)
-    result |= {"checkpoint": str(resolve_checkpoint(path, which)), "env": env_name,
-               "global_step": int(state.get("global_step", 0)), "greedy": greedy, "seed": seed,
-               "maze_seed": maze_seed, "time_limit": eval_env.max_episode_steps, "gamma": cfg.gamma,
-               "success_rule": eval_env.mdp.success_rule}
+    result: dict[str, Any] = evaluate(policy, eval_env, gamma=cfg.gamma, greedy=greedy, generator=generator)
+    result |= {
+        "checkpoint": str(resolve_checkpoint(path, which)),
+        "env": env_name,
+        "global_step": int(state.get("global_step", 0)),
+        "greedy": greedy,
+        "seed": seed,
+        "maze_seed": maze_seed,
+        "time_limit": eval_env.max_episode_steps,
+        "gamma": cfg.gamma,
+        "success_rule": eval_env.mdp.success_rule,
+    }
     if gif is not None:
         # A maze GIF plays an unseen maze too: gymnasium seeds its maze draw like our pool does.
-        frames = record_episode(policy, cfg, seed=seed if maze_seed is None else maze_seed,
-                                world=world, greedy=greedy)
+        frames = record_episode(policy, cfg, seed=seed if maze_seed is None else maze_seed, world=world, greedy=greedy)
         result["gif"] = str(write_gif(gif, frames))
     return result
 
@@ -167,9 +179,16 @@ def main(argv: list[str] | None = None) -> int:
         args, _ = parse(EvaluateArgs, argv, prog="python -m agent.evaluate", description=__doc__)
         if args.episodes < 1:
             raise ValueError(f"--episodes {args.episodes} is out of range: it must be an integer >= 1")
-        result = evaluate_checkpoint(args.run, episodes=args.episodes, env=args.env, greedy=not args.sample,
-                                     seed=args.seed, device=args.device, gif=args.gif,
-                                     which=BEST if args.policy == "best" else LATEST)
+        result = evaluate_checkpoint(
+            args.run,
+            episodes=args.episodes,
+            env=args.env,
+            greedy=not args.sample,
+            seed=args.seed,
+            device=args.device,
+            gif=args.gif,
+            which=BEST if args.policy == "best" else LATEST,
+        )
     except (ValueError, OSError) as e:  # CheckpointError and CliError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -21,8 +21,10 @@ def resolve_device(name: str) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(f"--device {name}: CUDA is not available on this machine; use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
-                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+            raise ValueError(
+                f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}"
+            )
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
             raise ValueError(f"--device {name}: MPS is not available on this machine; use --device cpu")
@@ -46,8 +48,10 @@ def memory_estimate(cfg: TrainConfig, world) -> dict[str, int]:
     S, image_obs = world_size(world)
     obs = image_obs if cfg.obs == "image" else S
     per = 128 if cfg.obs == "image" else 24
-    return {"update": cfg.num_envs * cfg.horizon * (S + obs) * per,
-            "evaluation": cfg.eval_episodes * (S + obs) * 4 * 16}
+    return {
+        "update": cfg.num_envs * cfg.horizon * (S + obs) * per,
+        "evaluation": cfg.eval_episodes * (S + obs) * 4 * 16,
+    }
 
 
 def available_memory(device: torch.device) -> int | None:
@@ -75,11 +79,13 @@ def check_memory(cfg: TrainConfig, world, device: torch.device) -> None:
         raise ValueError(
             f"--num-envs {cfg.num_envs} x --horizon {cfg.horizon} needs about {need['update'] / gib:.1f} GiB for "
             f"one update ({S} cells, {cfg.obs} observations), but {device.type} has {free / gib:.1f} GiB free; "
-            "lower --num-envs or --horizon")
+            "lower --num-envs or --horizon"
+        )
     if need["evaluation"] > 0.8 * free:
         raise ValueError(
             f"--eval-episodes {cfg.eval_episodes} needs about {need['evaluation'] / gib:.1f} GiB, but "
-            f"{device.type} has {free / gib:.1f} GiB free; lower --eval-episodes")
+            f"{device.type} has {free / gib:.1f} GiB free; lower --eval-episodes"
+        )
 
 
 def build_world(cfg: TrainConfig, env: str | None = None):
@@ -91,35 +97,57 @@ def build_world(cfg: TrainConfig, env: str | None = None):
     return make_world(spec, env_kwargs=kwargs or None, **options)
 
 
-
-
-def build_env(cfg: TrainConfig, device: torch.device, *, world=None, num_envs: int | None = None,
-              seed: int | None = None, maze_seed: int | None = None, maze_pool: int = 0,
-              explore_starts: float = 0.0) -> BatchedGridWorld:
+def build_env(
+    cfg: TrainConfig,
+    device: torch.device,
+    *,
+    world=None,
+    num_envs: int | None = None,
+    seed: int | None = None,
+    maze_seed: int | None = None,
+    maze_pool: int = 0,
+    explore_starts: float = 0.0,
+) -> BatchedGridWorld:
     """The batched env of a run; `world` overrides the config's (e.g. unseen mazes to evaluate on),
     the observation mode always follows the config, since the policy was built for it."""
     trained_on = build_world(cfg)
     return BatchedGridWorld(
-        trained_on if world is None else world, num_envs or cfg.num_envs, obs_mode=obs_mode(cfg, trained_on),
-        device=device, seed=cfg.seed if seed is None else seed, maze_seed=maze_seed,
-        maze_pool=maze_pool or None, slip_gradient=cfg.slip_gradient, explore_starts=explore_starts,
+        trained_on if world is None else world,
+        num_envs or cfg.num_envs,
+        obs_mode=obs_mode(cfg, trained_on),
+        device=device,
+        seed=cfg.seed if seed is None else seed,
+        maze_seed=maze_seed,
+        maze_pool=maze_pool or None,
+        slip_gradient=cfg.slip_gradient,
+        explore_starts=explore_starts,
     )
 
 
-def build_eval_env(cfg: TrainConfig, device: torch.device, split: str, *, world=None, episodes: int | None = None,
-                   seed: int = 0) -> BatchedGridWorld:
+def build_eval_env(
+    cfg: TrainConfig, device: torch.device, split: str, *, world=None, episodes: int | None = None, seed: int = 0
+) -> BatchedGridWorld:
     """An evaluation env (`split` "validation" or "test", seeded by `agent.config.eval_seeds`) with one episode
     per copy; a family of mazes gets its own pool of that split's mazes."""
     world = build_world(cfg) if world is None else world
     seeds = eval_seeds(cfg, split, seed)
-    return build_env(cfg, device, world=world, num_envs=episodes or cfg.eval_episodes, seed=seeds["env"],
-                     maze_seed=seeds["mazes"] if world.layouts_vary else None)
+    return build_env(
+        cfg,
+        device,
+        world=world,
+        num_envs=episodes or cfg.eval_episodes,
+        seed=seeds["env"],
+        maze_seed=seeds["mazes"] if world.layouts_vary else None,
+    )
 
 
-def build_networks(cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int,
-                   device: torch.device, value_scale: float = 1.0) -> tuple[PolicyNet, ValueNet]:
-    return (PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-            ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device))
+def build_networks(
+    cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int, device: torch.device, value_scale: float = 1.0
+) -> tuple[PolicyNet, ValueNet]:
+    return (
+        PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
+        ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device),
+    )
 
 
 def value_scale(env: BatchedGridWorld) -> float:
@@ -129,8 +157,9 @@ def value_scale(env: BatchedGridWorld) -> float:
     return largest if largest > 0 else 1.0
 
 
-def build_learner(cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet,
-                  generator: torch.Generator):
+def build_learner(
+    cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet, generator: torch.Generator
+):
     from agent.pathwise import PathwiseLearner
     from agent.ppo import PPOLearner
     from agent.reinforce import ReinforceLearner

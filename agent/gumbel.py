@@ -194,11 +194,7 @@ def gumbel_max_sample(logits: Tensor, *, generator: torch.Generator | None = Non
 
 
 def gumbel_softmax(
-    logits: Tensor,
-    tau: float = 1.0,
-    *,
-    hard: bool = False,
-    generator: torch.Generator | None = None,
+    logits: Tensor, tau: float = 1.0, *, hard: bool = False, generator: torch.Generator | None = None
 ) -> Tensor:
     """Gumbel-Softmax sample ``softmax((logits + G) / tau)``.
 
@@ -225,11 +221,7 @@ def gumbel_softmax(
 
 
 def conditional_gumbel(
-    logits: Tensor,
-    index: Tensor,
-    *,
-    num_samples: int,
-    generator: torch.Generator | None = None,
+    logits: Tensor, index: Tensor, *, num_samples: int, generator: torch.Generator | None = None
 ) -> Tensor:
     """Gumbel-perturbed logits conditioned on their argmax being ``index``.
 
@@ -249,9 +241,9 @@ def conditional_gumbel(
     if num_samples < 1:
         raise ValueError(f"num_samples must be >= 1, got {num_samples!r}.")
     x = logits.detach().to(_compute_dtype(logits.dtype))  # (..., A)
-    u = torch.rand(
-        (num_samples, *x.shape), generator=generator, device=x.device, dtype=torch.float32
-    ).clamp(_U_MIN, _U_MAX)  # (K, ..., A)
+    u = torch.rand((num_samples, *x.shape), generator=generator, device=x.device, dtype=torch.float32).clamp(
+        _U_MIN, _U_MAX
+    )  # (K, ..., A)
     # E = -log U ~ Exp(1); with U clamped, E is in (0, 88) so log E is finite.
     log_e = torch.log(-torch.log(u)).to(x.dtype)  # (K, ..., A)
     lse = torch.logsumexp(x, dim=-1, keepdim=True)  # (..., 1)

@@ -49,7 +49,11 @@ def plot_gumbel_pdf(path: Path, *, num_samples: int = 200_000, seed: int = SEED)
     x = torch.linspace(-4.0, 10.0, 1000, dtype=torch.float64)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ax.hist(
-        draws.numpy(), bins=120, range=(-4, 10), density=True, color="0.8",
+        draws.numpy(),
+        bins=120,
+        range=(-4, 10),
+        density=True,
+        color="0.8",
         label=f"{num_samples:,} sample_gumbel draws (loc 0, scale 1)",
     )
     for loc, scale in PDF_PARAMS:
@@ -95,9 +99,7 @@ def plot_gumbel_softmax_temperatures(
     logits = p.log()  # (A,)
     classes = range(len(probs))
     ncols = num_shown + 1
-    fig, axes = plt.subplots(
-        len(taus), ncols, figsize=(2.0 * ncols, 1.45 * len(taus) + 0.9), sharex=True, sharey=True
-    )
+    fig, axes = plt.subplots(len(taus), ncols, figsize=(2.0 * ncols, 1.45 * len(taus) + 0.9), sharex=True, sharey=True)
     for row, tau in enumerate(taus):
         rng = torch.Generator().manual_seed(seed)
         shown = gumbel_softmax(logits.expand(num_shown, -1), tau, generator=rng)  # (S, A)
@@ -121,8 +123,7 @@ def plot_gumbel_softmax_temperatures(
         ax.set_xlabel("class")
     axes[0, -1].legend(fontsize=7, loc="upper right")
     fig.suptitle(
-        f"Gumbel-Softmax samples of Categorical({list(probs)}): one-hot at small τ, "
-        "uniform (dotted 1/A) at large τ",
+        f"Gumbel-Softmax samples of Categorical({list(probs)}): one-hot at small τ, uniform (dotted 1/A) at large τ",
         fontsize=10,
     )
     return save_figure(fig, path)
@@ -141,8 +142,9 @@ class FiguresArgs:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point: write both figures and print their paths; 2 on bad input."""
     try:
-        args, _ = parse(FiguresArgs, list(sys.argv[1:] if argv is None else argv),
-                        prog="python -m agent.gumbel_figures")
+        args, _ = parse(
+            FiguresArgs, list(sys.argv[1:] if argv is None else argv), prog="python -m agent.gumbel_figures"
+        )
         import matplotlib
 
         matplotlib.use("Agg")  # headless: never needs a display

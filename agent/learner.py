@@ -42,8 +42,9 @@ class ReturnScale:
 
 
 class Learner:
-    def __init__(self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator,
-                 bonus: VisitBonus) -> None:
+    def __init__(
+        self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator, bonus: VisitBonus
+    ) -> None:
         self.cfg, self.policy, self.critic, self.generator, self.bonus = cfg, policy, critic, generator, bonus
         self.return_scale = ReturnScale()
         # Not fused=True: on CPU its constructor costs ~1.8 s of start-up (benchmarks/startup.py) for
@@ -67,8 +68,12 @@ class Learner:
             group["lr"] = cfg.critic_learning_rate * left
 
     def state_dict(self) -> dict:
-        return {"optimizer": self.optimizer.state_dict(), "critic_optimizer": self.critic_optimizer.state_dict(),
-                "bonus": self.bonus.state_dict(), "return_scale": self.return_scale.state_dict()}
+        return {
+            "optimizer": self.optimizer.state_dict(),
+            "critic_optimizer": self.critic_optimizer.state_dict(),
+            "bonus": self.bonus.state_dict(),
+            "return_scale": self.return_scale.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
@@ -77,15 +82,30 @@ class Learner:
         if "return_scale" in state:  # checkpoints from before the return scale start unscaled
             self.return_scale.load_state_dict(state["return_scale"])
 
-    def fit_critic_and_report(self, env, obs: torch.Tensor, cells: torch.Tensor, worlds: torch.Tensor,
-                              targets: torch.Tensor, loss: torch.Tensor, entropy: torch.Tensor,
-                              grad_norm: float) -> dict[str, float]:
+    def fit_critic_and_report(
+        self,
+        env,
+        obs: torch.Tensor,
+        cells: torch.Tensor,
+        worlds: torch.Tensor,
+        targets: torch.Tensor,
+        loss: torch.Tensor,
+        entropy: torch.Tensor,
+        grad_norm: float,
+    ) -> dict[str, float]:
         """Regress the critic on this update's targets (samples given as observations and as
         (world, cell), each (T, B, ...)); return the update's loss metrics."""
         value_loss = fit_critic(
-            self.critic, self.critic_optimizer, env, targets.flatten(), obs=obs.flatten(0, 1),
-            cells=cells.flatten(), worlds=worlds.flatten(),
-            epochs=self.cfg.update_epochs, num_minibatches=self.cfg.num_minibatches, generator=self.generator,
+            self.critic,
+            self.critic_optimizer,
+            env,
+            targets.flatten(),
+            obs=obs.flatten(0, 1),
+            cells=cells.flatten(),
+            worlds=worlds.flatten(),
+            epochs=self.cfg.update_epochs,
+            num_minibatches=self.cfg.num_minibatches,
+            generator=self.generator,
         )
         return {
             "losses/policy_loss": float(loss.detach()),

@@ -111,18 +111,21 @@ class RunLogger:
             except Exception as e:  # noqa: BLE001 (wandb raises many kinds)
                 _abandon()
                 if cfg.wandb_mode != "auto" or self.mode != "online":
-                    raise WandbError(f"--wandb-mode {cfg.wandb_mode}: wandb could not start ({_reason(e)}); check "
-                                     "`wandb login` and the network, or use --wandb-mode offline") from None
+                    raise WandbError(
+                        f"--wandb-mode {cfg.wandb_mode}: wandb could not start ({_reason(e)}); check "
+                        "`wandb login` and the network, or use --wandb-mode offline"
+                    ) from None
                 print(f"wandb: could not start an online run ({_reason(e)}); logging offline instead", file=sys.stderr)
                 self.mode = "offline"
                 self.wandb = self._init(cfg, "offline", wandb_id)
             if self.mode == "offline" and cfg.wandb_mode == "auto":
-                print("wandb: logging offline; upload later with "
-                      f"`wandb sync {self.run_dir}/wandb/offline-run-*`", file=sys.stderr)
+                print(
+                    f"wandb: logging offline; upload later with `wandb sync {self.run_dir}/wandb/offline-run-*`",
+                    file=sys.stderr,
+                )
         except BaseException as e:  # noqa: BLE001 (handed to the main thread by _join())
             _abandon()
             self._error = e
-
 
     def start(self, *, wait_for_wandb: bool = False) -> RunLogger:
         """Open metrics.jsonl; with `wait_for_wandb`, first start wandb and wait for it (raising what
@@ -137,8 +140,9 @@ class RunLogger:
     def _begin(self) -> None:
         """Start wandb in the background (once)."""
         if self._wandb_args is not None:
-            self._thread = threading.Thread(target=self._start_wandb, args=self._wandb_args, name=_START_THREAD,
-                                            daemon=True)
+            self._thread = threading.Thread(
+                target=self._start_wandb, args=self._wandb_args, name=_START_THREAD, daemon=True
+            )
             self._wandb_args = None
             self._thread.start()
 
@@ -161,9 +165,16 @@ class RunLogger:
         os.environ.setdefault("WANDB_SILENT", "true")
         timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
         run = wandb.init(
-            project=cfg.wandb_project, entity=cfg.wandb_entity, group=cfg.wandb_group,
-            tags=list(cfg.tags) or None, name=self.run_dir.name, config=cfg.to_dict(),
-            dir=str(self.run_dir), mode=mode, id=wandb_id, resume="allow" if wandb_id else None,
+            project=cfg.wandb_project,
+            entity=cfg.wandb_entity,
+            group=cfg.wandb_group,
+            tags=list(cfg.tags) or None,
+            name=self.run_dir.name,
+            config=cfg.to_dict(),
+            dir=str(self.run_dir),
+            mode=mode,
+            id=wandb_id,
+            resume="allow" if wandb_id else None,
             settings=wandb.Settings(init_timeout=timeout),
         )
         run.define_metric("global_step")

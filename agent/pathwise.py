@@ -33,8 +33,10 @@ class PathwiseLearner(Learner):
         with torch.no_grad():
             values = cell_values(self.critic, env, torch.arange(env.num_worlds, device=env.device))
         if values is None:
-            raise ValueError("the pathwise learner reads its critic as a table of cells: use one-hot or "
-                             "image observations with the value-map critic (--value-map)")
+            raise ValueError(
+                "the pathwise learner reads its critic as a table of cells: use one-hot or "
+                "image observations with the value-map critic (--value-map)"
+            )
         return values
 
     def _policy_reader(self, env):
@@ -69,9 +71,20 @@ class PathwiseLearner(Learner):
         worse ones, so a soft policy in a long corridor still carries values along it."""
         cfg, gamma, K = self.cfg, self.cfg.gamma, self.cfg.lookahead
         B = env.num_envs
-        record: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "cells", "worlds", "rewards", "terminated",
-                                                                  "truncated", "final_values", "greedy_values",
-                                                                  "greedy_taken")}
+        record: dict[str, list[torch.Tensor]] = {
+            k: []
+            for k in (
+                "obs",
+                "cells",
+                "worlds",
+                "rewards",
+                "terminated",
+                "truncated",
+                "final_values",
+                "greedy_values",
+                "greedy_taken",
+            )
+        }
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
         policy = self._policy_reader(env)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
@@ -105,9 +118,13 @@ class PathwiseLearner(Learner):
                 next_value = torch.zeros_like(reward)
             closes_here = (t + 1) % K == 0 or t + 1 == cfg.horizon  # the look-ahead ends with this step
             closes = torch.ones_like(reward) if closes_here else truncated.float()
-            chunk.add(reward + gamma * next_value * closes, info["done"], gamma,
-                      self._entropy(env, logits, world_id, state).mean(),
-                      (logits - logits.mean(-1, keepdim=True)).pow(2).mean())
+            chunk.add(
+                reward + gamma * next_value * closes,
+                info["done"],
+                gamma,
+                self._entropy(env, logits, world_id, state).mean(),
+                (logits - logits.mean(-1, keepdim=True)).pow(2).mean(),
+            )
             record["obs"].append(obs.detach())
             record["cells"].append(state)
             record["worlds"].append(world_id)
@@ -131,23 +148,36 @@ class PathwiseLearner(Learner):
         rec = {k: torch.stack(v) for k, v in record.items() if v}  # (T, B, ...)
         if values is not None:
             last = one_step_values(env, values, env.world_id, env.state, gamma).max(-1).values  # (B,)
-            targets = greedy_lambda_returns(rec["rewards"], rec["greedy_values"], rec["greedy_taken"],
-                                            rec["terminated"], rec["truncated"], rec["final_values"], last,
-                                            gamma, cfg.gae_lambda)
+            targets = greedy_lambda_returns(
+                rec["rewards"],
+                rec["greedy_values"],
+                rec["greedy_taken"],
+                rec["terminated"],
+                rec["truncated"],
+                rec["final_values"],
+                last,
+                gamma,
+                cfg.gae_lambda,
+            )
         else:  # no critic: the discounted rewards within the window, for the return scale only
             zeros = torch.zeros_like(rec["rewards"])
-            targets = lambda_returns(rec["rewards"], zeros, (~(rec["terminated"] | rec["truncated"])).float(),
-                                     gamma, 1.0)
+            targets = lambda_returns(
+                rec["rewards"], zeros, (~(rec["terminated"] | rec["truncated"])).float(), gamma, 1.0
+            )
         scale = self.return_scale.update(targets)
         loss, entropy, grad_norm = (torch.tensor(sum(x) / len(x)) for x in (losses, entropies, norms))
         metrics = {"losses/return_scale": scale, "losses/actor_steps": float(len(losses))}
         if values is not None:
             metrics["losses/greedy_action_share"] = float(rec["greedy_taken"].float().mean())
-            metrics |= self.fit_critic_and_report(env, rec["obs"], rec["cells"], rec["worlds"], targets, loss,
-                                                  entropy, float(grad_norm))
+            metrics |= self.fit_critic_and_report(
+                env, rec["obs"], rec["cells"], rec["worlds"], targets, loss, entropy, float(grad_norm)
+            )
         else:
-            metrics |= {"losses/policy_loss": float(loss), "losses/entropy": float(entropy),
-                        "losses/grad_norm": float(grad_norm)}
+            metrics |= {
+                "losses/policy_loss": float(loss),
+                "losses/entropy": float(entropy),
+                "losses/grad_norm": float(grad_norm),
+            }
         return obs.detach(), metrics
 
 
@@ -161,8 +191,14 @@ class _Chunk:
         self.entropy = self.logit_size = torch.zeros((), device=device)
         self.steps = 0
 
-    def add(self, step_return: torch.Tensor, done: torch.Tensor, gamma: float, entropy: torch.Tensor,
-            logit_size: torch.Tensor) -> None:
+    def add(
+        self,
+        step_return: torch.Tensor,
+        done: torch.Tensor,
+        gamma: float,
+        entropy: torch.Tensor,
+        logit_size: torch.Tensor,
+    ) -> None:
         self.objective = self.objective + self.discount * step_return
         self.discount = torch.where(done, 1.0, self.discount * gamma)
         self.entropy, self.logit_size = self.entropy + entropy, self.logit_size + logit_size
@@ -173,12 +209,16 @@ class _Chunk:
         look-ahead's return, averaged over the look-aheads."""
         entropy = self.entropy / self.steps
         lookaheads = -(-self.steps // self.lookahead)  # ceil
-        return (-self.objective.mean() / lookaheads / scale - entropy_coef * entropy
-                + logit_penalty * self.logit_size / self.steps), entropy
+        return (
+            -self.objective.mean() / lookaheads / scale
+            - entropy_coef * entropy
+            + logit_penalty * self.logit_size / self.steps
+        ), entropy
 
 
-def one_step_values(env, values: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor,
-                    gamma: float) -> torch.Tensor:
+def one_step_values(
+    env, values: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor, gamma: float
+) -> torch.Tensor:
     """Q(s, a) = E_o[r + gamma (1 - done) V(s'_o)] for every action, (B, A), read off the env's
     tables at (world_id, state) (B,) and the critic's value table `values` (W or 1, S)."""
     ns = env.next_state[world_id, state]  # (B, A, O)

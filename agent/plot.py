@@ -29,15 +29,35 @@ from agent.logger import read_metrics
 
 # Fields that never change what a run learns: two runs differing only in these are seeds of
 # one experiment.
-IGNORED = frozenset({
-    "seed", "run_name", "resume", "runs_dir", "device", "progress", "capture_video", "save_every",
-    "wandb_mode", "wandb_project", "wandb_entity", "wandb_group", "tags", "threads", "save_every_s", "overwrite",
-    "derived_seeds",
-})
+IGNORED = frozenset(
+    {
+        "seed",
+        "run_name",
+        "resume",
+        "runs_dir",
+        "device",
+        "progress",
+        "capture_video",
+        "save_every",
+        "wandb_mode",
+        "wandb_project",
+        "wandb_entity",
+        "wandb_group",
+        "tags",
+        "threads",
+        "save_every_s",
+        "overwrite",
+        "derived_seeds",
+    }
+)
 GRID_POINTS = 200
-LABELS = {"global_step": "env steps", "charts/episodic_return": "episodic return",
-          "charts/success_rate": "success rate (training episodes)",
-          "eval/success_rate": "greedy success rate", "charts/normalized_score": "normalised score"}
+LABELS = {
+    "global_step": "env steps",
+    "charts/episodic_return": "episodic return",
+    "charts/success_rate": "success rate (training episodes)",
+    "eval/success_rate": "greedy success rate",
+    "charts/normalized_score": "normalised score",
+}
 
 
 @dataclass
@@ -51,8 +71,7 @@ class Run:
         points = {row[x]: row[metric] for row in self.rows if metric in row and x in row}
         if not points:
             available = sorted({k for row in self.rows for k in row})
-            raise ValueError(f"{self.path} has no rows with both {metric!r} and {x!r}; it logs: "
-                             f"{', '.join(available)}")
+            raise ValueError(f"{self.path} has no rows with both {metric!r} and {x!r}; it logs: {', '.join(available)}")
         xs = np.array(sorted(points), dtype=float)
         return xs, np.array([points[k] for k in sorted(points)], dtype=float)
 
@@ -91,23 +110,24 @@ def group_runs(runs: list[Run]) -> dict[str, list[Run]]:
             seed = run.config.get("seed", run.path)
             key = (seed, json.dumps({k: v for k, v in run.config.items() if k not in IGNORED}, sort_keys=True))
             if key in seen:
-                raise ValueError(f"{seen[key].path} and {run.path} are the same experiment with seed {seed}; "
-                                 "pass one of them (e.g. not an aborted try)")
+                raise ValueError(
+                    f"{seen[key].path} and {run.path} are the same experiment with seed {seed}; "
+                    "pass one of them (e.g. not an aborted try)"
+                )
             seen[key] = run
     return groups
 
 
 def group_labels(groups: dict[str, list[Run]]) -> dict[str, str]:
     """Legend text per group: the config fields that differ between groups."""
-    configs = {key: {k: v for k, v in runs[0].config.items() if k not in IGNORED}
-               for key, runs in groups.items()}
+    configs = {key: {k: v for k, v in runs[0].config.items() if k not in IGNORED} for key, runs in groups.items()}
     fields = sorted({k for c in configs.values() for k in c})
     differing = [k for k in fields if len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
     labels = {}
     for key, runs in groups.items():
         c = configs[key]
         if key.startswith("group="):
-            text = key[len("group="):]
+            text = key[len("group=") :]
         elif key.startswith("run="):
             text = runs[0].path.name
         elif differing:
@@ -142,8 +162,9 @@ def common_range(curves: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, fl
     return max(xs[0] for xs, _ in curves), min(xs[-1] for xs, _ in curves)
 
 
-def aggregate(curves: list[tuple[np.ndarray, np.ndarray]], band: str,
-              points: int = GRID_POINTS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def aggregate(
+    curves: list[tuple[np.ndarray, np.ndarray]], band: str, points: int = GRID_POINTS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Seeds -> (grid, mean, low, high) on the x range all seeds cover (linear interpolation)."""
     lo_x, hi_x = common_range(curves)
     if len(curves) == 1 or hi_x <= lo_x:
@@ -169,8 +190,16 @@ def smooth(y: np.ndarray, weight: float) -> np.ndarray:
     return out
 
 
-def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: str = "global_step",
-         band: str = "minmax", smoothing: float = 0.0, title: str | None = None) -> Path:
+def plot(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    *,
+    metrics: list[str],
+    x: str = "global_step",
+    band: str = "minmax",
+    smoothing: float = 0.0,
+    title: str | None = None,
+) -> Path:
     """Draw one panel per metric, one line (mean) and band per group; returns the file written."""
     if not run_dirs:
         raise ValueError("no run directories given")
@@ -179,8 +208,7 @@ def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: 
     runs = [load_run(p) for p in run_dirs]
     groups = group_runs(runs)
     labels = group_labels(groups)
-    curves = {(m, key): [run.curve(m, x) for run in members]
-              for m in metrics for key, members in groups.items()}
+    curves = {(m, key): [run.curve(m, x) for run in members] for m in metrics for key, members in groups.items()}
     # Seeds are averaged where they all have data; say where a shorter run cuts a group's curve.
     notes = []
     for (metric, key), seeds in curves.items():
@@ -188,15 +216,16 @@ def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: 
         longest = max(xs[-1] for xs, _ in seeds)
         if len(seeds) > 1 and hi < longest:
             short = min(zip(seeds, groups[key], strict=True), key=lambda p: p[0][0][-1])[1]
-            notes.append(f"{labels[key].split('  [')[0]}: {metric} drawn to {x} {_si(hi)} (of {_si(longest)}), "
-                         f"where {short.path.name} ends")
+            notes.append(
+                f"{labels[key].split('  [')[0]}: {metric} drawn to {x} {_si(hi)} (of {_si(longest)}), "
+                f"where {short.path.name} ends"
+            )
     for note in dict.fromkeys(notes):
         print(f"note: {note}", file=sys.stderr)
     try:
         import matplotlib
     except ImportError:
-        raise ValueError("plotting needs matplotlib: pip install 'gumbel-gridworld[plots]'") \
-            from None
+        raise ValueError("plotting needs matplotlib: pip install 'gumbel-gridworld[plots]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
@@ -217,8 +246,7 @@ def plot(run_dirs: list[str | Path], out: str | Path, *, metrics: list[str], x: 
         ax.grid(alpha=0.3)
         ax.legend(loc="best", fontsize=8, frameon=False)
     seeds = any(len(members) > 1 for members in groups.values())
-    spread = {"minmax": "band: min-max over seeds", "std": "band: ±1 std over seeds",
-              "none": ""}[band] if seeds else ""
+    spread = {"minmax": "band: min-max over seeds", "std": "band: ±1 std over seeds", "none": ""}[band] if seeds else ""
     if title or spread:
         fig.suptitle(title or spread, fontsize=10)
     fig.tight_layout()
@@ -257,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args, _ = parse(PlotArgs, argv, prog="python -m agent.plot", description=__doc__)
-        out = plot(args.runs, args.out, metrics=args.metric, x=args.x, band=args.band,
-                   smoothing=args.smooth, title=args.title)
+        out = plot(
+            args.runs, args.out, metrics=args.metric, x=args.x, band=args.band, smoothing=args.smooth, title=args.title
+        )
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

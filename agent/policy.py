@@ -20,10 +20,13 @@ def _body(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int]:
         # Padding keeps the grid size, so the flatten sees every cell (walls matter everywhere).
         # 16 channels: mazes are read off 3x3 neighbourhoods, and on a CPU the conv is the cost.
         conv = nn.Sequential(
-            nn.Conv2d(C, 16, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(C, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(),
             nn.Flatten(),
-            nn.Linear(16 * H * W, hidden), nn.ReLU(),
+            nn.Linear(16 * H * W, hidden),
+            nn.ReLU(),
         )
         return conv, hidden
     raise ValueError(f"observation shape {obs_shape} is neither flat (S,) nor an image (C, H, W)")
@@ -57,8 +60,9 @@ class ValueNet(nn.Module):
     9x9 mazes the pathwise learner needs it (README, `--no-value-map`).
     """
 
-    def __init__(self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True,
-                 scale: float = 1.0) -> None:
+    def __init__(
+        self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True, scale: float = 1.0
+    ) -> None:
         super().__init__()
         # Values are given in units of `scale` (the world's largest reward, `agent.factory.value_scale`):
         # optimiser steps have a size of their own, so a table of -100s learns as fast as one of 1s.
@@ -89,4 +93,3 @@ class ValueNet(nn.Module):
         if self.map_form:
             return (self.value_map(obs[:, :-1]) * obs[:, -1].flatten(1)).sum(-1)  # (B,)
         return self.head(self.body(obs)).squeeze(-1) * self.scale  # (B,)
-

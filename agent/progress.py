@@ -33,8 +33,7 @@ class Progress:
 
     def _draw(self, step: int, newline: bool = False) -> None:
         m = self.last
-        parts = [f"{step:>10,}/{self.total:,} steps ({step / self.total:5.1%})",
-                 f"SPS {m.get('charts/SPS', 0):,.0f}"]
+        parts = [f"{step:>10,}/{self.total:,} steps ({step / self.total:5.1%})", f"SPS {m.get('charts/SPS', 0):,.0f}"]
         if "charts/episodic_return" in m:
             parts += [f"return {m['charts/episodic_return']:.3f}", f"success {m['charts/success_rate']:.1%}"]
         if self.eval:

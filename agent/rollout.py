@@ -99,8 +99,16 @@ class Rollout:
 
 
 @torch.no_grad()
-def collect(env, obs: torch.Tensor, policy: PolicyNet, critic: ValueNet, horizon: int,
-            stats: EpisodeStats, generator: torch.Generator, bonus: VisitBonus) -> tuple[Rollout, torch.Tensor]:
+def collect(
+    env,
+    obs: torch.Tensor,
+    policy: PolicyNet,
+    critic: ValueNet,
+    horizon: int,
+    stats: EpisodeStats,
+    generator: torch.Generator,
+    bonus: VisitBonus,
+) -> tuple[Rollout, torch.Tensor]:
     """Run the current policy for `horizon` steps with integer actions; returns the rollout
     and the observation to continue from."""
     buf: dict[str, list[torch.Tensor]] = {k: [] for k in Rollout.__dataclass_fields__}

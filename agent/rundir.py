@@ -37,8 +37,9 @@ def run_path(runs_dir: str | Path, run_name: str) -> Path:
     root = Path(runs_dir).resolve()
     path = (root / run_name).resolve()
     if path.parent != root:
-        raise RunDirError(f"--run-name {run_name!r} would write outside --runs-dir {runs_dir}; "
-                          "give a plain directory name")
+        raise RunDirError(
+            f"--run-name {run_name!r} would write outside --runs-dir {runs_dir}; give a plain directory name"
+        )
     return path
 
 
@@ -51,8 +52,10 @@ def prepare_new(path: Path, overwrite: bool) -> None:
     if not holds_a_run(path):
         return
     if not overwrite:
-        raise RunDirError(f"run directory {path} already holds a run; continue it with --resume {path}, "
-                          "start over in it with --overwrite, or pick another --run-name")
+        raise RunDirError(
+            f"run directory {path} already holds a run; continue it with --resume {path}, "
+            "start over in it with --overwrite, or pick another --run-name"
+        )
     for target in [*(path / name for name in RUN_FILES), *path.glob(EVENTS)]:
         if target.is_dir():
             shutil.rmtree(target)
@@ -77,8 +80,9 @@ class RunLock:
             f.seek(0)
             holder = f.read().strip() or "another process"
             f.close()
-            raise RunDirError(f"run directory {self.path.parent} is in use by {holder}; wait for it to finish "
-                              "or stop it first") from None
+            raise RunDirError(
+                f"run directory {self.path.parent} is in use by {holder}; wait for it to finish or stop it first"
+            ) from None
         f.seek(0)
         f.truncate()
         f.write(f"process {os.getpid()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})")

@@ -14,8 +14,14 @@ from envs.oracle import normalized_score, optimal_time_limited_return, policy_me
 
 
 @torch.no_grad()
-def run_episodes(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, greedy: bool = True,
-                 generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+def run_episodes(
+    policy: PolicyNet,
+    env: BatchedGridWorld,
+    *,
+    gamma: float,
+    greedy: bool = True,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
     """Play exactly one episode in each of the env's B copies; per-episode tensors (B,)."""
     B = env.num_envs
     obs, _ = env.reset(options={"each_world": True})  # a maze pool's mazes once each, not drawn with replacement
@@ -65,21 +71,35 @@ def policy_table(policy: PolicyNet, env: BatchedGridWorld, *, greedy: bool = Tru
 
 def world_tables(env: BatchedGridWorld) -> dict[str, torch.Tensor]:
     """The env's tables with the world dim W leading (`envs.oracle`'s batched form), on the CPU."""
-    return {"next_state": env.next_state.cpu(), "prob": env.prob.cpu(), "reward": env.reward_table.cpu(),
-            "done": env.done.cpu(), "success": env.success.cpu(), "start": env.start.cpu()}
+    return {
+        "next_state": env.next_state.cpu(),
+        "prob": env.prob.cpu(),
+        "reward": env.reward_table.cpu(),
+        "done": env.done.cpu(),
+        "success": env.success.cpu(),
+        "start": env.start.cpu(),
+    }
 
 
 def reference_returns(env: BatchedGridWorld, gamma: float) -> dict[str, torch.Tensor]:
     """Per world (W,): the uniformly random policy's and the optimal expected return, both over
     episodes cut at the env's time limit as the evaluated ones are (the normalised score's ends)."""
     tables, T = world_tables(env), env.max_episode_steps
-    return {"uniform": policy_metrics(tables, uniform_policy(tables), gamma, T)["return"],
-            "optimal": optimal_time_limited_return(tables, gamma, T)}
+    return {
+        "uniform": policy_metrics(tables, uniform_policy(tables), gamma, T)["return"],
+        "optimal": optimal_time_limited_return(tables, gamma, T),
+    }
 
 
 @torch.no_grad()
-def exact_evaluation(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, greedy: bool = True,
-                     reference: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+def exact_evaluation(
+    policy: PolicyNet,
+    env: BatchedGridWorld,
+    *,
+    gamma: float,
+    greedy: bool = True,
+    reference: dict[str, torch.Tensor] | None = None,
+) -> dict[str, float]:
     """The policy's exact expected discounted return, success probability and length under the
     time limit (no sampling noise), and its normalised score (R - R_uniform) / (R* - R_uniform),
     each the mean over the env's worlds."""
@@ -87,15 +107,26 @@ def exact_evaluation(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, 
     reference = reference if reference is not None else reference_returns(env, gamma)
     m = policy_metrics(tables, policy_table(policy, env, greedy=greedy).cpu(), gamma, env.max_episode_steps)
     score = normalized_score(m["return"], reference["uniform"], reference["optimal"])
-    return {"exact_return": float(m["return"].mean()), "exact_success_rate": float(m["success"].mean()),
-            "exact_length": float(m["length"].mean()), "optimal_return": float(reference["optimal"].mean()),
-            "uniform_return": float(reference["uniform"].mean()), "normalized_score": float(score.mean())}
+    return {
+        "exact_return": float(m["return"].mean()),
+        "exact_success_rate": float(m["success"].mean()),
+        "exact_length": float(m["length"].mean()),
+        "optimal_return": float(reference["optimal"].mean()),
+        "uniform_return": float(reference["uniform"].mean()),
+        "normalized_score": float(score.mean()),
+    }
 
 
 @torch.no_grad()
-def evaluate(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, greedy: bool = True,
-             generator: torch.Generator | None = None, reference: dict[str, torch.Tensor] | None = None
-             ) -> dict[str, float]:
+def evaluate(
+    policy: PolicyNet,
+    env: BatchedGridWorld,
+    *,
+    gamma: float,
+    greedy: bool = True,
+    generator: torch.Generator | None = None,
+    reference: dict[str, torch.Tensor] | None = None,
+) -> dict[str, float]:
     """The exact evaluation (`exact_evaluation`) next to one sampled episode per env copy
     (success_rate, mean_return, mean_length, episodes)."""
     was_training = policy.training
@@ -113,15 +144,17 @@ def evaluate(policy: PolicyNet, env: BatchedGridWorld, *, gamma: float, greedy: 
 
 
 @torch.no_grad()
-def record_episode(policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True,
-                   max_frames: int | None = None) -> list:
+def record_episode(
+    policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True, max_frames: int | None = None
+) -> list:
     """RGB frames of one episode in the gymnasium env (same dynamics), for GIFs."""
     from agent.factory import build_world, obs_mode
     from envs import GridWorldEnv
 
     trained_on = build_world(cfg)
-    env = GridWorldEnv(trained_on if world is None else world, obs_mode=obs_mode(cfg, trained_on),
-                       render_mode="rgb_array")
+    env = GridWorldEnv(
+        trained_on if world is None else world, obs_mode=obs_mode(cfg, trained_on), render_mode="rgb_array"
+    )
     device = next(policy.parameters()).device
     obs, _ = env.reset(seed=seed)
     frames = [env.render()]

@@ -33,7 +33,6 @@ _ESTIMATOR_OPTIONS: dict[str, frozenset[str]] = {
 }
 
 
-
 def _jacobian_surrogate(x: Tensor, p: Tensor) -> Tensor:
     """Tensor whose Jacobian w.r.t. ``x`` is exactly J(p) = diag(p) - p p^T (p constant)."""
     p = p.detach()  # (..., A)
@@ -86,12 +85,7 @@ def _surrogate(
 
 
 def straight_through(
-    logits: Tensor,
-    estimator: str,
-    *,
-    tau: float = 1.0,
-    generator: torch.Generator | None = None,
-    **options: int,
+    logits: Tensor, estimator: str, *, tau: float = 1.0, generator: torch.Generator | None = None, **options: int
 ) -> tuple[Tensor, Tensor]:
     """Sample a one-hot action with a surrogate gradient.
 
@@ -127,9 +121,7 @@ def straight_through(
     unknown = sorted(set(options) - _ESTIMATOR_OPTIONS[estimator])
     if unknown:
         accepted = sorted(_ESTIMATOR_OPTIONS[estimator]) or "no options"
-        raise ValueError(
-            f"estimator {estimator!r} got unknown option(s) {unknown}; it accepts {accepted}."
-        )
+        raise ValueError(f"estimator {estimator!r} got unknown option(s) {unknown}; it accepts {accepted}.")
     check_tau(tau)
 
     x = logits.to(_compute_dtype(logits.dtype))  # (..., A)

@@ -85,8 +85,13 @@ class Report:
 
 
 def grid(plan: Plan) -> list[dict[str, Any]]:
-    return [{"estimator": e, "tau": t, "learning_rate": lr, "seed": s}
-            for e in plan.estimators for t in plan.taus for lr in plan.learning_rates for s in plan.seeds]
+    return [
+        {"estimator": e, "tau": t, "learning_rate": lr, "seed": s}
+        for e in plan.estimators
+        for t in plan.taus
+        for lr in plan.learning_rates
+        for s in plan.seeds
+    ]
 
 
 def trial_config(train_args: list[str], params: dict[str, Any], run_dir: Path, study: str) -> tuple[TrainConfig, set]:
@@ -101,8 +106,12 @@ def _storage(url: str, work: Work | None = None):
 
     if work is None:
         return RDBStorage(url)
-    return RDBStorage(url, heartbeat_interval=work.heartbeat_s, grace_period=work.grace_s,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY))
+    return RDBStorage(
+        url,
+        heartbeat_interval=work.heartbeat_s,
+        grace_period=work.grace_s,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
+    )
 
 
 def _load(url: str, name: str, work: Work | None = None):
@@ -129,22 +138,34 @@ def plan(args: Plan, train_args: list[str]) -> str:
     owned = {"estimator", "tau", "learning_rate", "seed", "run_name", "runs_dir", "resume"}
     cfg, given = parse(TrainConfig, train_args, prog="train.py (after --)")
     if given & owned:
-        raise CliError(f"the train.py flags after -- set {', '.join(sorted(given & owned))}, which the sweep sets "
-                       "per trial; give them to plan instead (--estimators, --taus, --learning-rates, --seeds)")
+        raise CliError(
+            f"the train.py flags after -- set {', '.join(sorted(given & owned))}, which the sweep sets "
+            "per trial; give them to plan instead (--estimators, --taus, --learning-rates, --seeds)"
+        )
     for params in grid(args):
         validate(dataclasses.replace(cfg, **params))
     try:
         study = optuna.create_study(storage=_storage(args.storage), study_name=args.study, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
-        raise CliError(f"--study {args.study} already exists in {args.storage}; run `work` on it, or choose a new "
-                       "name") from None
+        raise CliError(
+            f"--study {args.study} already exists in {args.storage}; run `work` on it, or choose a new name"
+        ) from None
     study.set_user_attr(PLAN_ATTR, train_args)
-    study.set_user_attr(SPACE_ATTR, {"estimator": list(args.estimators), "tau": list(args.taus),
-                                     "learning_rate": list(args.learning_rates), "seed": list(args.seeds)})
+    study.set_user_attr(
+        SPACE_ATTR,
+        {
+            "estimator": list(args.estimators),
+            "tau": list(args.taus),
+            "learning_rate": list(args.learning_rates),
+            "seed": list(args.seeds),
+        },
+    )
     for params in grid(args):
         study.enqueue_trial(params, user_attrs={PLANNED: params})
-    return f"planned {len(grid(args))} trials in study {args.study}; start workers with: python -m agent.sweep " \
-           f"work --storage {args.storage} --study {args.study}"
+    return (
+        f"planned {len(grid(args))} trials in study {args.study}; start workers with: python -m agent.sweep "
+        f"work --storage {args.storage} --study {args.study}"
+    )
 
 
 def work(args: Work) -> int:
@@ -219,12 +240,16 @@ def report(args: Report) -> str:
     study = _load(args.storage, args.study)
     trials = sorted(study.get_trials(states=(TrialState.COMPLETE,)), key=lambda t: -t.value)
     states = Counter(t.state.name for t in study.get_trials())
-    lines = [f"study {args.study}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())),
-             "| trial | estimator | tau | learning rate | seed | normalised score | success |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {t.number} | {t.params['estimator']} | {t.params['tau']:g} | {t.params['learning_rate']:g} | "
-              f"{t.params['seed']} | {t.value:.3f} | {t.user_attrs.get('success_rate', float('nan')):.3f} |"
-              for t in trials]
+    lines = [
+        f"study {args.study}: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(states.items())),
+        "| trial | estimator | tau | learning rate | seed | normalised score | success |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t.number} | {t.params['estimator']} | {t.params['tau']:g} | {t.params['learning_rate']:g} | "
+        f"{t.params['seed']} | {t.value:.3f} | {t.user_attrs.get('success_rate', float('nan')):.3f} |"
+        for t in trials
+    ]
     return "\n".join(lines)
 
 
@@ -237,13 +262,15 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in ("-h", "--help"):
             print(__doc__)
             return 0
-        print(f"error: give a command first: {', '.join(COMMANDS)} (python -m agent.sweep COMMAND --help)",
-              file=sys.stderr)
+        print(
+            f"error: give a command first: {', '.join(COMMANDS)} (python -m agent.sweep COMMAND --help)",
+            file=sys.stderr,
+        )
         return 2
     command, rest = argv[0], argv[1:]
     train_args: list[str] = []
     if "--" in rest:
-        rest, train_args = rest[: rest.index("--")], rest[rest.index("--") + 1:]
+        rest, train_args = rest[: rest.index("--")], rest[rest.index("--") + 1 :]
     try:
         args, _ = parse(COMMANDS[command], rest, prog=f"python -m agent.sweep {command}", description=__doc__)
         if command == "plan":

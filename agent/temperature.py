@@ -12,14 +12,9 @@ __all__ = ["TAU_SCHEDULES", "TauSchedule", "tau_schedule"]
 #: Names accepted by :func:`tau_schedule`.
 TAU_SCHEDULES: tuple[str, ...] = ("constant", "exponential", "linear")
 
+
 def tau_schedule(
-    kind: str,
-    step: int,
-    *,
-    tau0: float = 1.0,
-    tau_min: float = 0.5,
-    rate: float = 1e-4,
-    total_steps: int | None = None,
+    kind: str, step: int, *, tau0: float = 1.0, tau_min: float = 0.5, rate: float = 1e-4, total_steps: int | None = None
 ) -> float:
     """Temperature at a training step.
 
@@ -54,9 +49,7 @@ def tau_schedule(
             raise ValueError(f"rate must be >= 0, got rate={rate!r}.")
         return max(float(tau_min), tau0 * math.exp(-rate * step))
     if total_steps is None or total_steps <= 0:
-        raise ValueError(
-            f"the linear schedule needs total_steps > 0, got total_steps={total_steps!r}."
-        )
+        raise ValueError(f"the linear schedule needs total_steps > 0, got total_steps={total_steps!r}.")
     frac = min(step / total_steps, 1.0)
     return float(tau0 + (tau_min - tau0) * frac)
 
@@ -78,10 +71,5 @@ class TauSchedule:
     def __call__(self, step: int) -> float:
         """Temperature at ``step`` (see :func:`tau_schedule`)."""
         return tau_schedule(
-            self.kind,
-            step,
-            tau0=self.tau0,
-            tau_min=self.tau_min,
-            rate=self.rate,
-            total_steps=self.total_steps,
+            self.kind, step, tau0=self.tau0, tau_min=self.tau_min, rate=self.rate, total_steps=self.total_steps
         )

@@ -88,10 +88,7 @@ def load_warning() -> str | None:
         # Seen on a shared 2-core box: with 2 OpenMP threads, each parallel torch op waited
         # ~12 ms for the second thread; OMP_WAIT_POLICY=PASSIVE or --threads 1 avoided it.
         hint = "; with several torch threads try OMP_WAIT_POLICY=PASSIVE or --threads 1"
-    return (
-        f"warning: load average {load} on {m['cores']} cores: other jobs are running and "
-        f"timings will be noisy{hint}"
-    )
+    return f"warning: load average {load} on {m['cores']} cores: other jobs are running and timings will be noisy{hint}"
 
 
 def announce_machine() -> None:
@@ -160,8 +157,15 @@ def profile_ops(fn: Callable[[], Any], calls: int, rows: int = 15) -> tuple[str,
     events = prof.key_averages()
     total = sum(e.self_cpu_time_total for e in events) or 1.0
     top = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:rows]
-    ops = [{"op": e.key, "calls": e.count, "self_cpu_ms": e.self_cpu_time_total / 1e3,
-            "share": e.self_cpu_time_total / total} for e in top]
+    ops = [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_cpu_ms": e.self_cpu_time_total / 1e3,
+            "share": e.self_cpu_time_total / total,
+        }
+        for e in top
+    ]
     return events.table(sort_by="self_cpu_time_total", row_limit=rows), ops
 
 
@@ -179,11 +183,8 @@ def pyplot():
     return plt
 
 
-
 def format_table(
-    rows: Sequence[dict[str, Any]],
-    columns: Sequence[str] | None = None,
-    formats: dict[str, str] | None = None,
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None, formats: dict[str, str] | None = None
 ) -> str:
     """A GitHub-markdown table of `rows` (dicts); `formats` maps a column to a format spec."""
     if not rows:

@@ -35,8 +35,17 @@ from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worl
 ALGOS = ("pathwise", "reinforce", "ppo")
 
 
-def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict[str, Any], runs_dir: str,
-            smoke: bool, target: float, commit: str | None) -> dict[str, Any]:
+def run_one(
+    world: SuiteWorld,
+    algo: str,
+    seed: int,
+    steps: int,
+    overrides: dict[str, Any],
+    runs_dir: str,
+    smoke: bool,
+    target: float,
+    commit: str | None,
+) -> dict[str, Any]:
     """One train() call in this (worker) process; the row of the results table. A run is reused
     if its directory holds a finished one; each row names the commit its run was made at."""
     import torch
@@ -47,8 +56,17 @@ def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict
     from train import train
 
     name = f"{world.name}__{algo}__{seed}"
-    cfg = TrainConfig(**world.config_fields(), algo=algo, seed=seed, total_timesteps=steps, wandb_mode="disabled",
-                      progress=False, runs_dir=runs_dir, run_name=name, **overrides)
+    cfg = TrainConfig(
+        **world.config_fields(),
+        algo=algo,
+        seed=seed,
+        total_timesteps=steps,
+        wandb_mode="disabled",
+        progress=False,
+        runs_dir=runs_dir,
+        run_name=name,
+        **overrides,
+    )
     if smoke:
         cfg = TrainConfig(**{**cfg.to_dict(), "num_envs": 64, "horizon": 4, "eval_every": 1024, "eval_episodes": 8})
     run_dir = Path(runs_dir) / name
@@ -72,10 +90,17 @@ def run_one(world: SuiteWorld, algo: str, seed: int, steps: int, overrides: dict
     evals = [r for r in read_metrics(run_dir) if "eval/normalized_score" in r]
     reached = [r["global_step"] for r in evals if r["eval/normalized_score"] >= target]
     return {
-        "world": world.name, "family": world.family, "split": world.split, "algo": algo, "seed": seed,
-        "normalized_score": final["normalized_score"], "exact_success_rate": final["exact_success_rate"],
-        "kept_step": final["kept_step"], "first_step_at_target": reached[0] if reached else None,
-        "steps": final["global_step"], "wall_clock_s": wall,
+        "world": world.name,
+        "family": world.family,
+        "split": world.split,
+        "algo": algo,
+        "seed": seed,
+        "normalized_score": final["normalized_score"],
+        "exact_success_rate": final["exact_success_rate"],
+        "kept_step": final["kept_step"],
+        "first_step_at_target": reached[0] if reached else None,
+        "steps": final["global_step"],
+        "wall_clock_s": wall,
         "final_policy_score": final["final_policy"]["normalized_score"],
         "run_git_commit": final.get("git_commit"),  # None: made before runs recorded it
         "config": json.loads((run_dir / "config.json").read_text()),
@@ -89,35 +114,55 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
         per_world.setdefault((r["world"], r["algo"]), []).append(r)
     world_rows = []
     for (world, algo), rs in per_world.items():
-        world_rows.append({
-            "world": world, "family": rs[0]["family"], "split": rs[0]["split"], "algo": algo,
-            "seeds solved": f"{sum(r['normalized_score'] >= target for r in rs)}/{len(rs)}",
-            "all seeds": all(r["normalized_score"] >= target for r in rs),
-            "score (min)": min(r["normalized_score"] for r in rs),
-            "score (median)": statistics.median(r["normalized_score"] for r in rs),
-            "success (median)": statistics.median(r["exact_success_rate"] for r in rs),
-            # Env steps until an evaluation first reached the target (runs that never did count as
-            # the whole budget, so the median is an upper bound where some seeds missed).
-            "env steps to target (median)": statistics.median(r["first_step_at_target"] or r["steps"] for r in rs),
-            "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
-        })
+        world_rows.append(
+            {
+                "world": world,
+                "family": rs[0]["family"],
+                "split": rs[0]["split"],
+                "algo": algo,
+                "seeds solved": f"{sum(r['normalized_score'] >= target for r in rs)}/{len(rs)}",
+                "all seeds": all(r["normalized_score"] >= target for r in rs),
+                "score (min)": min(r["normalized_score"] for r in rs),
+                "score (median)": statistics.median(r["normalized_score"] for r in rs),
+                "success (median)": statistics.median(r["exact_success_rate"] for r in rs),
+                # Env steps until an evaluation first reached the target (runs that never did count as
+                # the whole budget, so the median is an upper bound where some seeds missed).
+                "env steps to target (median)": statistics.median(r["first_step_at_target"] or r["steps"] for r in rs),
+                "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
+            }
+        )
     totals: dict[tuple[str, str], list[dict]] = {}
     for w in world_rows:
         totals.setdefault((w["split"], w["algo"]), []).append(w)
-    total_rows = [{"split": split, "algo": algo, "worlds": len(ws),
-                   "solved on every seed": sum(w["all seeds"] for w in ws),
-                   "share": sum(w["all seeds"] for w in ws) / len(ws),
-                   "median score": statistics.median(w["score (median)"] for w in ws)}
-                  for (split, algo), ws in sorted(totals.items())]
+    total_rows = [
+        {
+            "split": split,
+            "algo": algo,
+            "worlds": len(ws),
+            "solved on every seed": sum(w["all seeds"] for w in ws),
+            "share": sum(w["all seeds"] for w in ws) / len(ws),
+            "median score": statistics.median(w["score (median)"] for w in ws),
+        }
+        for (split, algo), ws in sorted(totals.items())
+    ]
     return world_rows, total_rows
 
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                             cwd=Path(__file__).resolve().parents[1])
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                               text=True, cwd=Path(__file__).resolve().parents[1]).stdout.strip()
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -183,35 +228,66 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         chosen, args.seeds, args.steps = [worlds(TUNING, ["corridor"])[0], worlds(TUNING, ["gymnasium"])[2]], (0,), 4096
     machine, commit = machine_info(), git_commit()  # the code the runs use, read before they start
-    print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
-          f"{args.workers} workers x 1 torch thread", flush=True)
+    print(
+        f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+        f"{args.workers} workers x 1 torch thread",
+        flush=True,
+    )
     tasks = [(w, algo, seed) for w in chosen for algo in args.algos for seed in args.seeds]
     rows = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = [pool.submit(run_one, w, algo, seed, args.steps, overrides, args.runs_dir, args.smoke, args.target,
-                               commit)
-                   for w, algo, seed in tasks]
+        futures = [
+            pool.submit(run_one, w, algo, seed, args.steps, overrides, args.runs_dir, args.smoke, args.target, commit)
+            for w, algo, seed in tasks
+        ]
         for f in futures:
             r = f.result()
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
     world_rows, total_rows = summarise(rows, args.target)
-    columns = ["world", "algo", "seeds solved", "score (min)", "score (median)", "success (median)",
-               "env steps to target (median)", "wall-clock s (median)"]
-    formats = {"score (min)": ".3f", "score (median)": ".3f", "success (median)": ".1%",
-               "env steps to target (median)": ",.0f", "wall-clock s (median)": ".1f"}
-    md = (format_table(total_rows, ["split", "algo", "worlds", "solved on every seed", "share", "median score"],
-                       {"share": ".1%", "median score": ".3f"})
-          + "\n\n" + format_table(world_rows, columns, formats))
+    columns = [
+        "world",
+        "algo",
+        "seeds solved",
+        "score (min)",
+        "score (median)",
+        "success (median)",
+        "env steps to target (median)",
+        "wall-clock s (median)",
+    ]
+    formats = {
+        "score (min)": ".3f",
+        "score (median)": ".3f",
+        "success (median)": ".1%",
+        "env steps to target (median)": ",.0f",
+        "wall-clock s (median)": ".1f",
+    }
+    md = (
+        format_table(
+            total_rows,
+            ["split", "algo", "worlds", "solved on every seed", "share", "median score"],
+            {"share": ".1%", "median score": ".3f"},
+        )
+        + "\n\n"
+        + format_table(world_rows, columns, formats)
+    )
     print(md)
     name = args.name or f"generalisation_{args.split}"
     command = "python -m benchmarks.generalisation " + " ".join(sys.argv[1:] if argv is None else argv)
-    write_json(Path(args.out) / f"{name}.json", {
-        "command": command, "git_commit": commit, "machine": machine,
-        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
-        "args": dataclasses.asdict(args), "overrides": overrides, "totals": total_rows, "worlds": world_rows,
-        "runs": rows,
-    })
+    write_json(
+        Path(args.out) / f"{name}.json",
+        {
+            "command": command,
+            "git_commit": commit,
+            "machine": machine,
+            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
+            "args": dataclasses.asdict(args),
+            "overrides": overrides,
+            "totals": total_rows,
+            "worlds": world_rows,
+            "runs": rows,
+        },
+    )
     (Path(args.out) / f"{name}.md").write_text(md + "\n")
     return 0
 

@@ -20,9 +20,14 @@ from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_arg
 from benchmarks.generalisation import git_commit
 
 CONFIGS = [  # env, B, T, algo
-    ("four_rooms", 1024, 64, "pathwise"), ("four_rooms", 4096, 64, "pathwise"), ("Taxi-v4", 1024, 64, "pathwise"),
-    ("maze:9x9", 1024, 16, "pathwise"), ("maze:9x9", 256, 64, "pathwise"),
-    ("four_rooms", 4096, 64, "ppo"), ("maze:9x9", 1024, 16, "ppo"), ("four_rooms", 4096, 64, "reinforce"),
+    ("four_rooms", 1024, 64, "pathwise"),
+    ("four_rooms", 4096, 64, "pathwise"),
+    ("Taxi-v4", 1024, 64, "pathwise"),
+    ("maze:9x9", 1024, 16, "pathwise"),
+    ("maze:9x9", 256, 64, "pathwise"),
+    ("four_rooms", 4096, 64, "ppo"),
+    ("maze:9x9", 1024, 16, "ppo"),
+    ("four_rooms", 4096, 64, "reinforce"),
 ]
 
 _PROBE = """
@@ -64,15 +69,31 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     rows = []
     for env, B, T, algo in configs:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, env, str(B), str(T), algo], capture_output=True,
-                              text=True, cwd=Path(__file__).resolve().parents[1], check=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE, env, str(B), str(T), algo],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+            check=True,
+        )
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
-    print(format_table(rows, ["env", "algo", "obs", "B", "T", "S", "obs_numel", "added_mb", "bytes_per_step_number"],
-                       {"added_mb": ".0f", "bytes_per_step_number": ".1f"}))
-    write_json(Path(args.out) / ("memory_smoke.json" if args.smoke else "memory.json"),
-               {"command": "python -m benchmarks.memory " + " ".join(argv or sys.argv[1:]), "git_commit": git_commit(),
-                "machine": machine, "runs": rows})
+    print(
+        format_table(
+            rows,
+            ["env", "algo", "obs", "B", "T", "S", "obs_numel", "added_mb", "bytes_per_step_number"],
+            {"added_mb": ".0f", "bytes_per_step_number": ".1f"},
+        )
+    )
+    write_json(
+        Path(args.out) / ("memory_smoke.json" if args.smoke else "memory.json"),
+        {
+            "command": "python -m benchmarks.memory " + " ".join(argv or sys.argv[1:]),
+            "git_commit": git_commit(),
+            "machine": machine,
+            "runs": rows,
+        },
+    )
     return 0
 
 

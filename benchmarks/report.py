@@ -15,11 +15,25 @@ from pathlib import Path
 
 from benchmarks.common import DEFAULT_OUT, fail, format_table, parse_args
 
-WORLD_COLUMNS = ["world", "algo", "seeds solved", "score (min)", "score (median)", "success (median)",
-                 "env steps to target (median)", "wall-clock s (median)"]
-FORMATS = {"score (min)": ".3f", "score (median)": ".3f", "success (median)": ".1%",
-           "env steps to target (median)": ",.0f", "wall-clock s (median)": ".0f", "share": ".1%",
-           "median score": ".3f"}
+WORLD_COLUMNS = [
+    "world",
+    "algo",
+    "seeds solved",
+    "score (min)",
+    "score (median)",
+    "success (median)",
+    "env steps to target (median)",
+    "wall-clock s (median)",
+]
+FORMATS = {
+    "score (min)": ".3f",
+    "score (median)": ".3f",
+    "success (median)": ".1%",
+    "env steps to target (median)": ",.0f",
+    "wall-clock s (median)": ".0f",
+    "share": ".1%",
+    "median score": ".3f",
+}
 
 
 def section(path: Path) -> str:
@@ -33,12 +47,16 @@ def section(path: Path) -> str:
         f"other runs sharing the machine). Budget {data['args']['steps']:,} env steps per run; solved = the kept "
         f"policy's exact normalised score >= {data['args']['target']}.",
         "",
-        "Runs made at: " + ", ".join(f"{c or 'an earlier commit (not recorded)'} ({n} runs)"
-                                    for c, n in Counter(r.get("run_git_commit") for r in data["runs"]).most_common())
+        "Runs made at: "
+        + ", ".join(
+            f"{c or 'an earlier commit (not recorded)'} ({n} runs)"
+            for c, n in Counter(r.get("run_git_commit") for r in data["runs"]).most_common()
+        )
         + " (a finished run is reused by later invocations).",
         "",
-        format_table(data["totals"], ["split", "algo", "worlds", "solved on every seed", "share", "median score"],
-                     FORMATS),
+        format_table(
+            data["totals"], ["split", "algo", "worlds", "solved on every seed", "share", "median score"], FORMATS
+        ),
         "",
         format_table(data["worlds"], WORLD_COLUMNS, FORMATS),
         "",
@@ -59,24 +77,39 @@ def summary(files: list[Path]) -> str:
             runs = [r for r in data["runs"] if r["algo"] == t["algo"]]
             detail = ""
             if t["worlds"] == 1:  # one world (a maze family): each seed's exact success
-                detail = "; success by seed: " + ", ".join(f"{r['exact_success_rate']:.1%}"
-                                                          for r in sorted(runs, key=lambda r: r["seed"]))
-            rows.append({"results file": f"`{path.stem}`", "learner": t["algo"], "seeds": seeds,
-                         "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
-                         "median score": f"{t['median score']:.3f}",
-                         "lowest run score": f"{min(r['normalized_score'] for r in runs):.3f}{detail}"})
+                detail = "; success by seed: " + ", ".join(
+                    f"{r['exact_success_rate']:.1%}" for r in sorted(runs, key=lambda r: r["seed"])
+                )
+            rows.append(
+                {
+                    "results file": f"`{path.stem}`",
+                    "learner": t["algo"],
+                    "seeds": seeds,
+                    "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
+                    "median score": f"{t['median score']:.3f}",
+                    "lowest run score": f"{min(r['normalized_score'] for r in runs):.3f}{detail}",
+                }
+            )
     return format_table(rows)
 
 
 # results file -> (its table's key in the JSON, the columns shown, their formats)
 SPEED = {
-    "startup": ("rows", ["what", "seconds (median)", "beyond import torch", "runs"],
-                {"seconds (median)": ".2f", "beyond import torch": ".2f"}),
-    "threads": ("rows", ["setting", "process seconds (median)", "SPS (median)", "repeats"],
-                {"process seconds (median)": ".1f", "SPS (median)": ",.0f"}),
-    "sb3_vecenv": ("summary", ["env", "copies", "seeds solved", "learn() s (median)", "env steps/s (median)",
-                               "speed-up"], {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f",
-                                             "speed-up": ".2f"}),
+    "startup": (
+        "rows",
+        ["what", "seconds (median)", "beyond import torch", "runs"],
+        {"seconds (median)": ".2f", "beyond import torch": ".2f"},
+    ),
+    "threads": (
+        "rows",
+        ["setting", "process seconds (median)", "SPS (median)", "repeats"],
+        {"process seconds (median)": ".1f", "SPS (median)": ",.0f"},
+    ),
+    "sb3_vecenv": (
+        "summary",
+        ["env", "copies", "seeds solved", "learn() s (median)", "env steps/s (median)", "speed-up"],
+        {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f", "speed-up": ".2f"},
+    ),
 }
 
 
@@ -87,8 +120,12 @@ def speed_summary(results: Path) -> str | None:
         path = results / f"{stem}.json"
         if path.exists():
             data = json.loads(path.read_text())
-            parts += [f"`{data['command']}` (commit `{data['git_commit']}`):", "",
-                      format_table(data[key], columns, formats), ""]
+            parts += [
+                f"`{data['command']}` (commit `{data['git_commit']}`):",
+                "",
+                format_table(data[key], columns, formats),
+                "",
+            ]
     return "\n".join(parts).rstrip() if parts else None
 
 
@@ -117,8 +154,13 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted(Path(args.results).glob("generalisation_*.json"))
     if not files:
         fail(f"--results {args.results}: no generalisation_*.json there; run python -m benchmarks.generalisation")
-    page = ["# Results", "", "Generated by `python -m benchmarks.report` from the JSON in `docs/benchmarks/`; "
-            "each section names the command that made its file.", ""]
+    page = [
+        "# Results",
+        "",
+        "Generated by `python -m benchmarks.report` from the JSON in `docs/benchmarks/`; "
+        "each section names the command that made its file.",
+        "",
+    ]
     page += [section(f) for f in files]
     speed = speed_summary(Path(args.results))
     if speed:

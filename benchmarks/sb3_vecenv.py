@@ -70,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.sb3_vecenv", __doc__)
     torch.set_num_threads(1)
     machine, commit = machine_info(), git_commit()
-    print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, 1 torch thread",
-          flush=True)
+    print(
+        f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, 1 torch thread", flush=True
+    )
     try:
         from stable_baselines3 import PPO
     except ImportError:
@@ -83,31 +84,52 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for n, kind in ((n, k) for n in args.envs for k in ("gymnasium DummyVecEnv", "batched torch env (SB3VecEnv)")):
             env = make(kind, n, seed)
-            model = PPO("MlpPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, seed=seed, device="cpu",
-                        verbose=0)
+            model = PPO("MlpPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, seed=seed, device="cpu", verbose=0)
             start = time.perf_counter()
             model.learn(args.steps)
             seconds = time.perf_counter() - start
-            rows.append({"env": kind, "seed": seed, "envs": n, "steps": model.num_timesteps,
-                         "seconds": seconds, "steps_per_s": model.num_timesteps / seconds,
-                         "solved": greedy_success(model)})
+            rows.append(
+                {
+                    "env": kind,
+                    "seed": seed,
+                    "envs": n,
+                    "steps": model.num_timesteps,
+                    "seconds": seconds,
+                    "steps_per_s": model.num_timesteps / seconds,
+                    "solved": greedy_success(model),
+                }
+            )
             print(rows[-1], flush=True)
             env.close()
     summary = []
     for n, kind in dict.fromkeys((r["envs"], r["env"]) for r in rows):
         rs = [r for r in rows if r["env"] == kind and r["envs"] == n]
-        summary.append({"env": kind, "copies": n, "seeds solved": f"{sum(r['solved'] for r in rs)}/{len(rs)}",
-                        "learn() s (median)": statistics.median(r["seconds"] for r in rs),
-                        "env steps/s (median)": statistics.median(r["steps_per_s"] for r in rs)})
+        summary.append(
+            {
+                "env": kind,
+                "copies": n,
+                "seeds solved": f"{sum(r['solved'] for r in rs)}/{len(rs)}",
+                "learn() s (median)": statistics.median(r["seconds"] for r in rs),
+                "env steps/s (median)": statistics.median(r["steps_per_s"] for r in rs),
+            }
+        )
     for s in summary:  # against DummyVecEnv with as many copies
         base = next(b for b in summary if b["copies"] == s["copies"])["learn() s (median)"]
         s["speed-up"] = base / s["learn() s (median)"]
-    print(format_table(summary, None, {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f",
-                                       "speed-up": ".2f"}))
-    write_json(Path(args.out) / ("sb3_vecenv_smoke.json" if args.smoke else "sb3_vecenv.json"),
-               {"command": "python -m benchmarks.sb3_vecenv " + " ".join(sys.argv[1:] if argv is None else argv),
-                "git_commit": commit, "machine": machine, "args": vars(args), "summary": summary, "runs": rows,
-                "ppo": {"n_steps": 512, "batch_size": 64, "ent_coef": 0.01}, "np": np.__version__})
+    print(format_table(summary, None, {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f", "speed-up": ".2f"}))
+    write_json(
+        Path(args.out) / ("sb3_vecenv_smoke.json" if args.smoke else "sb3_vecenv.json"),
+        {
+            "command": "python -m benchmarks.sb3_vecenv " + " ".join(sys.argv[1:] if argv is None else argv),
+            "git_commit": commit,
+            "machine": machine,
+            "args": vars(args),
+            "summary": summary,
+            "runs": rows,
+            "ppo": {"n_steps": 512, "batch_size": 64, "ent_coef": 0.01},
+            "np": np.__version__,
+        },
+    )
     return 0
 
 

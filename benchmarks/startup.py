@@ -82,9 +82,23 @@ def time_to_first_update(mode: str, home: str, work: str) -> float:
     run = Path(work) / "runs" / "r"
     shutil.rmtree(Path(work) / "runs", ignore_errors=True)
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "train.py", "--wandb-mode", mode, "--no-progress", "--runs-dir",
-                             str(Path(work) / "runs"), "--run-name", "r"], cwd=ROOT, env=clean_env(home),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "train.py",
+            "--wandb-mode",
+            mode,
+            "--no-progress",
+            "--runs-dir",
+            str(Path(work) / "runs"),
+            "--run-name",
+            "r",
+        ],
+        cwd=ROOT,
+        env=clean_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         while not ((run / "metrics.jsonl").exists() and (run / "metrics.jsonl").stat().st_size > 0):
             if proc.poll() is not None:
@@ -111,18 +125,26 @@ def main(argv: list[str] | None = None) -> int:
     repeats = 1 if args.smoke else args.repeats
     machine, commit = machine_info(), git_commit()
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
-    times: dict[str, list[float]] = {"import torch": [], "train.py to its first update, wandb auto": [],
-                                     "train.py to its first update, wandb disabled": []}
+    times: dict[str, list[float]] = {
+        "import torch": [],
+        "train.py to its first update, wandb auto": [],
+        "train.py to its first update, wandb disabled": [],
+    }
     with tempfile.TemporaryDirectory() as work:
         home = str(Path(work) / "home")
         Path(home).mkdir()
         for _ in range(repeats):  # interleaved, so a busy moment touches all three
             times["import torch"].append(time_import_torch(home))
             times["train.py to its first update, wandb auto"].append(time_to_first_update("auto", home, work))
-            times["train.py to its first update, wandb disabled"].append(
-                time_to_first_update("disabled", home, work))
-        phases = subprocess.run([sys.executable, "-c", _PHASES, "auto", str(Path(work) / "phases")], cwd=ROOT,
-                                env=clean_env(home), capture_output=True, text=True, check=True)
+            times["train.py to its first update, wandb disabled"].append(time_to_first_update("disabled", home, work))
+        phases = subprocess.run(
+            [sys.executable, "-c", _PHASES, "auto", str(Path(work) / "phases")],
+            cwd=ROOT,
+            env=clean_env(home),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     import json
 
     breakdown = json.loads(phases.stdout.strip().splitlines()[-1])
@@ -132,9 +154,17 @@ def main(argv: list[str] | None = None) -> int:
         r["beyond import torch"] = r["seconds (median)"] - floor
     print(format_table(rows, None, {"seconds (median)": ".2f", "beyond import torch": ".2f"}))
     print(format_table([{"phase": k, "seconds": v} for k, v in breakdown.items()], None, {"seconds": ".3f"}))
-    write_json(Path(args.out) / ("startup_smoke.json" if args.smoke else "startup.json"),
-               {"command": "python -m benchmarks.startup " + " ".join(sys.argv[1:] if argv is None else argv),
-                "git_commit": commit, "machine": machine, "rows": rows, "times": times, "breakdown": breakdown})
+    write_json(
+        Path(args.out) / ("startup_smoke.json" if args.smoke else "startup.json"),
+        {
+            "command": "python -m benchmarks.startup " + " ".join(sys.argv[1:] if argv is None else argv),
+            "git_commit": commit,
+            "machine": machine,
+            "rows": rows,
+            "times": times,
+            "breakdown": breakdown,
+        },
+    )
     return 0
 
 

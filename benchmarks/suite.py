@@ -55,11 +55,17 @@ def corridor(rng: np.random.Generator, side: int, min_len: int) -> str:
         seen = {(0, 0)}
         while True:
             r, c = path[-1]
-            options = [(r + dr, c + dc) for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
-                       if 0 <= r + dr < cells and 0 <= c + dc < cells and (r + dr, c + dc) not in seen]
+            options = [
+                (r + dr, c + dc)
+                for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))
+                if 0 <= r + dr < cells and 0 <= c + dc < cells and (r + dr, c + dc) not in seen
+            ]
             # Keep the corridor one cell wide: never step next to an earlier part of the path.
-            options = [p for p in options
-                       if sum((p[0] + dr, p[1] + dc) in seen for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))) == 1]
+            options = [
+                p
+                for p in options
+                if sum((p[0] + dr, p[1] + dc) in seen for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))) == 1
+            ]
             if not options:
                 break
             nxt = options[rng.integers(len(options))]
@@ -201,8 +207,7 @@ def maze(rng: np.random.Generator, side: int, loops: int = 0) -> str:
     walls knocked out to make cycles."""
     layout = generate_maze(side, side, rng)
     grid = np.array([list(row) for row in layout.to_ascii().splitlines()])
-    inner = [(r, c) for r in range(1, side - 1) for c in range(1, side - 1)
-             if grid[r, c] == "#" and (r + c) % 2 == 1]
+    inner = [(r, c) for r in range(1, side - 1) for c in range(1, side - 1) if grid[r, c] == "#" and (r + c) % 2 == 1]
     for k in rng.permutation(len(inner))[:loops]:
         grid[inner[k]] = "."
     return _text(grid)
@@ -223,9 +228,12 @@ def many_ends(rng: np.random.Generator, side: int, starts: int, goals: int) -> s
 # ----------------------------------------------------------------------------- the suite
 def _family(family: str, maps: list[tuple[str, str, dict[str, float]]]) -> list[SuiteWorld]:
     """Worlds of one family, alternating tuning / held-out in the order given."""
-    return [SuiteWorld(name=f"{family}-{label}", family=family, split=TUNING if i % 2 == 0 else HELD_OUT,
-                       env=text, options=options)
-            for i, (label, text, options) in enumerate(maps)]
+    return [
+        SuiteWorld(
+            name=f"{family}-{label}", family=family, split=TUNING if i % 2 == 0 else HELD_OUT, env=text, options=options
+        )
+        for i, (label, text, options) in enumerate(maps)
+    ]
 
 
 def _rng(family: str, i: int) -> np.random.Generator:
@@ -236,58 +244,94 @@ def _rng(family: str, i: int) -> np.random.Generator:
 def build_suite() -> list[SuiteWorld]:
     """The whole suite (both halves), in a fixed order."""
     worlds: list[SuiteWorld] = []
-    worlds += _family("corridor", [
-        (f"{side}x{side}-{i}", corridor(_rng("corridor", i), side, min_len=side * side // 10), {})
-        for i, side in enumerate((11, 13, 15, 17))
-    ])
-    worlds += _family("spiral", [
-        (f"{side}x{side}-{'in' if inward else 'out'}", spiral(side, inward, turn), {})
-        for side, inward, turn in ((11, True, 0), (13, False, 1), (15, True, 2), (17, False, 3))
-    ])
-    worlds += _family("serpentine", [
-        (f"{rows}x{width}", serpentine(_rng("serpentine", i), rows, width), {})
-        for i, (rows, width) in enumerate(((4, 8), (5, 10), (6, 9), (7, 12)))
-    ])
-    worlds += _family("lava-field", [
-        (f"{side}x{side}-{int(100 * d)}pct", lava_field(_rng("lava-field", i), side, d), {})
-        for i, (side, d) in enumerate(((9, 0.15), (11, 0.2), (13, 0.2), (15, 0.25)))
-    ])
-    worlds += _family("bridge", [
-        (f"{length}-bends{bends}", bridge(_rng("bridge", i), length, width, bends), {})
-        for i, (length, width, bends) in enumerate(((8, 5, 0), (10, 5, 1), (12, 7, 2), (16, 7, 3)))
-    ])
-    worlds += _family("rooms", [
-        (f"{n}x{n}-rooms-{room}", rooms(_rng("rooms", i), room, n), {})
-        for i, (room, n) in enumerate(((4, 2), (5, 2), (4, 3), (5, 3)))
-    ])
-    worlds += _family("maze", [
-        (f"{side}x{side}-{i}", maze(_rng("maze", i), side), {})
-        for i, side in enumerate((9, 11, 13, 15, 17, 19, 21, 25))
-    ])
-    worlds += _family("many-ends", [
-        (f"{side}x{side}-{s}S-{g}G", many_ends(_rng("many-ends", i), side, s, g), {})
-        for i, (side, s, g) in enumerate(((11, 3, 2), (13, 2, 3), (15, 4, 2), (17, 3, 3)))
-    ])
+    worlds += _family(
+        "corridor",
+        [
+            (f"{side}x{side}-{i}", corridor(_rng("corridor", i), side, min_len=side * side // 10), {})
+            for i, side in enumerate((11, 13, 15, 17))
+        ],
+    )
+    worlds += _family(
+        "spiral",
+        [
+            (f"{side}x{side}-{'in' if inward else 'out'}", spiral(side, inward, turn), {})
+            for side, inward, turn in ((11, True, 0), (13, False, 1), (15, True, 2), (17, False, 3))
+        ],
+    )
+    worlds += _family(
+        "serpentine",
+        [
+            (f"{rows}x{width}", serpentine(_rng("serpentine", i), rows, width), {})
+            for i, (rows, width) in enumerate(((4, 8), (5, 10), (6, 9), (7, 12)))
+        ],
+    )
+    worlds += _family(
+        "lava-field",
+        [
+            (f"{side}x{side}-{int(100 * d)}pct", lava_field(_rng("lava-field", i), side, d), {})
+            for i, (side, d) in enumerate(((9, 0.15), (11, 0.2), (13, 0.2), (15, 0.25)))
+        ],
+    )
+    worlds += _family(
+        "bridge",
+        [
+            (f"{length}-bends{bends}", bridge(_rng("bridge", i), length, width, bends), {})
+            for i, (length, width, bends) in enumerate(((8, 5, 0), (10, 5, 1), (12, 7, 2), (16, 7, 3)))
+        ],
+    )
+    worlds += _family(
+        "rooms",
+        [
+            (f"{n}x{n}-rooms-{room}", rooms(_rng("rooms", i), room, n), {})
+            for i, (room, n) in enumerate(((4, 2), (5, 2), (4, 3), (5, 3)))
+        ],
+    )
+    worlds += _family(
+        "maze",
+        [
+            (f"{side}x{side}-{i}", maze(_rng("maze", i), side), {})
+            for i, side in enumerate((9, 11, 13, 15, 17, 19, 21, 25))
+        ],
+    )
+    worlds += _family(
+        "many-ends",
+        [
+            (f"{side}x{side}-{s}S-{g}G", many_ends(_rng("many-ends", i), side, s, g), {})
+            for i, (side, s, g) in enumerate(((11, 3, 2), (13, 2, 3), (15, 4, 2), (17, 3, 3)))
+        ],
+    )
     # Slip: the same kinds of layout, each move going sideways with probability `slip`.
-    worlds += _family("slip", [
-        ("rooms-0.1", rooms(_rng("slip", 0), 4, 2), {"slip": 0.1}),
-        ("maze-0.1", maze(_rng("slip", 1), 11, loops=4), {"slip": 0.1}),
-        ("lava-field-0.2", lava_field(_rng("slip", 2), 9, 0.1), {"slip": 0.2}),
-        ("corridor-0.2", corridor(_rng("slip", 3), 11, min_len=10), {"slip": 0.2}),
-        ("rooms-0.3", rooms(_rng("slip", 4), 5, 2), {"slip": 0.3}),
-        ("bridge-0.1", bridge(_rng("slip", 5), 8, 5, 1), {"slip": 0.1}),
-    ])
+    worlds += _family(
+        "slip",
+        [
+            ("rooms-0.1", rooms(_rng("slip", 0), 4, 2), {"slip": 0.1}),
+            ("maze-0.1", maze(_rng("slip", 1), 11, loops=4), {"slip": 0.1}),
+            ("lava-field-0.2", lava_field(_rng("slip", 2), 9, 0.1), {"slip": 0.2}),
+            ("corridor-0.2", corridor(_rng("slip", 3), 11, min_len=10), {"slip": 0.2}),
+            ("rooms-0.3", rooms(_rng("slip", 4), 5, 2), {"slip": 0.3}),
+            ("bridge-0.1", bridge(_rng("slip", 5), 8, 5, 1), {"slip": 0.1}),
+        ],
+    )
     # Reward signs and scales other than "1 at the goal": a cost per step, a large penalty in lava.
-    worlds += _family("reward-scale", [
-        ("lava-field-step-1-lava-100", lava_field(_rng("reward-scale", 0), 11, 0.15),
-         {"step_reward": -1.0, "hazard_reward": -100.0}),
-        ("maze-step-0.01", maze(_rng("reward-scale", 1), 13), {"step_reward": -0.01}),
-        ("bridge-step-1-lava-10", bridge(_rng("reward-scale", 2), 10, 5, 1),
-         {"step_reward": -1.0, "hazard_reward": -10.0}),
-        ("rooms-step-1", rooms(_rng("reward-scale", 3), 4, 2), {"step_reward": -1.0}),
-        ("serpentine-lava-5", serpentine(_rng("reward-scale", 4), 5, 9), {"hazard_reward": -5.0}),
-        ("spiral-step-0.1", spiral(13, True, 1), {"step_reward": -0.1}),
-    ])
+    worlds += _family(
+        "reward-scale",
+        [
+            (
+                "lava-field-step-1-lava-100",
+                lava_field(_rng("reward-scale", 0), 11, 0.15),
+                {"step_reward": -1.0, "hazard_reward": -100.0},
+            ),
+            ("maze-step-0.01", maze(_rng("reward-scale", 1), 13), {"step_reward": -0.01}),
+            (
+                "bridge-step-1-lava-10",
+                bridge(_rng("reward-scale", 2), 10, 5, 1),
+                {"step_reward": -1.0, "hazard_reward": -10.0},
+            ),
+            ("rooms-step-1", rooms(_rng("reward-scale", 3), 4, 2), {"step_reward": -1.0}),
+            ("serpentine-lava-5", serpentine(_rng("reward-scale", 4), 5, 9), {"hazard_reward": -5.0}),
+            ("spiral-step-0.1", spiral(13, True, 1), {"step_reward": -0.1}),
+        ],
+    )
     gym = [
         ("FrozenLake8x8-slippery", "FrozenLake-v1", ("map_name:8x8", "is_slippery:True")),
         ("FrozenLake4x4-slippery", "FrozenLake-v1", ("map_name:4x4", "is_slippery:True")),
@@ -298,8 +342,10 @@ def build_suite() -> list[SuiteWorld]:
         ("FrozenLake8x8", "FrozenLake-v1", ("map_name:8x8", "is_slippery:False")),
         ("FrozenLake-random8x8-slippery", "FrozenLake-v1", (f"desc:{random_lake(8, 0)}", "is_slippery:True")),
     ]
-    worlds += [SuiteWorld(name=name, family="gymnasium", split=TUNING if i % 2 == 0 else HELD_OUT,
-                          env=env, env_kwargs=kwargs) for i, (name, env, kwargs) in enumerate(gym)]
+    worlds += [
+        SuiteWorld(name=name, family="gymnasium", split=TUNING if i % 2 == 0 else HELD_OUT, env=env, env_kwargs=kwargs)
+        for i, (name, env, kwargs) in enumerate(gym)
+    ]
     return worlds
 
 
@@ -314,8 +360,10 @@ SUITE: list[SuiteWorld] = build_suite()
 # The package's own built-in maps: not part of the split (they were there before the suite), run
 # to check that they stay solved.
 # `maze:9x9` is the procedural family: a pool of training mazes, scored on mazes it never saw.
-BUILTINS: list[SuiteWorld] = [SuiteWorld(name=f"builtin-{m.replace(':', '-')}", family="builtin", split=BUILTIN, env=m)
-                              for m in ("empty", "four_rooms", "maze", "lava_gap", "cliff", "lake8x8", "maze:9x9")]
+BUILTINS: list[SuiteWorld] = [
+    SuiteWorld(name=f"builtin-{m.replace(':', '-')}", family="builtin", split=BUILTIN, env=m)
+    for m in ("empty", "four_rooms", "maze", "lava_gap", "cliff", "lake8x8", "maze:9x9")
+]
 
 
 def worlds(split: str | None = None, families: list[str] | None = None) -> list[SuiteWorld]:

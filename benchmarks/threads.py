@@ -41,11 +41,35 @@ def launch(threads: int, seeds: list[int], steps: int, work: Path) -> list[dict]
     procs = []
     for seed in seeds:
         run = work / f"t{threads}_s{seed}_{time.monotonic_ns()}"
-        cmd = [sys.executable, "train.py", "--threads", str(threads), "--seed", str(seed), "--total-timesteps",
-               str(steps), "--no-progress", "--runs-dir", str(work / "runs"), "--run-name", run.name]
-        procs.append((run.name, time.perf_counter(), subprocess.Popen(
-            cmd, cwd=ROOT, env=user_env(work / "home"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True)))
+        cmd = [
+            sys.executable,
+            "train.py",
+            "--threads",
+            str(threads),
+            "--seed",
+            str(seed),
+            "--total-timesteps",
+            str(steps),
+            "--no-progress",
+            "--runs-dir",
+            str(work / "runs"),
+            "--run-name",
+            run.name,
+        ]
+        procs.append(
+            (
+                run.name,
+                time.perf_counter(),
+                subprocess.Popen(
+                    cmd,
+                    cwd=ROOT,
+                    env=user_env(work / "home"),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     out = []
     for name, start, proc in procs:
         _, err = proc.communicate()
@@ -89,14 +113,30 @@ def main(argv: list[str] | None = None) -> int:
             for n, mode in settings:
                 result = launch(n, [0] if mode == "alone" else [0, 1], args.steps, work)
                 # A pair is done when its slower run is: that is what the user waits for.
-                runs[f"{n} thread(s), {mode}"].append({"seconds": max(r["seconds"] for r in result),
-                                                       "sps": min(r["sps"] for r in result)})
-    rows = [{"setting": k, "process seconds (median)": statistics.median(r["seconds"] for r in v),
-             "SPS (median)": statistics.median(r["sps"] for r in v), "repeats": len(v)} for k, v in runs.items()]
+                runs[f"{n} thread(s), {mode}"].append(
+                    {"seconds": max(r["seconds"] for r in result), "sps": min(r["sps"] for r in result)}
+                )
+    rows = [
+        {
+            "setting": k,
+            "process seconds (median)": statistics.median(r["seconds"] for r in v),
+            "SPS (median)": statistics.median(r["sps"] for r in v),
+            "repeats": len(v),
+        }
+        for k, v in runs.items()
+    ]
     print(format_table(rows, None, {"process seconds (median)": ".1f", "SPS (median)": ",.0f"}))
-    write_json(Path(args.out) / ("threads_smoke.json" if args.smoke else "threads.json"),
-               {"command": "python -m benchmarks.threads " + " ".join(sys.argv[1:] if argv is None else argv),
-                "git_commit": commit, "machine": machine, "steps": args.steps, "rows": rows, "runs": runs})
+    write_json(
+        Path(args.out) / ("threads_smoke.json" if args.smoke else "threads.json"),
+        {
+            "command": "python -m benchmarks.threads " + " ".join(sys.argv[1:] if argv is None else argv),
+            "git_commit": commit,
+            "machine": machine,
+            "steps": args.steps,
+            "rows": rows,
+            "runs": runs,
+        },
+    )
     return 0
 
 

@@ -170,9 +170,7 @@ def run_sb3(world: str, seed: int, args: Args) -> dict:
             # The policy has just been updated on `num_timesteps` env steps.
             if self.num_timesteps >= self.next_eval:
                 self.next_eval += args.eval_every
-                rate = greedy_success(
-                    self.model, self.eval_env, args.sb3_eval_episodes, seed + 10_000
-                )
+                rate = greedy_success(self.model, self.eval_env, args.sb3_eval_episodes, seed + 10_000)
                 if rate >= 1.0:
                     self.solved_at = self.num_timesteps
 
@@ -241,10 +239,7 @@ def summarise(rows: list[dict]) -> list[dict]:
         )
     for s in out:
         sb3 = next((b for b in out if b["world"] == s["world"] and b["learner"] == "sb3-ppo"), None)
-        for key, ratio in (
-            ("wall_clock_s", "sb3_over_this_wall_clock"),
-            ("env_steps", "sb3_over_this_env_steps"),
-        ):
+        for key, ratio in (("wall_clock_s", "sb3_over_this_wall_clock"), ("env_steps", "sb3_over_this_env_steps")):
             ok = sb3 is not None and math.isfinite(sb3[key]) and math.isfinite(s[key])
             s[ratio] = sb3[key] / s[key] if ok else None
     return out
@@ -343,10 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     rows.append(r)
                     print(
-                        " ".join(
-                            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in r.items()
-                        ),
+                        " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()),
                         flush=True,
                     )
 

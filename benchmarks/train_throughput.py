@@ -38,8 +38,16 @@ LEARNERS = ("pathwise", "reinforce", "ppo")
 
 def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
     """A learner in train.py's configuration, and a function running one update of it."""
-    cfg = TrainConfig(env=env_name, algo=algo, num_envs=B, horizon=horizon, seed=seed, device="cpu",
-                      wandb_mode="disabled", progress=False)
+    cfg = TrainConfig(
+        env=env_name,
+        algo=algo,
+        num_envs=B,
+        horizon=horizon,
+        seed=seed,
+        device="cpu",
+        wandb_mode="disabled",
+        progress=False,
+    )
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(seed)
     env = build_env(cfg, torch.device("cpu"))
@@ -116,12 +124,23 @@ def main(argv: list[str] | None = None) -> int:
             cfg, learner, update = build(algo, args.env, B, args.horizon, args.seed)
             t = common.time_it(update, repeats=args.repeats, warmup=2, min_time=args.min_time)
             share = critic_share(learner, update, max(2, t.calls))
-            row = {"learner": algo, "world": args.env, "B": B, "T": args.horizon,
-                   "update_ms": t.median * 1e3, "steps_per_s": B * args.horizon / t.median,
-                   "critic_fit_share": share, "spread": t.spread, "timing": t}
+            row = {
+                "learner": algo,
+                "world": args.env,
+                "B": B,
+                "T": args.horizon,
+                "update_ms": t.median * 1e3,
+                "steps_per_s": B * args.horizon / t.median,
+                "critic_fit_share": share,
+                "spread": t.spread,
+                "timing": t,
+            }
             rows.append(row)
-            print(f"  {algo:<10} B={B:<6} {row['steps_per_s']:>12,.0f} steps/s  "
-                  f"{row['update_ms']:8.1f} ms/update  critic fit {share:.0%}", flush=True)
+            print(
+                f"  {algo:<10} B={B:<6} {row['steps_per_s']:>12,.0f} steps/s  "
+                f"{row['update_ms']:8.1f} ms/update  critic fit {share:.0%}",
+                flush=True,
+            )
 
     columns = ["learner", "world", "B", "T", "update_ms", "steps_per_s", "critic_fit_share"]
     print()
@@ -134,8 +153,12 @@ def main(argv: list[str] | None = None) -> int:
         table, ops = common.profile_ops(update, args.profile_updates, rows=15)
         print(f"\npathwise, B={args.batch_sizes[0]}, {args.profile_updates} updates, torch.profiler by self CPU time:")
         print(table)
-        payload["profile"] = {"learner": "pathwise", "B": args.batch_sizes[0], "updates": args.profile_updates,
-                              "top_ops": ops}
+        payload["profile"] = {
+            "learner": "pathwise",
+            "B": args.batch_sizes[0],
+            "updates": args.profile_updates,
+            "top_ops": ops,
+        }
     path = common.write_json(f"{args.out}/train_throughput.json", payload)
     print(f"wrote {path}")
     return 0

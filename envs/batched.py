@@ -87,8 +87,10 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         **map_options: float,
     ) -> None:
         if render_mode is not None:
-            raise ValueError(f"render_mode={render_mode!r}: the batched env does not render; render one copy "
-                             "with gym.make(id, render_mode='rgb_array')")
+            raise ValueError(
+                f"render_mode={render_mode!r}: the batched env does not render; render one copy "
+                "with gym.make(id, render_mode='rgb_array')"
+            )
         self.render_mode = None
         if num_envs < 1:
             raise ValueError(f"num_envs={num_envs} must be at least 1")
@@ -269,8 +271,9 @@ class BatchedGridWorld(gym.vector.VectorEnv):
                 next_state = next_pos.detach().argmax(-1)  # (B,) the most likely cell
                 self._soft = True
             else:
-                next_pos, reward, live, next_state = OneHotStep.apply(self.pos, action, self.tables, w, s, a_idx, o,
-                                                                      self.slip_gradient == "expected")
+                next_pos, reward, live, next_state = OneHotStep.apply(
+                    self.pos, action, self.tables, w, s, a_idx, o, self.slip_gradient == "expected"
+                )
             info["live_pos"] = live  # (B, S)
             info["terminated_soft"] = (next_pos - live).sum(-1)  # (B,) sum of pos act done: bilinear
         else:
@@ -294,8 +297,11 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         info["explored"] = self.explored.clone()
         info["outcome"] = o
         if done.any():
-            info["episode"] = {"r": self.episode_return.clone(), "l": self.elapsed.clone(),
-                               "t": time.perf_counter() - self.started_at}
+            info["episode"] = {
+                "r": self.episode_return.clone(),
+                "l": self.elapsed.clone(),
+                "t": time.perf_counter() - self.started_at,
+            }
             info["_episode"] = done
             self._reset_where(done)
             obs = self._obs(self._pos)

@@ -28,8 +28,9 @@ class StepTables:
     `*_by_state[(w, s, o)]` is the (A,) row "from state s under every action".
     """
 
-    def __init__(self, next_state: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
-                 prob: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, next_state: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, prob: torch.Tensor | None = None
+    ) -> None:
         W, S, A, O = next_state.shape  # (W, S, A, O)
         self.shape = (W, S, A, O)
         self.next_state = next_state
@@ -80,16 +81,27 @@ class OneHotStep(torch.autograd.Function):
         w, s, a, o = ctx.saved_tensors
         g_pos = g_act = None
         if ctx.expected:
-            return (*_expected_backward(tables, g_next, g_reward, g_live, w, s, a, ctx.needs_input_grad),
-                    *[None] * 6)
+            return (*_expected_backward(tables, g_next, g_reward, g_live, w, s, a, ctx.needs_input_grad), *[None] * 6)
         if ctx.needs_input_grad[0]:
             rows = tables.action_rows(w, o, a)
-            g_pos = _pull(g_next, g_reward, g_live, tables.ns_by_action.index_select(0, rows),
-                          tables.r_by_action.index_select(0, rows), tables.c_by_action.index_select(0, rows))  # (B, S)
+            g_pos = _pull(
+                g_next,
+                g_reward,
+                g_live,
+                tables.ns_by_action.index_select(0, rows),
+                tables.r_by_action.index_select(0, rows),
+                tables.c_by_action.index_select(0, rows),
+            )  # (B, S)
         if ctx.needs_input_grad[1]:
             rows = tables.state_rows(w, s, o)
-            g_act = _pull(g_next, g_reward, g_live, tables.ns_by_state.index_select(0, rows),
-                          tables.r_by_state.index_select(0, rows), tables.c_by_state.index_select(0, rows))  # (B, A)
+            g_act = _pull(
+                g_next,
+                g_reward,
+                g_live,
+                tables.ns_by_state.index_select(0, rows),
+                tables.r_by_state.index_select(0, rows),
+                tables.c_by_state.index_select(0, rows),
+            )  # (B, A)
         return g_pos, g_act, None, None, None, None, None, None
 
 
@@ -114,8 +126,9 @@ def _expected_backward(tables: StepTables, g_next, g_reward, g_live, w, s, a, ne
     return g_pos, g_act
 
 
-def dense_step(pos: torch.Tensor, act: torch.Tensor, tables: StepTables, w: torch.Tensor,
-               o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dense_step(
+    pos: torch.Tensor, act: torch.Tensor, tables: StepTables, w: torch.Tensor, o: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The bilinear step written out densely; works for soft `pos`/`act` too.
     Returns next_pos (B, S), reward (B,), live (B, S)."""
     B, S = pos.shape

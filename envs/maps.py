@@ -144,9 +144,7 @@ def parse_map(text: str) -> GridLayout:
     width = len(lines[0])
     for r, ln in enumerate(lines):
         if len(ln) != width:
-            raise ValueError(
-                f"map row {r} has {len(ln)} cells but row 0 has {width}; all rows must be equally long"
-            )
+            raise ValueError(f"map row {r} has {len(ln)} cells but row 0 has {width}; all rows must be equally long")
         for c, ch in enumerate(ln):
             if ch not in MAP_CHARS:
                 raise ValueError(
@@ -155,13 +153,9 @@ def parse_map(text: str) -> GridLayout:
                 )
     height = len(lines)
     if height > MAX_SIDE or width > MAX_SIDE or height * width < 2:
-        raise ValueError(
-            f"map is {height}x{width}; sides must be at most {MAX_SIDE} and it needs at least 2 cells"
-        )
+        raise ValueError(f"map is {height}x{width}; sides must be at most {MAX_SIDE} and it needs at least 2 cells")
     grid = np.array([list(ln) for ln in lines])
-    layout = GridLayout(
-        walls=grid == "#", goals=grid == "G", hazards=grid == "L", starts=grid == "S"
-    )
+    layout = GridLayout(walls=grid == "#", goals=grid == "G", hazards=grid == "L", starts=grid == "S")
     if not layout.starts.any():
         raise ValueError("map has no start; mark at least one cell with S")
     if not layout.goals.any():
@@ -199,11 +193,7 @@ def _reaches(layout: GridLayout, r0: int, c0: int) -> bool:
 
 
 def compile_grid(
-    layout: GridLayout,
-    options: MapOptions | None = None,
-    *,
-    name: str = "map",
-    max_episode_steps: int = 100,
+    layout: GridLayout, options: MapOptions | None = None, *, name: str = "map", max_episode_steps: int = 100
 ) -> TabularMDP:
     """Compile a grid layout into the tabular core (state = row * width + col)."""
     opts = options or MapOptions()
@@ -266,16 +256,14 @@ def read_map_file(path: Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise ValueError(f"map file {path} is not a text file (byte {data[e.start]:#04x} at offset {e.start}); "
-                         "a map is text, one row per line using # . S G L") from None
+        raise ValueError(
+            f"map file {path} is not a text file (byte {data[e.start]:#04x} at offset {e.start}); "
+            "a map is text, one row per line using # . S G L"
+        ) from None
 
 
 def load_map(
-    spec: str | Path,
-    options: MapOptions | None = None,
-    *,
-    max_episode_steps: int | None = None,
-    **option_kwargs: float,
+    spec: str | Path, options: MapOptions | None = None, *, max_episode_steps: int | None = None, **option_kwargs: float
 ) -> TabularMDP:
     """Load a map as a `TabularMDP`.
 
@@ -288,9 +276,7 @@ def load_map(
         raise ValueError("pass either options=MapOptions(...) or option keywords, not both")
     unknown = set(option_kwargs) - set(MapOptions.__dataclass_fields__)
     if unknown:
-        raise ValueError(
-            f"unknown map option(s) {sorted(unknown)}; valid: {sorted(MapOptions.__dataclass_fields__)}"
-        )
+        raise ValueError(f"unknown map option(s) {sorted(unknown)}; valid: {sorted(MapOptions.__dataclass_fields__)}")
     opts = options or MapOptions(**option_kwargs)
     if isinstance(spec, Path):
         spec = str(spec)

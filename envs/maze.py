@@ -30,9 +30,7 @@ class MazeSpec:
     def __post_init__(self) -> None:
         for label, n in (("height", self.height), ("width", self.width)):
             if n < 5 or n % 2 == 0 or n > MAX_SIDE:
-                raise ValueError(
-                    f"maze {label} {n} must be odd and between 5 and {MAX_SIDE - 1} (e.g. maze:9x9)"
-                )
+                raise ValueError(f"maze {label} {n} must be odd and between 5 and {MAX_SIDE - 1} (e.g. maze:9x9)")
 
     @property
     def name(self) -> str:

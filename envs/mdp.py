@@ -93,8 +93,7 @@ class TabularMDP:
 
     def __post_init__(self) -> None:
         S, A, O = self.next_state.shape
-        for label, t in (("prob", self.prob), ("reward", self.reward), ("done", self.done),
-                         ("success", self.success)):
+        for label, t in (("prob", self.prob), ("reward", self.reward), ("done", self.done), ("success", self.success)):
             if tuple(t.shape) != (S, A, O):
                 raise ValueError(f"{label} has shape {tuple(t.shape)}, expected {(S, A, O)}")
         if tuple(self.start.shape) != (S,):

@@ -42,8 +42,7 @@ def _backup(tables, values: torch.Tensor, gamma: float, payoff: torch.Tensor) ->
 
 
 def value_iteration(
-    mdp: TabularMDP, gamma: float = 0.99, *, horizon: int | None = None, tol: float = 1e-10,
-    max_iters: int = 100_000,
+    mdp: TabularMDP, gamma: float = 0.99, *, horizon: int | None = None, tol: float = 1e-10, max_iters: int = 100_000
 ) -> ValueIterationResult:
     """Optimal values and greedy policy by value iteration (float64 for a tight fixed point).
 

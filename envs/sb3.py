@@ -47,8 +47,11 @@ class SB3VecEnv(VecEnv):
             r, length, t = (info["episode"][k].cpu().numpy() for k in ("r", "l", "t"))
             trunc = truncated.cpu().numpy()
             for i in np.flatnonzero(done):
-                infos[i] = {"terminal_observation": final[i], "TimeLimit.truncated": bool(trunc[i]),
-                            "episode": {"r": float(r[i]), "l": int(length[i]), "t": float(t[i])}}
+                infos[i] = {
+                    "terminal_observation": final[i],
+                    "TimeLimit.truncated": bool(trunc[i]),
+                    "episode": {"r": float(r[i]), "l": int(length[i]), "t": float(t[i])},
+                }
         return obs.cpu().numpy(), reward.cpu().numpy().astype(np.float32), done, infos
 
     def close(self) -> None:  # noqa: D102

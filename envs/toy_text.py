@@ -109,9 +109,7 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
     accepted = _accepted_kwargs(spec)
     unknown = sorted(set(kwargs) - set(accepted)) if accepted is not None else []
     if unknown:
-        raise ValueError(
-            f"{env_id} takes no keyword argument {', '.join(unknown)}; it accepts {', '.join(accepted)}"
-        )
+        raise ValueError(f"{env_id} takes no keyword argument {', '.join(unknown)}; it accepts {', '.join(accepted)}")
     try:
         return gym.make(env_id, **kwargs)
     except Exception as e:  # noqa: BLE001 (envs raise KeyError, TypeError, ValueError, ... for bad values)
@@ -123,8 +121,9 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
 def _accepted_kwargs(spec) -> list[str] | None:
     """The keyword arguments the env's constructor takes (None when it can't be told)."""
     try:
-        entry = spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(
-            spec.entry_point)
+        entry = (
+            spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(spec.entry_point)
+        )
         params = inspect.signature(entry).parameters
     except (ValueError, TypeError, ImportError, AttributeError):
         return None

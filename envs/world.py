@@ -50,9 +50,7 @@ def make_world(
         return mdp
     unknown = sorted(set(map_options) - set(MapOptions.__dataclass_fields__))
     if unknown:
-        raise ValueError(
-            f"unknown map option(s) {unknown}; valid: {sorted(MapOptions.__dataclass_fields__)}"
-        )
+        raise ValueError(f"unknown map option(s) {unknown}; valid: {sorted(MapOptions.__dataclass_fields__)}")
     maze = parse_maze_spec(spec, MapOptions(**map_options) if map_options else None)
     if maze is not None:
         if max_episode_steps:

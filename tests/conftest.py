@@ -1,6 +1,8 @@
-"""Shared pytest options (`--runslow` runs the tests marked `slow`, long learning runs) and the
-runner of the benchmarks' `--smoke` mode."""
+"""Shared pytest options (`--runslow` runs the tests marked `slow`, long learning runs), running
+train.py as a user does (a private HOME, one thread), and the runner of the benchmarks' `--smoke`
+mode."""
 
+import json
 import os
 import subprocess
 import sys
@@ -38,3 +40,52 @@ def run_smoke(prefix: list[str], args: list[str], timeout: float = 300) -> subpr
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith("machine: CPU "), proc.stdout[:200]
     return proc
+
+
+# A run of a few seconds: train.py's flags for the tests that need a whole run, not a good policy.
+TINY = [
+    "--env",
+    "empty",
+    "--num-envs",
+    "64",
+    "--horizon",
+    "8",
+    "--total-timesteps",
+    "4096",
+    "--eval-every",
+    "2048",
+    "--eval-episodes",
+    "16",
+    "--no-progress",
+]
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """The caller's environment with a private HOME (no wandb credentials, nothing leaks out)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
+    home.mkdir(parents=True, exist_ok=True)
+    # One thread: the tests share 2 cores with each other and with whatever else runs; torch's
+    # default thread pool then spins more than it computes.
+    return env | {"HOME": str(home), "WANDB_DIR": str(home), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+
+
+def run_train(args: list[str], home: Path, *, timeout: float = 180, env: dict | None = None):
+    return subprocess.run(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        env=env or clean_env(home),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def rows(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
+
+
+def assert_one_line_error(stderr: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    lines = [ln for ln in stderr.splitlines() if ln.strip() and "Warning" not in ln]
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr

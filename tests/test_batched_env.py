@@ -12,10 +12,7 @@ from torch.nn.functional import one_hot
 
 from envs import BUILTIN_MAPS, BatchedGridWorld, GridWorldEnv, load_map
 
-DEVICES = [
-    "cpu",
-    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA")),
-]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 # See tests/test_toy_text.py: fixed seeds, a correct sampler fails at 1e-3 in 0.1% of seeds.
 P_MIN = 1e-3
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
@@ -51,10 +48,7 @@ def test_parity_with_grid_env(name, path, device):
     batched = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=0, device=device)
     singles = [TimeLimit(GridWorldEnv(mdp), mdp.max_episode_steps) for _ in range(B)]
     obs = batched.reset(options={"state": torch.from_numpy(starts).to(device)})[0].cpu()
-    expected = [
-        env.reset(seed=0, options={"state": int(s)})[0]
-        for env, s in zip(singles, starts, strict=True)
-    ]
+    expected = [env.reset(seed=0, options={"state": int(s)})[0] for env, s in zip(singles, starts, strict=True)]
     assert obs.argmax(-1).tolist() == expected
     returns, lengths, episodes = [0.0] * B, [0] * B, 0
     for t in range(T):
@@ -168,9 +162,7 @@ def test_observation_modes():
 
 def test_start_distribution_and_slip_frequencies():
     # Starts: uniform over the three S cells (chi-squared against uniform).
-    env = BatchedGridWorld(
-        "#######\n#S...S#\n#..S..#\n#....G#\n#######", 3000, obs_mode="index", seed=1
-    )
+    env = BatchedGridWorld("#######\n#S...S#\n#..S..#\n#....G#\n#######", 3000, obs_mode="index", seed=1)
     counts = torch.bincount(env.reset()[0], minlength=28)
     assert set(torch.nonzero(counts).flatten().tolist()) == {8, 12, 17}
     assert stats.chisquare(counts[[8, 12, 17]].numpy()).pvalue > P_MIN
@@ -300,11 +292,7 @@ def test_two_step_gradient_matches_a_finite_difference():
     eps = 1e-2
     numeric = torch.stack(
         [
-            (
-                two_step_return(a1.detach() + eps * one_hot(torch.tensor([k]), 4))
-                - two_step_return(a1.detach())
-            )
-            / eps
+            (two_step_return(a1.detach() + eps * one_hot(torch.tensor([k]), 4)) - two_step_return(a1.detach())) / eps
             for k in range(4)
         ]
     )[None]
@@ -323,9 +311,7 @@ def test_gradient_with_slip_uses_the_drawn_outcome():
     o = info["outcome"]
     assert len(torch.unique(o)) == 3  # all three outcomes occurred
     # d reward[b] / d a[b, k] = reward of action k in row b's state under the outcome drawn.
-    torch.testing.assert_close(
-        _grad(reward.sum(), a), mdp.reward[live[:, None], torch.arange(4), o[:, None]]
-    )
+    torch.testing.assert_close(_grad(reward.sum(), a), mdp.reward[live[:, None], torch.arange(4), o[:, None]])
     v = torch.randn(B, mdp.num_states, generator=torch.Generator().manual_seed(2))
     ns = mdp.next_state[live[:, None], torch.arange(4), o[:, None]]  # (B, A) under outcome o
     torch.testing.assert_close(_grad((info["final_obs"] * v).sum(), a), v.gather(1, ns))
@@ -400,7 +386,5 @@ def test_image_observation_is_differentiable_in_the_agent_channel(device):
     assert tuple(obs.shape) == (1, 4, 5, 5)
     v = torch.randn(5, 5, generator=torch.Generator().manual_seed(3))
     ns = mdp.next_state[CENTRE, :, 0]
-    torch.testing.assert_close(
-        _grad((obs[0, 3] * v.to(device)).sum(), a).cpu(), v.flatten()[ns][None]
-    )
+    torch.testing.assert_close(_grad((obs[0, 3] * v.to(device)).sum(), a).cpu(), v.flatten()[ns][None])
     assert (_grad(obs[:, :3].sum(), a) == 0).all()  # the map planes are constants

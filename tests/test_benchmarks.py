@@ -15,13 +15,7 @@ import torch
 from conftest import run_smoke
 
 from benchmarks.common import format_table, time_it, write_json
-from benchmarks.estimators import (
-    build_mdp,
-    choose_horizon,
-    exact_gradient,
-    init_theta,
-    reinforce_samples,
-)
+from benchmarks.estimators import build_mdp, choose_horizon, exact_gradient, init_theta, reinforce_samples
 from envs import expected_return, load_map, time_limited_return
 
 # A 3x3 room with lava beside the goal: small enough for a finite difference over every logit,
@@ -55,11 +49,7 @@ def test_env_throughput_smoke(tmp_path):
         assert all(_positive(t) for t in r["times"]), r
     assert data["kernel"]
     for k in data["kernel"]:
-        assert (
-            _positive(k["onehot_steps_per_s"])
-            and _positive(k["dense_steps_per_s"])
-            and _positive(k["speedup"])
-        )
+        assert _positive(k["onehot_steps_per_s"]) and _positive(k["dense_steps_per_s"]) and _positive(k["speedup"])
         assert k["max_grad_diff"] == 0.0  # both kernels give the same gradient at one-hot inputs
     assert (tmp_path / "env_throughput.png").stat().st_size > 0
     prof = data["profile"]
@@ -88,16 +78,7 @@ def test_estimators_smoke(tmp_path):
     data = json.loads((tmp_path / "estimators.json").read_text())
     assert _positive(data["world"]["J"]) and _positive(data["world"]["grad_norm"])
     names = {r["estimator"] for r in data["results"]}
-    assert {
-        "reinforce",
-        "reinforce+v",
-        "st",
-        "st-gs",
-        "gumbel-rao",
-        "reinmax",
-        "zgr",
-        "gs",
-    } <= names
+    assert {"reinforce", "reinforce+v", "st", "st-gs", "gumbel-rao", "reinmax", "zgr", "gs"} <= names
     for r in data["results"]:
         for key in ("bias", "noise", "var", "seconds"):
             assert _positive(r[key]), (r["estimator"], key, r[key])
@@ -159,9 +140,7 @@ def test_time_it_and_output_helpers(tmp_path):
     t = time_it(lambda: calls.append(1), repeats=3, warmup=2, min_time=0.0)
     assert len(t.times) == 3 and t.median > 0 and t.calls == 1
     assert len(calls) == 2 + 1 + 3  # warm-up, the calibration call, the repeats
-    table = format_table(
-        [{"a": 1.23456, "b": "x"}, {"a": float("nan"), "b": None}], formats={"a": ".2f"}
-    )
+    table = format_table([{"a": 1.23456, "b": "x"}, {"a": float("nan"), "b": None}], formats={"a": ".2f"})
     assert table.splitlines()[2].split("|")[1].strip() == "1.23"
     path = write_json(tmp_path / "x.json", {"v": float("inf"), "t": torch.tensor([1.0])})
     assert json.loads(path.read_text()) == {"v": None, "t": [1.0]}
@@ -183,9 +162,22 @@ def test_threads_smoke(tmp_path):
 
 
 def test_generalisation_smoke_and_its_results_page(tmp_path):
-    run_smoke(["-m", "benchmarks.generalisation"], ["--out", str(tmp_path), "--runs-dir", str(tmp_path / "runs"),
-                                                    "--workers", "1", "--name", "generalisation_smoke",
-                                                    "--algos", "pathwise", "ppo"])
+    run_smoke(
+        ["-m", "benchmarks.generalisation"],
+        [
+            "--out",
+            str(tmp_path),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--workers",
+            "1",
+            "--name",
+            "generalisation_smoke",
+            "--algos",
+            "pathwise",
+            "ppo",
+        ],
+    )
     data = json.loads((tmp_path / "generalisation_smoke.json").read_text())
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.generalisation")
     assert len(data["runs"]) == 4  # 2 worlds x 2 learners x 1 seed
@@ -199,8 +191,22 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
     from benchmarks.report import BEGIN, END
 
     readme.write_text(f"# x\n{BEGIN}\nold\n{END}\nafter\n")
-    subprocess.run([sys.executable, "-m", "benchmarks.report", "--results", str(tmp_path), "--out", str(page),
-                    "--readme", str(readme)], cwd=Path(__file__).resolve().parents[1], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.report",
+            "--results",
+            str(tmp_path),
+            "--out",
+            str(page),
+            "--readme",
+            str(readme),
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        check=True,
+        capture_output=True,
+    )
     table = readme.read_text()
     assert "old" not in table and table.endswith(f"{END}\nafter\n")
     assert re.search(r"\|\s*`generalisation_smoke`\s*\|\s*pathwise\s*\|\s*0\s*\|\s*\d/2\s*\|", table), table

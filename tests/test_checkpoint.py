@@ -20,10 +20,14 @@ def _state(seed: int = 0) -> dict:
     policy(torch.zeros(2, 81)).sum().backward()
     optimizer.step()
     return {
-        "policy": policy.state_dict(), "learner": {"optimizer": optimizer.state_dict()},
-        "generator": torch.Generator().manual_seed(seed).get_state(), "global_step": 1234,
+        "policy": policy.state_dict(),
+        "learner": {"optimizer": optimizer.state_dict()},
+        "generator": torch.Generator().manual_seed(seed).get_state(),
+        "global_step": 1234,
         "config": TrainConfig(env="empty", hidden=16, tags=("a", "b")).to_dict(),
-        "obs_shape": [81], "num_actions": 4, "wandb_id": None,
+        "obs_shape": [81],
+        "num_actions": 4,
+        "wandb_id": None,
     }
 
 

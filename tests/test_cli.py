@@ -25,11 +25,14 @@ class Flags:
 
 @pytest.mark.parametrize("encoding", ["utf-8", "ascii"])  # Unicode box, or title over dashes
 @pytest.mark.parametrize("ansi", [False, True])  # colours, as on a terminal
-@pytest.mark.parametrize(("argv", "says"), [
-    (["--algo", "c"], "Invalid choice: invalid choice 'c' for argument '--algo'. Expected one of ('a', 'b')."),
-    (["--num-envs", "x"], "Value error: Error parsing --num-envs: invalid literal for int() with base 10: 'x'"),
-    (["--nope"], "--nope"),
-])
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["--algo", "c"], "Invalid choice: invalid choice 'c' for argument '--algo'. Expected one of ('a', 'b')."),
+        (["--num-envs", "x"], "Value error: Error parsing --num-envs: invalid literal for int() with base 10: 'x'"),
+        (["--nope"], "--nope"),
+    ],
+)
 def test_tyro_errors_become_one_line(argv, says, encoding, ansi, monkeypatch):
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BytesIO(), encoding=encoding))
     monkeypatch.setattr(tyro._fmtlib, "_FORCE_ANSI", ansi)

@@ -45,8 +45,18 @@ def test_the_table_critic_fit_matches_the_plain_fit(world, obs_mode):
     assert cell_values(a, env, worlds[:3]) is not None
     before = a.head.weight.detach().clone()
     opt_a, opt_b = (torch.optim.Adam(m.parameters(), lr=1e-2) for m in (a, b))
-    fit_critic(a, opt_a, env, targets, obs=obs, cells=cells, worlds=worlds, epochs=3, num_minibatches=4,
-               generator=torch.Generator().manual_seed(3))
+    fit_critic(
+        a,
+        opt_a,
+        env,
+        targets,
+        obs=obs,
+        cells=cells,
+        worlds=worlds,
+        epochs=3,
+        num_minibatches=4,
+        generator=torch.Generator().manual_seed(3),
+    )
     _plain_fit(b, opt_b, obs, targets, epochs=3, num_minibatches=4, generator=torch.Generator().manual_seed(3))
     # Same minibatches and the same maths; only float summation order differs (12 Adam steps, with
     # convolutions over other batch sizes for images), far below the 1e-3 the fit moves weights.
@@ -61,14 +71,22 @@ def test_a_whole_image_critic_has_no_cell_table():
 
 
 # --------------------------------------------------------------------------- Watkins's Q(lambda)
-def _greedy_targets(rewards, greedy_values, taken, terminated=None, truncated=None, final=None, last=None,
-                    gamma=0.9, lam=0.5):
+def _greedy_targets(
+    rewards, greedy_values, taken, terminated=None, truncated=None, final=None, last=None, gamma=0.9, lam=0.5
+):
     T, B = rewards.shape
     off = torch.zeros(T, B, dtype=torch.bool)
-    return greedy_lambda_returns(rewards, greedy_values, taken, off if terminated is None else terminated,
-                                 off if truncated is None else truncated,
-                                 torch.zeros(T, B) if final is None else final,
-                                 torch.zeros(B) if last is None else last, gamma, lam)
+    return greedy_lambda_returns(
+        rewards,
+        greedy_values,
+        taken,
+        off if terminated is None else terminated,
+        off if truncated is None else truncated,
+        torch.zeros(T, B) if final is None else final,
+        torch.zeros(B) if last is None else last,
+        gamma,
+        lam,
+    )
 
 
 @pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
@@ -105,7 +123,8 @@ def test_greedy_targets_at_episode_ends_and_with_lambda_one():
     terminated[1, 0] = True  # env 0 ends at t = 1; a new episode runs from t = 2
     truncated[2, 1] = True  # env 1 hits the time limit at t = 2: its successor's value closes it
     final = torch.full((T, 2), 10.0)
-    got = _greedy_targets(rewards, torch.zeros(T, 2), taken, terminated, truncated, final,
-                          last=torch.tensor([8.0, 8.0]), gamma=g, lam=1.0)
+    got = _greedy_targets(
+        rewards, torch.zeros(T, 2), taken, terminated, truncated, final, last=torch.tensor([8.0, 8.0]), gamma=g, lam=1.0
+    )
     assert got[:, 0].tolist() == [1 + g * 2, 2.0, 3 + g * (4 + g * 8), 4 + g * 8]
     assert got[:, 1].tolist() == [1 + g * (2 + g * (3 + g * 10)), 2 + g * (3 + g * 10), 3 + g * 10, 4 + g * 8]

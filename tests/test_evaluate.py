@@ -35,8 +35,15 @@ def env_vars(tmp: Path) -> dict[str, str]:
 
 
 def run_module(module: str, args: list[str], tmp: Path, timeout: float = 120):
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env_vars(tmp),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env_vars(tmp),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_error(stderr: str) -> None:
@@ -49,10 +56,35 @@ def assert_one_line_error(stderr: str) -> None:
 def run_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("evaluate")
     proc = subprocess.run(
-        [sys.executable, "train.py", "--env", "empty", "--num-envs", "64", "--horizon", "8",
-         "--total-timesteps", "2048", "--eval-every", "0", "--eval-episodes", "8", "--no-progress",
-         "--wandb-mode", "disabled", "--runs-dir", str(tmp), "--run-name", "tiny"],
-        cwd=ROOT, env=env_vars(tmp), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "train.py",
+            "--env",
+            "empty",
+            "--num-envs",
+            "64",
+            "--horizon",
+            "8",
+            "--total-timesteps",
+            "2048",
+            "--eval-every",
+            "0",
+            "--eval-episodes",
+            "8",
+            "--no-progress",
+            "--wandb-mode",
+            "disabled",
+            "--runs-dir",
+            str(tmp),
+            "--run-name",
+            "tiny",
+        ],
+        cwd=ROOT,
+        env=env_vars(tmp),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     return tmp / "tiny"
@@ -131,10 +163,9 @@ def test_bad_checkpoints_are_one_error_line(damage, run_dir, tmp_path, capsys):
     assert str(bad) in err
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--env", "no_such_map"], "unknown map"),
-    (["--episodes", "0"], "--episodes 0"),
-])
+@pytest.mark.parametrize(
+    "args, says", [(["--env", "no_such_map"], "unknown map"), (["--episodes", "0"], "--episodes 0")]
+)
 def test_bad_arguments_are_one_error_line(args, says, run_dir, capsys):
     assert evaluate_cli.main([str(run_dir), *args]) == 2
     err = capsys.readouterr().err

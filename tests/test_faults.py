@@ -15,16 +15,38 @@ import time
 from pathlib import Path
 
 import pytest
-from test_train import ROOT, TINY, assert_one_line_error, clean_env, rows, wandb_history
+from conftest import ROOT, TINY, assert_one_line_error, clean_env, rows
+from test_logger import wandb_history
 
 # A run that takes a while: B x T = 512 env steps an update on the 13x13 four-rooms map.
-LONG = ["--env", "four_rooms", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "400000",
-        "--eval-every", "0", "--eval-episodes", "8", "--no-progress", "--wandb-mode", "disabled"]
+LONG = [
+    "--env",
+    "four_rooms",
+    "--num-envs",
+    "64",
+    "--horizon",
+    "8",
+    "--total-timesteps",
+    "400000",
+    "--eval-every",
+    "0",
+    "--eval-episodes",
+    "8",
+    "--no-progress",
+    "--wandb-mode",
+    "disabled",
+]
 
 
 def start(args: list[str], home: Path, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "train.py", *args], cwd=ROOT, env=kw.pop("env", None) or clean_env(home),
-                            stdin=subprocess.DEVNULL, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "train.py", *args],
+        cwd=ROOT,
+        env=kw.pop("env", None) or clean_env(home),
+        stdin=subprocess.DEVNULL,
+        text=True,
+        **kw,
+    )
 
 
 def wait_for(predicate, timeout: float = 60.0, what: str = "a condition") -> None:
@@ -51,17 +73,26 @@ def checkpoint_step(run_dir: Path) -> int:
 # --------------------------------------------------------------------------- kills and resumes
 def test_sigkill_then_resume_leaves_every_step_once(tmp_path):
     run_dir = tmp_path / "runs" / "killed"
-    proc = start([*LONG, "--save-every", "4096", "--runs-dir", str(tmp_path / "runs"), "--run-name", "killed"],
-                 tmp_path / "home", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start(
+        [*LONG, "--save-every", "4096", "--runs-dir", str(tmp_path / "runs"), "--run-name", "killed"],
+        tmp_path / "home",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     # Kill it between checkpoints: some rows are logged after the last one.
     wait_for(lambda: (run_dir / "checkpoint.pt").exists() and len(logged_steps(run_dir)) > 12, what="progress")
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     saved = checkpoint_step(run_dir)
     assert max(logged_steps(run_dir)) > saved  # rows the checkpoint doesn't cover
-    done = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir), "--total-timesteps",
-                           str(saved + 8192)], cwd=ROOT, env=clean_env(tmp_path / "home"), capture_output=True,
-                          text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "train.py", "--resume", str(run_dir), "--total-timesteps", str(saved + 8192)],
+        cwd=ROOT,
+        env=clean_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr
     steps = logged_steps(run_dir)
     assert steps == list(range(512, saved + 8192 + 1, 512)), "every update's row exactly once, in order"
@@ -69,13 +100,23 @@ def test_sigkill_then_resume_leaves_every_step_once(tmp_path):
 
 def test_a_second_process_on_one_run_is_refused(tmp_path):
     run_dir = tmp_path / "runs" / "busy"
-    first = start([*LONG, "--runs-dir", str(tmp_path / "runs"), "--run-name", "busy", "--save-every", "2048"],
-                  tmp_path / "home", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = start(
+        [*LONG, "--runs-dir", str(tmp_path / "runs"), "--run-name", "busy", "--save-every", "2048"],
+        tmp_path / "home",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: (run_dir / "checkpoint.pt").exists(), what="a first checkpoint")
         before = (run_dir / "metrics.jsonl").read_text()
-        second = subprocess.run([sys.executable, "train.py", "--resume", str(run_dir), "--no-progress"], cwd=ROOT,
-                                env=clean_env(tmp_path / "home"), capture_output=True, text=True, timeout=60)
+        second = subprocess.run(
+            [sys.executable, "train.py", "--resume", str(run_dir), "--no-progress"],
+            cwd=ROOT,
+            env=clean_env(tmp_path / "home"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 2
         assert_one_line_error(second.stderr)
         assert f"is in use by process {first.pid}" in second.stderr
@@ -90,8 +131,21 @@ def test_sigint_with_the_output_pipe_closed_still_saves(tmp_path):
     # `python train.py ... 2>&1 | tee log`, then Ctrl-C: tee dies with the same signal, so every
     # later write of ours hits a closed pipe. The checkpoint comes first and the exit is 130.
     run_dir = tmp_path / "runs" / "piped"
-    proc = start([*LONG[:-3], "--progress", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"),
-                  "--run-name", "piped"], tmp_path / "home", stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = start(
+        [
+            *LONG[:-3],
+            "--progress",
+            "--wandb-mode",
+            "disabled",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "piped",
+        ],
+        tmp_path / "home",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     wait_for(lambda: len(logged_steps(run_dir)) > 3, what="training")
     proc.stdout.close()  # the reader is gone
     proc.send_signal(signal.SIGINT)
@@ -102,10 +156,30 @@ def test_sigint_with_the_output_pipe_closed_still_saves(tmp_path):
 def test_sigterm_inside_a_long_update_is_honoured_within_a_second(tmp_path):
     # One update of 64 envs x 4096 steps takes tens of seconds here; SIGTERM must not wait for it.
     run_dir = tmp_path / "runs" / "long_update"
-    proc = start(["--env", "four_rooms", "--num-envs", "64", "--horizon", "4096", "--total-timesteps", "10000000",
-                  "--eval-every", "0", "--no-progress", "--wandb-mode", "disabled", "--runs-dir",
-                  str(tmp_path / "runs"), "--run-name", "long_update"], tmp_path / "home",
-                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = start(
+        [
+            "--env",
+            "four_rooms",
+            "--num-envs",
+            "64",
+            "--horizon",
+            "4096",
+            "--total-timesteps",
+            "10000000",
+            "--eval-every",
+            "0",
+            "--no-progress",
+            "--wandb-mode",
+            "disabled",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "long_update",
+        ],
+        tmp_path / "home",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     # metrics.jsonl is opened just before the loop; the first update then runs for many seconds.
     wait_for(lambda: (run_dir / "metrics.jsonl").exists(), what="the loop to start")
     time.sleep(1.0)
@@ -227,12 +301,21 @@ def silent_server():
 
 @pytest.mark.parametrize("mode", ["auto", "online"])
 def test_wandb_with_a_key_but_no_network_is_one_line_in_bounded_time(mode, tmp_path, silent_server):
-    env = clean_env(tmp_path / "home") | {"WANDB_API_KEY": "0123456789" * 4, "WANDB_BASE_URL": silent_server,
-                                          "WANDB_INIT_TIMEOUT": "3"}
+    env = clean_env(tmp_path / "home") | {
+        "WANDB_API_KEY": "0123456789" * 4,
+        "WANDB_BASE_URL": silent_server,
+        "WANDB_INIT_TIMEOUT": "3",
+    }
     runs = tmp_path / "runs"
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "train.py", *TINY, "--wandb-mode", mode, "--runs-dir", str(runs),
-                           "--run-name", "r"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "train.py", *TINY, "--wandb-mode", mode, "--runs-dir", str(runs), "--run-name", "r"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     elapsed = time.time() - t0
     assert "Traceback" not in proc.stderr, proc.stderr
     assert elapsed < 40, f"{elapsed:.0f} s"  # 3 s of init timeout; no wait for wandb at exit
@@ -252,11 +335,19 @@ def test_wandb_with_a_key_but_no_network_is_one_line_in_bounded_time(mode, tmp_p
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_wandb_starts_is_one_line(sig, tmp_path, silent_server):
-    env = clean_env(tmp_path / "home") | {"WANDB_API_KEY": "0123456789" * 4, "WANDB_BASE_URL": silent_server,
-                                          "WANDB_INIT_TIMEOUT": "30"}
+    env = clean_env(tmp_path / "home") | {
+        "WANDB_API_KEY": "0123456789" * 4,
+        "WANDB_BASE_URL": silent_server,
+        "WANDB_INIT_TIMEOUT": "30",
+    }
     run_dir = tmp_path / "runs" / "r"
-    proc = start([*TINY, "--wandb-mode", "online", "--runs-dir", str(tmp_path / "runs"), "--run-name", "r"],
-                 tmp_path / "home", env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = start(
+        [*TINY, "--wandb-mode", "online", "--runs-dir", str(tmp_path / "runs"), "--run-name", "r"],
+        tmp_path / "home",
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     wait_for(lambda: (run_dir / "wandb").exists(), what="wandb to start")
     time.sleep(1.0)
     proc.send_signal(sig)
@@ -273,9 +364,25 @@ def test_no_output_is_lost_when_stdout_is_a_file(tmp_path):
     # The plain happy path keeps its closing line (say() only swallows a closed pipe).
     out = tmp_path / "log.txt"
     with open(out, "w") as f:
-        proc = subprocess.run([sys.executable, "train.py", *TINY, "--wandb-mode", "disabled", "--runs-dir",
-                               str(tmp_path / "runs"), "--run-name", "r"], cwd=ROOT, env=clean_env(tmp_path / "home"),
-                              stdout=f, stderr=subprocess.PIPE, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "train.py",
+                *TINY,
+                "--wandb-mode",
+                "disabled",
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--run-name",
+                "r",
+            ],
+            cwd=ROOT,
+            env=clean_env(tmp_path / "home"),
+            stdout=f,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
     assert proc.returncode == 0, proc.stderr
     assert out.read_text().startswith("done: 4096 steps")
     assert os.path.getsize(tmp_path / "runs" / "r" / "checkpoint.pt") > 0

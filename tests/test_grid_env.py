@@ -37,17 +37,11 @@ def test_check_env_is_clean_for_registered_ids(env_id, render_mode):
 @pytest.mark.parametrize("obs_mode", ["index", "onehot", "image"])
 @pytest.mark.parametrize(
     ("world", "kwargs"),
-    [
-        ("four_rooms", {"slip": 0.2}),
-        ("FrozenLake-v1", {"env_kwargs": {"is_slippery": True}}),
-        ("CliffWalking-v1", {}),
-    ],
+    [("four_rooms", {"slip": 0.2}), ("FrozenLake-v1", {"env_kwargs": {"is_slippery": True}}), ("CliffWalking-v1", {})],
 )
 def test_check_env_is_clean_for_obs_modes(world, kwargs, obs_mode):
     # Through gym.make so the env has a spec (check_env warns that it cannot re-make one without).
-    env = gym.make(
-        "GumbelGrid/Empty-v0", world=world, obs_mode=obs_mode, render_mode="rgb_array", **kwargs
-    )
+    env = gym.make("GumbelGrid/Empty-v0", world=world, obs_mode=obs_mode, render_mode="rgb_array", **kwargs)
     assert env.unwrapped.obs_mode == obs_mode
     assert env.unwrapped.mdp.name == world.split("-")[0]  # the override took effect
     _check_env_silently(env.unwrapped)

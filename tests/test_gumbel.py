@@ -14,14 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from agent.gumbel import (
-    gumbel_cdf,
-    gumbel_from_uniform,
-    gumbel_max_sample,
-    gumbel_pdf,
-    gumbel_softmax,
-    sample_gumbel,
-)
+from agent.gumbel import gumbel_cdf, gumbel_from_uniform, gumbel_max_sample, gumbel_pdf, gumbel_softmax, sample_gumbel
 from agent.straight_through import ESTIMATORS, straight_through
 
 ONE_HOT_ESTIMATORS = tuple(e for e in ESTIMATORS if e != "gs")
@@ -183,9 +176,7 @@ def test_shifting_logits_changes_nothing():
     logits = torch.randn(64, 5, generator=gen(3), dtype=torch.float64)
     g = torch.randn(64, 5, generator=gen(4), dtype=torch.float64)
     shifted = logits + 7.25
-    assert torch.equal(
-        gumbel_max_sample(logits, generator=gen(5)), gumbel_max_sample(shifted, generator=gen(5))
-    )
+    assert torch.equal(gumbel_max_sample(logits, generator=gen(5)), gumbel_max_sample(shifted, generator=gen(5)))
     # float64 softmax of shifted inputs differs only by rounding (~1e-15).
     torch.testing.assert_close(
         gumbel_softmax(logits, 0.7, generator=gen(5)),
@@ -220,8 +211,7 @@ def test_temperature_limits():
     assert ((y - 0.25).abs() < 1e-3).all()
     # And the small-tau soft sample agrees with the Gumbel-max sample of the same noise.
     assert torch.equal(
-        gumbel_softmax(separated, 0.01, generator=gen(9)).argmax(-1),
-        gumbel_max_sample(separated, generator=gen(9)),
+        gumbel_softmax(separated, 0.01, generator=gen(9)).argmax(-1), gumbel_max_sample(separated, generator=gen(9))
     )
 
 
@@ -250,12 +240,7 @@ def test_hard_gumbel_softmax_is_straight_through_gs():
 @pytest.mark.parametrize("tau", [0.1, 1.0, 5.0])
 def test_low_precision_and_huge_logits_stay_finite(dtype, tau):
     logits = torch.tensor(
-        [
-            [60000.0, -60000.0, 0.0, 1.0],
-            [-60000.0, -60000.0, 60000.0, 60000.0],
-            [0.1, 0.2, 0.3, 0.4],
-        ],
-        dtype=dtype,
+        [[60000.0, -60000.0, 0.0, 1.0], [-60000.0, -60000.0, 60000.0, 60000.0], [0.1, 0.2, 0.3, 0.4]], dtype=dtype
     )
     g = torch.randn(3, 4, generator=gen(13)).to(dtype)
     assert torch.isfinite(logits).all()

@@ -15,8 +15,13 @@ def test_the_command_writes_both_figures_as_images(tmp_path):
     pytest.importorskip("matplotlib")
     import matplotlib.image as mpimg
 
-    done = subprocess.run([sys.executable, "-m", "agent.gumbel_figures", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.gumbel_figures", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     printed = [Path(line) for line in done.stdout.split()]
     assert {p.name for p in printed} == {"gumbel_pdf.png", "gumbel_softmax_temperatures.png"}
@@ -27,7 +32,12 @@ def test_the_command_writes_both_figures_as_images(tmp_path):
 
 
 def test_a_bad_flag_is_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "agent.gumbel_figures", "--seed", "x"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.gumbel_figures", "--seed", "x"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "--seed" in done.stderr

@@ -11,8 +11,9 @@ from agent.rollout import EpisodeStats
 
 
 def make_learner(**overrides):
-    cfg = TrainConfig(**{"env": "four_rooms", "num_envs": 32, "horizon": 4, "hidden": 16,
-                         "wandb_mode": "disabled", **overrides})
+    cfg = TrainConfig(
+        **{"env": "four_rooms", "num_envs": 32, "horizon": 4, "hidden": 16, "wandb_mode": "disabled", **overrides}
+    )
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(0)
     env = build_env(cfg, torch.device("cpu"))
@@ -49,8 +50,9 @@ def test_a_first_update_moves_the_policy_by_the_warmed_up_rate(warmup):
 
 @pytest.mark.parametrize(("step", "left"), [(0, 1.0), (2500, 0.75), (5000, 0.5), (10_000, 0.0), (12_000, 0.0)])
 def test_anneal_lr_lowers_both_rates_linearly_to_zero_at_the_budget(step, left):
-    cfg, _, _, learner = make_learner(total_timesteps=10_000, learning_rate=0.02, critic_learning_rate=0.01,
-                                      actor_warmup=1000)
+    cfg, _, _, learner = make_learner(
+        total_timesteps=10_000, learning_rate=0.02, critic_learning_rate=0.01, actor_warmup=1000
+    )
     learner.set_learning_rates(step)
     warm = min(1.0, (step + 1) / 1000)
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * warm * left)

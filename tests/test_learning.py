@@ -26,9 +26,24 @@ def train(args: list[str], tmp_path: Path, timeout: float) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env |= {"HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}  # see tests/test_train.py
     proc = subprocess.run(
-        [sys.executable, "train.py", *args, "--wandb-mode", "disabled", "--no-progress",
-         "--runs-dir", str(tmp_path), "--run-name", "run"],
-        cwd=ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            "train.py",
+            *args,
+            "--wandb-mode",
+            "disabled",
+            "--no-progress",
+            "--runs-dir",
+            str(tmp_path),
+            "--run-name",
+            "run",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     assert proc.returncode == 0, proc.stderr
     return json.loads((tmp_path / "run" / "final_eval.json").read_text())
@@ -36,9 +51,30 @@ def train(args: list[str], tmp_path: Path, timeout: float) -> dict:
 
 @pytest.mark.learning
 def test_pathwise_solves_empty(tmp_path):
-    final = train(["--env", "empty", "--algo", "pathwise", "--seed", "0", "--num-envs", "128",
-                   "--horizon", "16", "--total-timesteps", "300000", "--eval-every", "16384",
-                   "--eval-episodes", "32", "--stop-at-success", "1.0"], tmp_path, timeout=120)
+    final = train(
+        [
+            "--env",
+            "empty",
+            "--algo",
+            "pathwise",
+            "--seed",
+            "0",
+            "--num-envs",
+            "128",
+            "--horizon",
+            "16",
+            "--total-timesteps",
+            "300000",
+            "--eval-every",
+            "16384",
+            "--eval-episodes",
+            "32",
+            "--stop-at-success",
+            "1.0",
+        ],
+        tmp_path,
+        timeout=120,
+    )
     assert final["success_rate"] == 1.0
     assert final["mean_length"] == 12  # the shortest path from (1, 1) to (7, 7)
     assert final["normalized_score"] == pytest.approx(1.0, abs=1e-3)
@@ -61,9 +97,30 @@ S.LLL.G
 @pytest.mark.learning
 @pytest.mark.parametrize("algo", ["pathwise"])
 def test_learning_with_negative_rewards_of_different_scales(tmp_path, algo):
-    final = train(["--env", CLIFF, "--step-reward", "-1", "--hazard-reward", "-100", "--algo", algo,
-                   "--seed", "0", "--num-envs", "64", "--total-timesteps", "200000", "--eval-every", "16384",
-                   "--eval-episodes", "8"], tmp_path, timeout=120)
+    final = train(
+        [
+            "--env",
+            CLIFF,
+            "--step-reward",
+            "-1",
+            "--hazard-reward",
+            "-100",
+            "--algo",
+            algo,
+            "--seed",
+            "0",
+            "--num-envs",
+            "64",
+            "--total-timesteps",
+            "200000",
+            "--eval-every",
+            "16384",
+            "--eval-episodes",
+            "8",
+        ],
+        tmp_path,
+        timeout=120,
+    )
     assert final["optimal_return"] < 0 and final["uniform_return"] < final["optimal_return"]
     assert final["exact_success_rate"] == pytest.approx(1.0)
     assert final["normalized_score"] > 0.99
@@ -93,8 +150,24 @@ SPIRAL = """
 
 @pytest.mark.learning
 def test_pathwise_follows_a_long_corridor_with_the_default_learner(tmp_path):
-    final = train(["--env", SPIRAL, "--seed", "0", "--total-timesteps", "600000", "--eval-every", "49152",
-                   "--eval-episodes", "8", "--stop-at-success", "1.0"], tmp_path, timeout=180)
+    final = train(
+        [
+            "--env",
+            SPIRAL,
+            "--seed",
+            "0",
+            "--total-timesteps",
+            "600000",
+            "--eval-every",
+            "49152",
+            "--eval-episodes",
+            "8",
+            "--stop-at-success",
+            "1.0",
+        ],
+        tmp_path,
+        timeout=180,
+    )
     assert final["exact_success_rate"] == pytest.approx(1.0)
     assert final["normalized_score"] == pytest.approx(1.0, abs=1e-6)
 

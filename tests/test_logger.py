@@ -1,13 +1,17 @@
-"""The run logger: metrics.jsonl rows, what it drops, and picking the wandb mode."""
+"""The run logger: metrics.jsonl rows, what it drops, picking the wandb mode, and real offline wandb
+runs of train.py read back."""
 
 from __future__ import annotations
 
 import json
 import math
 import shutil
+import struct
+import zlib
 from pathlib import Path
 
 import pytest
+from conftest import TINY, rows, run_train
 
 from agent.config import TrainConfig
 from agent.logger import METRICS_FILE, RunLogger, has_wandb_credentials, read_metrics, resolve_wandb_mode
@@ -108,22 +112,56 @@ def test_tensorboard_event_files_hold_the_metrics_a_run_logs(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("WANDB_")}
-    proc = subprocess.run([sys.executable, "train.py", "--env", "empty", "--num-envs", "64", "--horizon", "8",
-                           "--total-timesteps", "8192", "--eval-every", "2048", "--eval-episodes", "8",
-                           "--capture-video", "--wandb-mode", "disabled", "--no-progress", "--runs-dir",
-                           str(tmp_path), "--run-name", "r"], cwd=root, env=env | {"HOME": str(tmp_path)},
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--env",
+            "empty",
+            "--num-envs",
+            "64",
+            "--horizon",
+            "8",
+            "--total-timesteps",
+            "8192",
+            "--eval-every",
+            "2048",
+            "--eval-episodes",
+            "8",
+            "--capture-video",
+            "--wandb-mode",
+            "disabled",
+            "--no-progress",
+            "--runs-dir",
+            str(tmp_path),
+            "--run-name",
+            "r",
+        ],
+        cwd=root,
+        env=env | {"HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     events = EventAccumulator(str(tmp_path / "r"), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     tags = events.Tags()
-    for tag in ("charts/episodic_return", "charts/SPS", "charts/normalized_score", "losses/value_loss",
-                "eval/exact_success_rate"):
+    for tag in (
+        "charts/episodic_return",
+        "charts/SPS",
+        "charts/normalized_score",
+        "losses/value_loss",
+        "eval/exact_success_rate",
+    ):
         assert tag in tags["scalars"], tag
     steps = [e.step for e in events.Scalars("charts/episodic_return")]
     assert len(steps) >= 3 and steps == sorted(steps) and len(set(steps)) == len(steps)
-    logged = [r["global_step"] for r in (json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").open())
-              if "charts/episodic_return" in r]
+    logged = [
+        r["global_step"]
+        for r in (json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").open())
+        if "charts/episodic_return" in r
+    ]
     assert steps == logged  # the same rows as metrics.jsonl
     gif = events.Images("eval/episode")[-1]
     assert gif.encoded_image_string[:6] == b"GIF89a" and gif.step == 8192
@@ -140,26 +178,159 @@ def test_wandb_leet_opens_an_offline_run_of_ours(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")} | {"HOME": str(tmp_path)}
-    proc = subprocess.run([sys.executable, "train.py", "--env", "empty", "--num-envs", "64", "--horizon", "8",
-                           "--total-timesteps", "4096", "--eval-every", "2048", "--eval-episodes", "8",
-                           "--wandb-mode", "offline", "--no-progress", "--runs-dir", str(tmp_path / "runs"),
-                           "--run-name", "leet_run"], cwd=root, env=env, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--env",
+            "empty",
+            "--num-envs",
+            "64",
+            "--horizon",
+            "8",
+            "--total-timesteps",
+            "4096",
+            "--eval-every",
+            "2048",
+            "--eval-episodes",
+            "8",
+            "--wandb-mode",
+            "offline",
+            "--no-progress",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--run-name",
+            "leet_run",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr
     wandb = str(Path(sys.executable).with_name("wandb"))
     session = f"leet{os.getpid()}"
     tmux = ["tmux", "-L", session]  # a private server: nothing of the user's is touched
-    subprocess.run([*tmux, "new-session", "-d", "-s", session, "-x", "160", "-y", "45",
-                    f"HOME={tmp_path} {wandb} leet {tmp_path / 'runs' / 'leet_run' / 'wandb' / 'latest-run'}"],
-                   check=True, env=env)
+    subprocess.run(
+        [
+            *tmux,
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "160",
+            "-y",
+            "45",
+            f"HOME={tmp_path} {wandb} leet {tmp_path / 'runs' / 'leet_run' / 'wandb' / 'latest-run'}",
+        ],
+        check=True,
+        env=env,
+    )
     try:
         screen = ""
         for _ in range(60):
             time.sleep(0.5)
-            screen = subprocess.run([*tmux, "capture-pane", "-t", session, "-p"], capture_output=True,
-                                    text=True).stdout
+            screen = subprocess.run([*tmux, "capture-pane", "-t", session, "-p"], capture_output=True, text=True).stdout
             if "charts/episodic_return" in screen and "Name: leet_run" in screen:
                 break
         assert "Name: leet_run" in screen and "Project: gumbel-gridworld" in screen, screen
         assert "charts/episodic_return" in screen and "charts/normalized_" in screen, screen
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+# ------------------------------------------------------------------ wandb, for real: train.py runs
+def read_wandb_records(path: Path) -> list[bytes]:
+    """The records of a `.wandb` transaction log (LevelDB log format, which wandb-core writes and
+    wandb 0.31 no longer reads from Python): a 7-byte header `:W&B` + magic + version, then
+    32 KiB blocks of chunks `crc32 (4) | length (2) | type (1) | data`, a record split over
+    FIRST/MIDDLE/LAST chunks when it crosses a block."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a wandb transaction log"
+    block, pos, out, pending = 32768, 7, [], b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block tail too short for a chunk header is padding
+            pos += block - pos % block
+            continue
+        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            continue
+        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, "corrupt chunk in the wandb log"
+        if kind == 1:  # FULL
+            out.append(chunk)
+        elif kind == 2:  # FIRST
+            pending = chunk
+        elif kind == 3:  # MIDDLE
+            pending += chunk
+        elif kind == 4:  # LAST
+            out.append(pending + chunk)
+    return out
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    from wandb.proto import wandb_internal_pb2
+
+    logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(logs) == 1, f"expected one offline run under {run_dir}/wandb, found {logs}"
+    history = []
+    for raw in read_wandb_records(logs[0]):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(raw)
+        if record.WhichOneof("record_type") == "history":
+            history.append(
+                {(item.key or "/".join(item.nested_key)): json.loads(item.value_json) for item in record.history.item}
+            )
+    return history
+
+
+def test_wandb_offline_run_can_be_read_back(tmp_path):
+    workdir = tmp_path
+    home = workdir / "wandb_home"
+    proc = run_train(
+        [*TINY, "--wandb-mode", "offline", "--runs-dir", str(workdir / "runs"), "--run-name", "offline"], home
+    )
+    assert proc.returncode == 0, proc.stderr
+    history = wandb_history(workdir / "runs" / "offline")
+    returns = [(h["global_step"], h["charts/episodic_return"]) for h in history if "charts/episodic_return" in h]
+    assert returns, "no charts/episodic_return in the wandb history"
+    assert all(math.isfinite(v) for _, v in returns)
+    steps = [h["global_step"] for h in history]
+    assert steps == sorted(steps) and steps[-1] == 4096
+    assert any("eval/success_rate" in h for h in history)
+    # The local metrics file and wandb got the same numbers.
+    local = {
+        r["global_step"]: r["charts/episodic_return"]
+        for r in rows(workdir / "runs" / "offline")
+        if "charts/episodic_return" in r
+    }
+    assert dict(returns) == pytest.approx(local)
+
+
+def test_wandb_auto_without_credentials_goes_offline_with_a_hint(tmp_path):
+    workdir = tmp_path
+    home = workdir / "auto_home"  # empty: no ~/.netrc, and clean_env drops WANDB_API_KEY
+    proc = run_train(
+        [
+            *TINY,
+            "--total-timesteps",
+            "1024",
+            "--eval-every",
+            "0",
+            "--wandb-mode",
+            "auto",
+            "--runs-dir",
+            str(workdir / "runs"),
+            "--run-name",
+            "auto",
+        ],
+        home,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    hints = [ln for ln in proc.stderr.splitlines() if "wandb sync" in ln]
+    assert len(hints) == 1 and "offline" in hints[0], proc.stderr
+    assert list((workdir / "runs" / "auto" / "wandb").glob("offline-run-*/run-*.wandb"))

@@ -76,9 +76,7 @@ def test_builtin_loads_with_consistent_tables(name):
         assert mdp.success[s, :, 0].tolist() == [moving and e == "G" for e in entered]
     n_starts = flat.count("S")
     assert n_starts >= 1
-    torch.testing.assert_close(
-        mdp.start, torch.tensor([1.0 / n_starts if ch == "S" else 0.0 for ch in flat])
-    )
+    torch.testing.assert_close(mdp.start, torch.tensor([1.0 / n_starts if ch == "S" else 0.0 for ch in flat]))
     assert mdp.max_episode_steps > 0
 
 
@@ -134,9 +132,7 @@ def test_slip_splits_between_intended_and_perpendicular_moves(slip):
             intended = _move(grid, r, c, a)
             assert int(mdp.next_state[s, a, 0]) == intended[0] * W + intended[1]
             slips = {int(mdp.next_state[s, a, 1]), int(mdp.next_state[s, a, 2])}
-            expected = {
-                _move(grid, r, c, p)[0] * W + _move(grid, r, c, p)[1] for p in PERPENDICULAR[a]
-            }
+            expected = {_move(grid, r, c, p)[0] * W + _move(grid, r, c, p)[1] for p in PERPENDICULAR[a]}
             assert slips == expected
 
 
@@ -189,12 +185,7 @@ def test_compile_grid_directly():
 def test_tabular_mdp_validates_shapes_and_probabilities():
     mdp = load_map(SMALL)
     fields = dict(
-        next_state=mdp.next_state,
-        prob=mdp.prob,
-        reward=mdp.reward,
-        done=mdp.done,
-        success=mdp.success,
-        start=mdp.start,
+        next_state=mdp.next_state, prob=mdp.prob, reward=mdp.reward, done=mdp.done, success=mdp.success, start=mdp.start
     )
     with pytest.raises(ValueError, match="reward has shape"):
         TabularMDP(**{**fields, "reward": mdp.reward[:, :3]})
@@ -315,6 +306,4 @@ def test_reachability_check_agrees_with_bfs_on_builtins():
                     seen.add(nxt)
                     queue.append(nxt)
         assert found, name
-        assert np.array_equal(
-            parse_map(builtin_map_text(name)).starts, load_map(name).layout.starts
-        )
+        assert np.array_equal(parse_map(builtin_map_text(name)).starts, load_map(name).layout.starts)

@@ -73,10 +73,7 @@ def test_maze_spec_sampling_is_seeded():
         assert torch.equal(a.next_state, b.next_state)
     assert len({m.layout.walls.tobytes() for m in first}) > 1
     assert first[0].name == "maze:9x9" and first[0].max_episode_steps == spec.steps == 162
-    assert (
-        MazeSpec(9, 9, max_episode_steps=30).sample(np.random.default_rng(0)).max_episode_steps
-        == 30
-    )
+    assert MazeSpec(9, 9, max_episode_steps=30).sample(np.random.default_rng(0)).max_episode_steps == 30
 
 
 def test_maze_spec_parsing():
@@ -190,9 +187,7 @@ def test_batched_env_holds_different_mazes():
 
 def test_batched_env_draws_a_fresh_maze_when_an_episode_ends():
     # A pool of 32 mazes; with a one-step time limit every step ends every episode.
-    env = BatchedGridWorld(
-        "maze:9x9", 4, obs_mode="image", seed=1, maze_pool=32, max_episode_steps=1
-    )
+    env = BatchedGridWorld("maze:9x9", 4, obs_mode="image", seed=1, maze_pool=32, max_episode_steps=1)
     assert env.num_worlds == 32
     obs, _ = env.reset()
     seen = [{obs[b, 0].numpy().tobytes()} for b in range(4)]

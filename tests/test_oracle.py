@@ -9,14 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from envs import (
-    GridWorldEnv,
-    expected_return,
-    from_gymnasium,
-    load_map,
-    policy_values,
-    value_iteration,
-)
+from envs import GridWorldEnv, expected_return, from_gymnasium, load_map, policy_values, value_iteration
 
 
 def _open_room(height: int, width: int, start: tuple[int, int], goal: tuple[int, int]) -> str:
@@ -29,12 +22,7 @@ def _open_room(height: int, width: int, start: tuple[int, int], goal: tuple[int,
 
 @pytest.mark.parametrize(
     ("size", "start", "goal"),
-    [
-        ((5, 6), (0, 0), (4, 5)),
-        ((4, 4), (3, 0), (0, 2)),
-        ((1, 7), (0, 6), (0, 1)),
-        ((3, 3), (1, 1), (1, 2)),
-    ],
+    [((5, 6), (0, 0), (4, 5)), ((4, 4), (3, 0), (0, 2)), ((1, 7), (0, 6), (0, 1)), ((3, 3), (1, 1), (1, 2))],
 )
 def test_open_room_optimum_is_gamma_to_the_distance(size, start, goal):
     gamma = 0.9
@@ -49,9 +37,7 @@ def test_open_room_optimum_is_gamma_to_the_distance(size, start, goal):
         for c in range(size[1]):
             s = (r + 1) * W + c + 1
             dist = abs(r - goal[0]) + abs(c - goal[1])
-            assert float(result.values[s]) == pytest.approx(
-                0.0 if dist == 0 else gamma ** (dist - 1), abs=1e-9
-            )
+            assert float(result.values[s]) == pytest.approx(0.0 if dist == 0 else gamma ** (dist - 1), abs=1e-9)
     # The greedy policy walks straight there in GridWorldEnv.
     env = GridWorldEnv(mdp)
     state, _ = env.reset(seed=0)
@@ -68,11 +54,7 @@ def _reference_frozenlake_values(P: dict, gamma: float, tol: float = 1e-13, step
     done_steps = 0
     while True:
         new = [
-            max(
-                sum(p * (r + (0.0 if done else gamma * V[ns])) for p, ns, r, done in P[s][a])
-                for a in P[s]
-            )
-            for s in P
+            max(sum(p * (r + (0.0 if done else gamma * V[ns])) for p, ns, r, done in P[s][a]) for a in P[s]) for s in P
         ]
         delta = max(abs(x - y) for x, y in zip(new, V, strict=True))
         V = new
@@ -169,9 +151,7 @@ def test_uniform_policy_matches_monte_carlo():
 def test_expected_return_is_differentiable_and_matches_a_finite_difference():
     gamma = 0.9
     mdp = load_map(SMALL_ROOM, slip=0.2, step_reward=-0.05)
-    theta = torch.randn(
-        mdp.num_states, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)
-    )
+    theta = torch.randn(mdp.num_states, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     theta.requires_grad_()
     J = expected_return(mdp, torch.softmax(theta, -1), gamma)
     (grad,) = torch.autograd.grad(J, theta)

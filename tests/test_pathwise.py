@@ -101,9 +101,22 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     mdp = load_map(world, slip=slip, step_reward=-0.1, hazard_reward=-2.0)
     live = torch.nonzero(mdp.reachable()).flatten()
     B, S = len(live), mdp.num_states
-    cfg = TrainConfig(env=world, slip=slip, step_reward=-0.1, hazard_reward=-2.0, num_envs=B, horizon=1, actor_steps=1,
-                      lookahead=1, estimator="st", tau=1.0, entropy_coef=0.0, logit_penalty=penalty, max_grad_norm=0.0,
-                      hidden=16)
+    cfg = TrainConfig(
+        env=world,
+        slip=slip,
+        step_reward=-0.1,
+        hazard_reward=-2.0,
+        num_envs=B,
+        horizon=1,
+        actor_steps=1,
+        lookahead=1,
+        estimator="st",
+        tau=1.0,
+        entropy_coef=0.0,
+        logit_penalty=penalty,
+        max_grad_norm=0.0,
+        hidden=16,
+    )
     env = build_env(cfg, torch.device("cpu"))
     obs = env.reset(options={"state": live})[0]
     policy = _TablePolicy(S, 4)

@@ -37,10 +37,11 @@ def make_run(root: Path, name: str, curve, steps, **config) -> Path:
 @pytest.fixture
 def runs(tmp_path) -> dict[str, list[Path]]:
     """3 pathwise seeds (returns x/1000 + seed) and 2 ppo seeds (constant), on different x grids."""
-    pathwise = [make_run(tmp_path, f"pw{s}", lambda x, s=s: x / 1000 + s, range(0, 1001 + 10 * s, 100 + s), seed=s)
-                for s in range(3)]
-    ppo = [make_run(tmp_path, f"ppo{s}", lambda x: 0.25, range(0, 1001, 50), seed=s, algo="ppo")
-           for s in range(2)]
+    pathwise = [
+        make_run(tmp_path, f"pw{s}", lambda x, s=s: x / 1000 + s, range(0, 1001 + 10 * s, 100 + s), seed=s)
+        for s in range(3)
+    ]
+    ppo = [make_run(tmp_path, f"ppo{s}", lambda x: 0.25, range(0, 1001, 50), seed=s, algo="ppo") for s in range(2)]
     return {"pathwise": pathwise, "ppo": ppo}
 
 
@@ -94,8 +95,13 @@ def test_smoothing():
 def test_cli_writes_a_png(runs, tmp_path):
     out = tmp_path / "figs" / "curve.png"
     dirs = [str(p) for p in runs["pathwise"] + runs["ppo"]]
-    proc = subprocess.run([sys.executable, "-m", "agent.plot", *dirs, "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "agent.plot", *dirs, "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     from PIL import Image
 
@@ -108,17 +114,30 @@ def test_cli_writes_a_png(runs, tmp_path):
 
 def test_several_metrics_make_several_panels(runs, tmp_path):
     out = tmp_path / "two.png"
-    code = plot_cli.main([*map(str, runs["ppo"]), "--out", str(out),
-                          "--metric", "charts/episodic_return", "charts/SPS", "--smooth", "0.5"])
+    code = plot_cli.main(
+        [
+            *map(str, runs["ppo"]),
+            "--out",
+            str(out),
+            "--metric",
+            "charts/episodic_return",
+            "charts/SPS",
+            "--smooth",
+            "0.5",
+        ]
+    )
     assert code == 0 and out.stat().st_size > 0
 
 
-@pytest.mark.parametrize("case, says", [
-    ("missing_dir", "is not a run directory"),
-    ("no_metrics", "has no metrics.jsonl"),
-    ("unknown_metric", "no rows with both 'eval/nope'"),
-    ("bad_smooth", "--smooth 1.5"),
-])
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("missing_dir", "is not a run directory"),
+        ("no_metrics", "has no metrics.jsonl"),
+        ("unknown_metric", "no rows with both 'eval/nope'"),
+        ("bad_smooth", "--smooth 1.5"),
+    ],
+)
 def test_errors_are_one_line(case, says, runs, tmp_path, capsys):
     args = [str(runs["ppo"][0]), "--out", str(tmp_path / "x.png")]
     if case == "missing_dir":
@@ -148,8 +167,12 @@ def test_two_runs_of_one_seed_are_refused_and_a_short_run_is_named(tmp_path, cap
         d = tmp_path / name
         d.mkdir()
         (d / "config.json").write_text(json.dumps({"env": "empty", "algo": "pathwise", "seed": seed}))
-        (d / "metrics.jsonl").write_text("".join(json.dumps({"global_step": s, "charts/episodic_return": s / steps})
-                                                 + "\n" for s in range(1000, steps + 1, 1000)))
+        (d / "metrics.jsonl").write_text(
+            "".join(
+                json.dumps({"global_step": s, "charts/episodic_return": s / steps}) + "\n"
+                for s in range(1000, steps + 1, 1000)
+            )
+        )
         return d
 
     aborted, full, other = fake_run("aborted", 0, 5000), fake_run("full", 0, 20000), fake_run("other", 1, 20000)

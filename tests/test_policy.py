@@ -68,7 +68,6 @@ def test_image_value_ignores_where_the_agent_is_not():
     assert not torch.allclose(critic(obs), critic(moved))
 
 
-
 def test_the_one_hot_critic_is_a_table_of_cells_in_units_of_its_scale():
     S = 6
     cells = torch.eye(S)

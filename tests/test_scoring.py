@@ -60,8 +60,14 @@ def test_exact_evaluation_of_the_optimum_scores_one_and_the_uniform_policy_zero(
         best = exact_evaluation(_table_policy(value_iteration(mdp, gamma).policy, mdp.num_actions), env, gamma=gamma)
         assert best["normalized_score"] == pytest.approx(1.0, abs=1e-9), mdp.name
         assert best["optimal_return"] == pytest.approx(value_iteration(mdp, gamma, horizon=T).optimal_return)
-        uniform = exact_evaluation(nn.Linear(mdp.num_states, mdp.num_actions, bias=False).requires_grad_(False)
-                                   .apply(lambda m: nn.init.zeros_(m.weight)), env, gamma=gamma, greedy=False)
+        uniform = exact_evaluation(
+            nn.Linear(mdp.num_states, mdp.num_actions, bias=False)
+            .requires_grad_(False)
+            .apply(lambda m: nn.init.zeros_(m.weight)),
+            env,
+            gamma=gamma,
+            greedy=False,
+        )
         assert uniform["normalized_score"] == pytest.approx(0.0, abs=1e-9), mdp.name
 
 
@@ -74,8 +80,10 @@ def test_normalised_score_on_negative_rewards_is_finite_and_ordered():
     ref = reference_returns(env, gamma)
     assert float(ref["optimal"]) < 0 and float(ref["uniform"]) < float(ref["optimal"])
     stay_up = torch.zeros(mdp.num_states, dtype=torch.long)  # always "up": never reaches the goal
-    scores = [exact_evaluation(_table_policy(a), env, gamma=gamma, reference=ref)["normalized_score"]
-              for a in (stay_up, value_iteration(mdp, gamma).policy)]
+    scores = [
+        exact_evaluation(_table_policy(a), env, gamma=gamma, reference=ref)["normalized_score"]
+        for a in (stay_up, value_iteration(mdp, gamma).policy)
+    ]
     assert all(math.isfinite(x) for x in scores)
     assert 0.0 < scores[0] < scores[1] == pytest.approx(1.0)
 

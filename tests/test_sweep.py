@@ -10,14 +10,29 @@ import time
 from collections import Counter
 
 import pytest
-from test_train import ROOT, assert_one_line_error, clean_env
+from conftest import ROOT, assert_one_line_error, clean_env
 
 optuna = pytest.importorskip("optuna")
 
 from agent import sweep  # noqa: E402
 
-TRAIN = ["--env", "empty", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "32768", "--eval-every",
-         "16384", "--eval-episodes", "16", "--wandb-mode", "disabled", "--no-progress"]
+TRAIN = [
+    "--env",
+    "empty",
+    "--num-envs",
+    "64",
+    "--horizon",
+    "8",
+    "--total-timesteps",
+    "32768",
+    "--eval-every",
+    "16384",
+    "--eval-episodes",
+    "16",
+    "--wandb-mode",
+    "disabled",
+    "--no-progress",
+]
 
 
 def trials(url: str, study: str):
@@ -45,14 +60,48 @@ def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
 
 def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    assert sweep.main(["plan", "--storage", url, "--study", "s", "--estimators", "reinmax", "st", "--seeds", "0",
-                       "1", "--", *TRAIN]) == 0
+    assert (
+        sweep.main(
+            [
+                "plan",
+                "--storage",
+                url,
+                "--study",
+                "s",
+                "--estimators",
+                "reinmax",
+                "st",
+                "--seeds",
+                "0",
+                "1",
+                "--",
+                *TRAIN,
+            ]
+        )
+        == 0
+    )
     planned = {(e, s) for e in ("reinmax", "st") for s in (0, 1)}
-    work = [sys.executable, "-m", "agent.sweep", "work", "--storage", url, "--study", "s", "--runs-dir",
-            str(tmp_path / "runs"), "--heartbeat-s", "1", "--grace-s", "3"]
+    work = [
+        sys.executable,
+        "-m",
+        "agent.sweep",
+        "work",
+        "--storage",
+        url,
+        "--study",
+        "s",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--heartbeat-s",
+        "1",
+        "--grace-s",
+        "3",
+    ]
     env = clean_env(tmp_path / "home")
-    a, b = (subprocess.Popen(work, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2))
+    a, b = (
+        subprocess.Popen(work, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    )
     try:
         _kill_one_and_check(a, b, url, planned, tmp_path, env)
     finally:  # a failed check leaves no worker behind
@@ -83,9 +132,17 @@ def _kill_one_and_check(a, b, url, planned, tmp_path, env):
     # (killed maybe before it had all its parameters: the plan it was given is in its attributes)
     assert (failed[0].user_attrs["planned"]["estimator"], failed[0].user_attrs["planned"]["seed"]) in planned
     assert all((tmp_path / "runs" / "s" / f"trial-{t.number:04d}" / "final_eval.json").exists() for t in done)
-    assert "study s: 4 complete, 1 fail" in subprocess.run(
-        [sys.executable, "-m", "agent.sweep", "report", "--storage", url, "--study", "s"], cwd=ROOT, env=env,
-        capture_output=True, text=True, check=True).stdout
+    assert (
+        "study s: 4 complete, 1 fail"
+        in subprocess.run(
+            [sys.executable, "-m", "agent.sweep", "report", "--storage", url, "--study", "s"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
 
 def test_the_wandb_sweep_config_gives_flags_train_py_takes():
@@ -109,11 +166,31 @@ def test_the_wandb_sweep_config_gives_flags_train_py_takes():
 
 def test_ctrl_c_in_a_worker_saves_the_run_and_queues_the_trial_again(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
-    assert sweep.main(["plan", "--storage", url, "--study", "s", "--seeds", "0", "--", *TRAIN,
-                       "--total-timesteps", "2000000"]) == 0
-    worker = subprocess.Popen([sys.executable, "-m", "agent.sweep", "work", "--storage", url, "--study", "s",
-                               "--runs-dir", str(tmp_path / "runs")], cwd=ROOT, env=clean_env(tmp_path / "home"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert (
+        sweep.main(
+            ["plan", "--storage", url, "--study", "s", "--seeds", "0", "--", *TRAIN, "--total-timesteps", "2000000"]
+        )
+        == 0
+    )
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "agent.sweep",
+            "work",
+            "--storage",
+            url,
+            "--study",
+            "s",
+            "--runs-dir",
+            str(tmp_path / "runs"),
+        ],
+        cwd=ROOT,
+        env=clean_env(tmp_path / "home"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     metrics = tmp_path / "runs" / "s" / "trial-0000" / "metrics.jsonl"
     deadline = time.time() + 120
     while not (metrics.exists() and metrics.stat().st_size > 0):  # training, not starting

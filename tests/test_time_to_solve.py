@@ -9,10 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import (
-    ROOT,
-    run_smoke,
-)
+from conftest import ROOT, run_smoke
 
 from benchmarks.time_to_solve import LEARNERS, SB3_MISSING, markdown, sb3_version, summarise
 
@@ -80,14 +77,7 @@ def test_bad_option_is_one_line_error():
 
 def test_summary_medians_and_ratios():
     def row(learner, seed, steps, wall, solved=True):
-        return {
-            "world": "w",
-            "learner": learner,
-            "seed": seed,
-            "steps": steps,
-            "wall_clock_s": wall,
-            "solved": solved,
-        }
+        return {"world": "w", "learner": learner, "seed": seed, "steps": steps, "wall_clock_s": wall, "solved": solved}
 
     rows = [
         row("pathwise", 0, 100, 1.0),

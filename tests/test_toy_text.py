@@ -115,9 +115,7 @@ def test_time_limits_and_instances():
     assert from_gymnasium("FrozenLake8x8-v1").max_episode_steps == 200
     assert from_gymnasium("CliffWalking-v1").max_episode_steps == 4 * 48  # no limit registered
     by_instance = from_gymnasium(gym.make("FrozenLake-v1", is_slippery=False))
-    assert torch.equal(
-        by_instance.next_state, from_gymnasium("FrozenLake-v1", is_slippery=False).next_state
-    )
+    assert torch.equal(by_instance.next_state, from_gymnasium("FrozenLake-v1", is_slippery=False).next_state)
     assert make_world("FrozenLake-v1", env_kwargs={"map_name": "8x8"}).num_states == 64
 
 

@@ -7,53 +7,24 @@ is what the CLI tests need (files, resume, signals, wandb), not learning (see te
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, assert_one_line_error, clean_env, rows, run_train
 
 import train
 from agent.checkpoint import load_checkpoint
 from agent.config import TrainConfig, eval_seeds
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--env", "empty", "--num-envs", "64", "--horizon", "8", "--total-timesteps", "4096",
-        "--eval-every", "2048", "--eval-episodes", "16", "--no-progress"]
 RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "final_eval.json")
 TIMING_KEYS = {"charts/SPS", "wall_clock_s"}
-
-
-def clean_env(home: Path) -> dict[str, str]:
-    """The caller's environment with a private HOME (no wandb credentials, nothing leaks out)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "NETRC"}
-    home.mkdir(parents=True, exist_ok=True)
-    # One thread: the tests share 2 cores with each other and with whatever else runs; torch's
-    # default thread pool then spins more than it computes.
-    return env | {"HOME": str(home), "WANDB_DIR": str(home), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
-
-
-def run_train(args: list[str], home: Path, *, timeout: float = 180, env: dict | None = None):
-    return subprocess.run([sys.executable, "train.py", *args], cwd=ROOT, env=env or clean_env(home),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
-
-
-def rows(run_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line]
-
-
-def assert_one_line_error(stderr: str) -> None:
-    assert "Traceback" not in stderr, stderr
-    lines = [ln for ln in stderr.splitlines() if ln.strip() and "Warning" not in ln]
-    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +35,20 @@ def workdir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def pathwise_run(workdir) -> Path:
     """One tiny pathwise run shared by the tests that only read it (or copy it first)."""
-    proc = run_train([*TINY, "--algo", "pathwise", "--wandb-mode", "disabled", "--runs-dir",
-                      str(workdir / "runs"), "--run-name", "pathwise"], workdir / "home")
+    proc = run_train(
+        [
+            *TINY,
+            "--algo",
+            "pathwise",
+            "--wandb-mode",
+            "disabled",
+            "--runs-dir",
+            str(workdir / "runs"),
+            "--run-name",
+            "pathwise",
+        ],
+        workdir / "home",
+    )
     assert proc.returncode == 0, proc.stderr
     return workdir / "runs" / "pathwise"
 
@@ -76,8 +59,20 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
     if algo == "pathwise":
         run_dir = pathwise_run
     else:
-        proc = run_train([*TINY, "--algo", algo, "--wandb-mode", "disabled", "--runs-dir",
-                          str(workdir / "runs"), "--run-name", algo], workdir / "home")
+        proc = run_train(
+            [
+                *TINY,
+                "--algo",
+                algo,
+                "--wandb-mode",
+                "disabled",
+                "--runs-dir",
+                str(workdir / "runs"),
+                "--run-name",
+                algo,
+            ],
+            workdir / "home",
+        )
         assert proc.returncode == 0, proc.stderr
         assert "Traceback" not in proc.stderr
         run_dir = workdir / "runs" / algo
@@ -95,11 +90,28 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
 def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
     # One default configuration for every world: a slippery lake gets the same settings as any
     # map, and the run's config.json records them all, resolved (obs: one-hot cells).
-    slippery = ["--env", "FrozenLake-v1", "--env-kwargs", "map_name:4x4", "is_slippery:True", "--num-envs", "64",
-                "--horizon", "4", "--total-timesteps", "1024", "--eval-every", "0", "--eval-episodes", "8",
-                "--no-progress"]
-    proc = run_train([*slippery, "--wandb-mode", "disabled", "--runs-dir", str(workdir / "runs"),
-                      "--run-name", "slippery"], workdir / "home")
+    slippery = [
+        "--env",
+        "FrozenLake-v1",
+        "--env-kwargs",
+        "map_name:4x4",
+        "is_slippery:True",
+        "--num-envs",
+        "64",
+        "--horizon",
+        "4",
+        "--total-timesteps",
+        "1024",
+        "--eval-every",
+        "0",
+        "--eval-episodes",
+        "8",
+        "--no-progress",
+    ]
+    proc = run_train(
+        [*slippery, "--wandb-mode", "disabled", "--runs-dir", str(workdir / "runs"), "--run-name", "slippery"],
+        workdir / "home",
+    )
     assert proc.returncode == 0, proc.stderr
     run_dir = workdir / "runs" / "slippery"
     config = json.loads((run_dir / "config.json").read_text())
@@ -109,8 +121,11 @@ def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
     assert config["obs"] == "onehot" and config["horizon"] == 4
     # The seeds derived from --seed are written out too, as the run used them.
     cfg = TrainConfig.from_dict(config)
-    assert config["derived_seeds"] == {"train": 0, "validation": eval_seeds(cfg, "validation"),
-                                       "test": eval_seeds(cfg, "test")}
+    assert config["derived_seeds"] == {
+        "train": 0,
+        "validation": eval_seeds(cfg, "validation"),
+        "test": eval_seeds(cfg, "test"),
+    }
     assert config["derived_seeds"]["test"]["env"] != config["derived_seeds"]["validation"]["env"] != 0
     assert [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r] == [256, 512, 768, 1024]
 
@@ -120,8 +135,22 @@ def test_a_run_from_before_the_current_settings_resumes_as_it_was_trained(workdi
     # actor warm-up existed was trained through the whole window, from the world's start, with
     # none of them; it goes on so.
     run_dir = workdir / "runs" / "old_run"
-    assert train.main([*TINY, "--wandb-mode", "disabled", "--total-timesteps", "1024", "--runs-dir",
-                       str(workdir / "runs"), "--run-name", "old_run"]) == 0
+    assert (
+        train.main(
+            [
+                *TINY,
+                "--wandb-mode",
+                "disabled",
+                "--total-timesteps",
+                "1024",
+                "--runs-dir",
+                str(workdir / "runs"),
+                "--run-name",
+                "old_run",
+            ]
+        )
+        == 0
+    )
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
     for key in ("lookahead", "explore_starts", "logit_penalty", "trace_cut", "actor_warmup"):
         del state["config"][key]
@@ -129,14 +158,30 @@ def test_a_run_from_before_the_current_settings_resumes_as_it_was_trained(workdi
     assert train.main(["--resume", str(run_dir), "--total-timesteps", "2048", "--no-progress"]) == 0
     resumed = load_checkpoint(run_dir)
     assert resumed["global_step"] == 2048
-    assert {k: resumed["config"][k] for k in ("lookahead", "explore_starts", "logit_penalty", "trace_cut")} == \
-        {"lookahead": 8, "explore_starts": 0.0, "logit_penalty": 0.0, "trace_cut": 0.0}
+    assert {k: resumed["config"][k] for k in ("lookahead", "explore_starts", "logit_penalty", "trace_cut")} == {
+        "lookahead": 8,
+        "explore_starts": 0.0,
+        "logit_penalty": 0.0,
+        "trace_cut": 0.0,
+    }
 
 
 # ------------------------------------------------------------------ reproducibility
 def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
-    proc = run_train([*TINY, "--algo", "pathwise", "--wandb-mode", "disabled", "--runs-dir",
-                      str(workdir / "runs"), "--run-name", "pathwise_again"], workdir / "home")
+    proc = run_train(
+        [
+            *TINY,
+            "--algo",
+            "pathwise",
+            "--wandb-mode",
+            "disabled",
+            "--runs-dir",
+            str(workdir / "runs"),
+            "--run-name",
+            "pathwise_again",
+        ],
+        workdir / "home",
+    )
     assert proc.returncode == 0, proc.stderr
     strip = lambda rs: [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rs]  # noqa: E731
     first, second = strip(rows(pathwise_run)), strip(rows(workdir / "runs" / "pathwise_again"))
@@ -145,8 +190,9 @@ def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
         assert a == b  # exact: same seed, same thread count, same CPU kernels
     runs = (pathwise_run, workdir / "runs" / "pathwise_again")
     final = [json.loads((d / "final_eval.json").read_text()) for d in runs]
-    assert {k: v for k, v in final[0].items() if k not in TIMING_KEYS} == \
-           {k: v for k, v in final[1].items() if k not in TIMING_KEYS}
+    assert {k: v for k, v in final[0].items() if k not in TIMING_KEYS} == {
+        k: v for k, v in final[1].items() if k not in TIMING_KEYS
+    }
 
 
 # ------------------------------------------------------------------ resume
@@ -158,7 +204,7 @@ def test_resume_continues_the_step_count(workdir, pathwise_run):
     assert proc.returncode == 0, proc.stderr
     after = rows(run_dir)
     assert after[: len(before)] == before  # appended, not rewritten
-    new_steps = [r["global_step"] for r in after[len(before):]]
+    new_steps = [r["global_step"] for r in after[len(before) :]]
     assert new_steps[0] == 4096 + 512, "the resumed run restarted its step count"
     assert new_steps == sorted(new_steps) and new_steps[-1] == 8192
     assert load_checkpoint(run_dir)["global_step"] == 8192
@@ -173,10 +219,27 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(workdir):
     runs = workdir / "runs"
     run_dir = runs / "interrupted"
     proc = subprocess.Popen(
-        [sys.executable, "train.py", *TINY, "--total-timesteps", "100000000", "--eval-every", "0",
-         "--wandb-mode", "disabled", "--runs-dir", str(runs), "--run-name", "interrupted"],
-        cwd=ROOT, env=clean_env(workdir / "home"), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "train.py",
+            *TINY,
+            "--total-timesteps",
+            "100000000",
+            "--eval-every",
+            "0",
+            "--wandb-mode",
+            "disabled",
+            "--runs-dir",
+            str(runs),
+            "--run-name",
+            "interrupted",
+        ],
+        cwd=ROOT,
+        env=clean_env(workdir / "home"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.time() + 90
@@ -198,83 +261,11 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(workdir):
     assert not (run_dir / "final_eval.json").exists()
 
     # The hint works, and --resume also takes the checkpoint file itself.
-    proc = run_train(["--resume", str(run_dir / "checkpoint.pt"), "--total-timesteps", str(step + 512)],
-                     workdir / "home")
+    proc = run_train(
+        ["--resume", str(run_dir / "checkpoint.pt"), "--total-timesteps", str(step + 512)], workdir / "home"
+    )
     assert proc.returncode == 0, proc.stderr
     assert load_checkpoint(run_dir)["global_step"] == step + 512
-
-
-# ------------------------------------------------------------------ wandb, for real
-def read_wandb_records(path: Path) -> list[bytes]:
-    """The records of a `.wandb` transaction log (LevelDB log format, which wandb-core writes and
-    wandb 0.31 no longer reads from Python): a 7-byte header `:W&B` + magic + version, then
-    32 KiB blocks of chunks `crc32 (4) | length (2) | type (1) | data`, a record split over
-    FIRST/MIDDLE/LAST chunks when it crosses a block."""
-    data = path.read_bytes()
-    assert data[:4] == b":W&B", f"{path} is not a wandb transaction log"
-    block, pos, out, pending = 32768, 7, [], b""
-    while pos + 7 <= len(data):
-        if block - pos % block < 7:  # a block tail too short for a chunk header is padding
-            pos += block - pos % block
-            continue
-        crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
-        chunk = data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind == 0 and length == 0:
-            continue
-        assert zlib.crc32(chunk, zlib.crc32(bytes([kind]))) == crc, "corrupt chunk in the wandb log"
-        if kind == 1:  # FULL
-            out.append(chunk)
-        elif kind == 2:  # FIRST
-            pending = chunk
-        elif kind == 3:  # MIDDLE
-            pending += chunk
-        elif kind == 4:  # LAST
-            out.append(pending + chunk)
-    return out
-
-
-def wandb_history(run_dir: Path) -> list[dict]:
-    from wandb.proto import wandb_internal_pb2
-
-    logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(logs) == 1, f"expected one offline run under {run_dir}/wandb, found {logs}"
-    history = []
-    for raw in read_wandb_records(logs[0]):
-        record = wandb_internal_pb2.Record()
-        record.ParseFromString(raw)
-        if record.WhichOneof("record_type") == "history":
-            history.append({(item.key or "/".join(item.nested_key)): json.loads(item.value_json)
-                            for item in record.history.item})
-    return history
-
-
-def test_wandb_offline_run_can_be_read_back(workdir):
-    home = workdir / "wandb_home"
-    proc = run_train([*TINY, "--wandb-mode", "offline", "--runs-dir", str(workdir / "runs"),
-                      "--run-name", "offline"], home)
-    assert proc.returncode == 0, proc.stderr
-    history = wandb_history(workdir / "runs" / "offline")
-    returns = [(h["global_step"], h["charts/episodic_return"]) for h in history if "charts/episodic_return" in h]
-    assert returns, "no charts/episodic_return in the wandb history"
-    assert all(math.isfinite(v) for _, v in returns)
-    steps = [h["global_step"] for h in history]
-    assert steps == sorted(steps) and steps[-1] == 4096
-    assert any("eval/success_rate" in h for h in history)
-    # The local metrics file and wandb got the same numbers.
-    local = {r["global_step"]: r["charts/episodic_return"] for r in rows(workdir / "runs" / "offline")
-             if "charts/episodic_return" in r}
-    assert dict(returns) == pytest.approx(local)
-
-
-def test_wandb_auto_without_credentials_goes_offline_with_a_hint(workdir):
-    home = workdir / "auto_home"  # empty: no ~/.netrc, and clean_env drops WANDB_API_KEY
-    proc = run_train([*TINY, "--total-timesteps", "1024", "--eval-every", "0", "--wandb-mode", "auto",
-                      "--runs-dir", str(workdir / "runs"), "--run-name", "auto"], home, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    hints = [ln for ln in proc.stderr.splitlines() if "wandb sync" in ln]
-    assert len(hints) == 1 and "offline" in hints[0], proc.stderr
-    assert list((workdir / "runs" / "auto" / "wandb").glob("offline-run-*/run-*.wandb"))
 
 
 # ------------------------------------------------------------------ damaged checkpoints
@@ -304,21 +295,24 @@ def test_resume_from_a_damaged_checkpoint_is_one_error_line(damage, workdir, pat
 RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
 
 
-@pytest.mark.parametrize("flags, says", [
-    (["--estimator", "nope"], "--estimator 'nope' is unknown"),
-    (["--env", "no_such_map"], "unknown map 'no_such_map'"),
-    (["--num-envs", "0"], "--num-envs 0"),
-    (["--horizon", "-1"], "--horizon -1 is out of range: it must be an integer >= 1"),
-    (["--maze-pool", "-2"], "--maze-pool -2"),
-    (["--explore-bonus", "-0.1"], "--explore-bonus -0.1 is out of range: it must be a finite number >= 0"),
-    (["--entropy-coef", "-1"], "--entropy-coef -1.0 is out of range"),
-    (["--actor-warmup", "-5"], "--actor-warmup -5 is out of range"),
-    (["--env", "maze:7x7", "--no-value-map"], "reads its critic as a table of cells"),
-    (["--env-kwargs", "badformat"], "key:value"),
-    (["--device", "cuda"], "CUDA is not available"),
-    (["--env", "RAGGED"], "row 2 has 6 cells"),
-    (["--resume", "MISSING"], "no checkpoint at"),
-])
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--estimator", "nope"], "--estimator 'nope' is unknown"),
+        (["--env", "no_such_map"], "unknown map 'no_such_map'"),
+        (["--num-envs", "0"], "--num-envs 0"),
+        (["--horizon", "-1"], "--horizon -1 is out of range: it must be an integer >= 1"),
+        (["--maze-pool", "-2"], "--maze-pool -2"),
+        (["--explore-bonus", "-0.1"], "--explore-bonus -0.1 is out of range: it must be a finite number >= 0"),
+        (["--entropy-coef", "-1"], "--entropy-coef -1.0 is out of range"),
+        (["--actor-warmup", "-5"], "--actor-warmup -5 is out of range"),
+        (["--env", "maze:7x7", "--no-value-map"], "reads its critic as a table of cells"),
+        (["--env-kwargs", "badformat"], "key:value"),
+        (["--device", "cuda"], "CUDA is not available"),
+        (["--env", "RAGGED"], "row 2 has 6 cells"),
+        (["--resume", "MISSING"], "no checkpoint at"),
+    ],
+)
 def test_bad_flags_are_one_error_line(flags, says, tmp_path, capsys):
     """In-process `train.main` (the function the script calls) keeps these fast; the next test
     checks the same path through a real subprocess."""
@@ -334,8 +328,10 @@ def test_bad_flags_are_one_error_line(flags, says, tmp_path, capsys):
     assert says in err
 
 
-@pytest.mark.parametrize(("flags", "says"), [(["--algo", "nope"], "invalid choice 'nope' for argument '--algo'"),
-                                            (["--num-envs", "x"], "--num-envs")])
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [(["--algo", "nope"], "invalid choice 'nope' for argument '--algo'"), (["--num-envs", "x"], "--num-envs")],
+)
 def test_tyro_errors_are_one_line_too(flags, says, tmp_path, capsys):
     """tyro's own errors come as a box; the CLI keeps its words on one line."""
     assert train.main([*TINY, "--runs-dir", str(tmp_path / "runs"), *flags]) == 2
@@ -344,26 +340,35 @@ def test_tyro_errors_are_one_line_too(flags, says, tmp_path, capsys):
     assert says in err and "---" not in err and "─" not in err
 
 
-@pytest.mark.parametrize("flags, one_line", [
-    (["--gamma", "1.5"], True),  # our validation
-    (["--no-such-flag", "1"], True),  # tyro's box, flattened
-])
+@pytest.mark.parametrize(
+    "flags, one_line",
+    [
+        (["--gamma", "1.5"], True),  # our validation
+        (["--no-such-flag", "1"], True),  # tyro's box, flattened
+    ],
+)
 def test_bad_flags_through_the_script(flags, one_line, tmp_path):
-    proc = run_train([*TINY, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"), *flags],
-                     tmp_path / "home", timeout=60)
+    proc = run_train(
+        [*TINY, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"), *flags], tmp_path / "home", timeout=60
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr, proc.stderr
     assert_one_line_error(proc.stderr)
-    assert ("--gamma 1.5 is out of range: it must be in [0, 1)" if flags[0] == "--gamma" else "--no-such-flag") \
-        in proc.stderr
+    assert (
+        "--gamma 1.5 is out of range: it must be in [0, 1)" if flags[0] == "--gamma" else "--no-such-flag"
+    ) in proc.stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_threads_flag_sets_torchs_thread_count(tmp_path):
     before = torch.get_num_threads()
     try:
-        assert train.main([*TINY, "--threads", "2", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path),
-                           "--run-name", "r"]) == 0
+        assert (
+            train.main(
+                [*TINY, "--threads", "2", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path), "--run-name", "r"]
+            )
+            == 0
+        )
         assert torch.get_num_threads() == 2
         assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 2
     finally:

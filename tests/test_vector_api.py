@@ -69,8 +69,9 @@ def _cleanrl_style_ppo(envs_: gym.vector.VectorEnv, steps: int, seed: int) -> li
             next_obs, reward, terminations, truncations, infos = envs_.step(action.cpu().numpy())
             next_obs = torch.as_tensor(next_obs, dtype=torch.float32)
             rew_buf.append(torch.as_tensor(reward, dtype=torch.float32))
-            done_buf.append(torch.as_tensor(np.logical_or(np.asarray(terminations), np.asarray(truncations)),
-                                            dtype=torch.float32))
+            done_buf.append(
+                torch.as_tensor(np.logical_or(np.asarray(terminations), np.asarray(truncations)), dtype=torch.float32)
+            )
             if "episode" in infos:
                 returns += np.asarray(infos["episode"]["r"])[np.asarray(infos["_episode"])].tolist()
         with torch.no_grad():
