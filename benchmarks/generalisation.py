@@ -158,7 +158,7 @@ def git_commit() -> str | None:
             cwd=Path(__file__).resolve().parents[1],
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            "git status --porcelain --untracked-files=no".split(),
             capture_output=True,
             text=True,
             cwd=Path(__file__).resolve().parents[1],

@@ -43,21 +43,9 @@ def run_smoke(prefix: list[str], args: list[str], timeout: float = 300) -> subpr
 
 
 # A run of a few seconds: train.py's flags for the tests that need a whole run, not a good policy.
-TINY = [
-    "--env",
-    "empty",
-    "--num-envs",
-    "64",
-    "--horizon",
-    "8",
-    "--total-timesteps",
-    "4096",
-    "--eval-every",
-    "2048",
-    "--eval-episodes",
-    "16",
-    "--no-progress",
-]
+TINY = (
+    "--env empty --num-envs 64 --horizon 8 --total-timesteps 4096 --eval-every 2048 --eval-episodes 16 --no-progress"
+).split()
 
 
 def clean_env(home: Path) -> dict[str, str]:

@@ -169,13 +169,7 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
             str(tmp_path),
             "--runs-dir",
             str(tmp_path / "runs"),
-            "--workers",
-            "1",
-            "--name",
-            "generalisation_smoke",
-            "--algos",
-            "pathwise",
-            "ppo",
+            *"--workers 1 --name generalisation_smoke --algos pathwise ppo".split(),
         ],
     )
     data = json.loads((tmp_path / "generalisation_smoke.json").read_text())

@@ -54,6 +54,6 @@ def test_help_exits_zero(capsys):
 
 
 def test_given_fields_names_what_the_command_line_set():
-    assert given_fields(Flags, ["--num-envs=3", "--no-fast", "--algo", "b", "value"]) == {"num_envs", "fast", "algo"}
+    assert given_fields(Flags, "--num-envs=3 --no-fast --algo b value".split()) == {"num_envs", "fast", "algo"}
     value, given = parse(Flags, ["--num-envs", "3"], prog="x")
     assert value.num_envs == 3 and given == {"num_envs"}

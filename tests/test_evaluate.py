@@ -58,23 +58,11 @@ def run_dir(tmp_path_factory) -> Path:
     proc = subprocess.run(
         [
             sys.executable,
-            "train.py",
-            "--env",
-            "empty",
-            "--num-envs",
-            "64",
-            "--horizon",
-            "8",
-            "--total-timesteps",
-            "2048",
-            "--eval-every",
-            "0",
-            "--eval-episodes",
-            "8",
-            "--no-progress",
-            "--wandb-mode",
-            "disabled",
-            "--runs-dir",
+            *(
+                "train.py --env empty --num-envs 64 --horizon 8 --total-timesteps 2048 "
+                "--eval-every 0 --eval-episodes 8 --no-progress --wandb-mode disabled "
+                "--runs-dir"
+            ).split(),
             str(tmp),
             "--run-name",
             "tiny",
@@ -103,7 +91,7 @@ def test_json_output(run_dir, tmp_path):
 
 def test_human_summary_and_sampling(run_dir, capsys):
     """In-process: the same `main` the module runs; sampled episodes with one seed repeat."""
-    args = [str(run_dir / "checkpoint.pt"), "--episodes", "16", "--sample", "--seed", "3"]
+    args = [str(run_dir / "checkpoint.pt"), *"--episodes 16 --sample --seed 3".split()]
     assert evaluate_cli.main(args) == 0
     text = capsys.readouterr().out
     assert "success rate" in text and "16 sampled episodes" in text

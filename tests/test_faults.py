@@ -19,23 +19,10 @@ from conftest import ROOT, TINY, assert_one_line_error, clean_env, rows
 from test_logger import wandb_history
 
 # A run that takes a while: B x T = 512 env steps an update on the 13x13 four-rooms map.
-LONG = [
-    "--env",
-    "four_rooms",
-    "--num-envs",
-    "64",
-    "--horizon",
-    "8",
-    "--total-timesteps",
-    "400000",
-    "--eval-every",
-    "0",
-    "--eval-episodes",
-    "8",
-    "--no-progress",
-    "--wandb-mode",
-    "disabled",
-]
+LONG = (
+    "--env four_rooms --num-envs 64 --horizon 8 --total-timesteps 400000 "
+    "--eval-every 0 --eval-episodes 8 --no-progress --wandb-mode disabled"
+).split()
 
 
 def start(args: list[str], home: Path, **kw) -> subprocess.Popen:
@@ -101,7 +88,7 @@ def test_sigkill_then_resume_leaves_every_step_once(tmp_path):
 def test_a_second_process_on_one_run_is_refused(tmp_path):
     run_dir = tmp_path / "runs" / "busy"
     first = start(
-        [*LONG, "--runs-dir", str(tmp_path / "runs"), "--run-name", "busy", "--save-every", "2048"],
+        [*LONG, "--runs-dir", str(tmp_path / "runs"), *"--run-name busy --save-every 2048".split()],
         tmp_path / "home",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -134,10 +121,7 @@ def test_sigint_with_the_output_pipe_closed_still_saves(tmp_path):
     proc = start(
         [
             *LONG[:-3],
-            "--progress",
-            "--wandb-mode",
-            "disabled",
-            "--runs-dir",
+            *"--progress --wandb-mode disabled --runs-dir".split(),
             str(tmp_path / "runs"),
             "--run-name",
             "piped",
@@ -158,20 +142,10 @@ def test_sigterm_inside_a_long_update_is_honoured_within_a_second(tmp_path):
     run_dir = tmp_path / "runs" / "long_update"
     proc = start(
         [
-            "--env",
-            "four_rooms",
-            "--num-envs",
-            "64",
-            "--horizon",
-            "4096",
-            "--total-timesteps",
-            "10000000",
-            "--eval-every",
-            "0",
-            "--no-progress",
-            "--wandb-mode",
-            "disabled",
-            "--runs-dir",
+            *(
+                "--env four_rooms --num-envs 64 --horizon 4096 --total-timesteps "
+                "10000000 --eval-every 0 --no-progress --wandb-mode disabled --runs-dir"
+            ).split(),
             str(tmp_path / "runs"),
             "--run-name",
             "long_update",
@@ -222,15 +196,15 @@ def test_resume_applies_the_flags_given_and_refuses_those_it_cannot(tmp_path):
     assert train.main(["--resume", str(runs / "r"), "--env", "four_rooms"]) == 2
     assert (runs / "r" / "config.json").read_text() == config
     # Everything else given applies, the --no-X forms too.
-    assert train.main(["--resume", str(runs / "r"), "--no-critic", "--total-timesteps", "5120", "--no-progress"]) == 0
+    assert train.main(["--resume", str(runs / "r"), *"--no-critic --total-timesteps 5120 --no-progress".split()]) == 0
     stored = json.loads((runs / "r" / "config.json").read_text())
     assert stored["critic"] is False and stored["total_timesteps"] == 5120
 
 
 # --------------------------------------------------------------------------- bad flags
 BAD = [
-    (["--env", "FrozenLake-v1", "--env-kwargs", "map_name:9x9"], "KeyError: '9x9'"),
-    (["--env", "FrozenLake-v1", "--env-kwargs", "foo:bar"], "takes no keyword argument foo"),
+    ("--env FrozenLake-v1 --env-kwargs map_name:9x9".split(), "KeyError: '9x9'"),
+    ("--env FrozenLake-v1 --env-kwargs foo:bar".split(), "takes no keyword argument foo"),
     (["--device", "tpu"], "--device 'tpu' is not a device"),
     (["--learning-rate", "inf"], "--learning-rate inf is out of range"),
     (["--hidden", "0"], "--hidden 0 is out of range"),
@@ -239,7 +213,7 @@ BAD = [
     (["--clip-coef", "-1"], "--clip-coef -1.0 is out of range"),
     (["--max-grad-norm", "nan"], "--max-grad-norm nan is out of range"),
     (["--save-every", "-1"], "--save-every -1 is out of range"),
-    (["--tau-min", "5", "--tau", "1"], "--tau-min 5.0 must be at most --tau 1.0"),
+    ("--tau-min 5 --tau 1".split(), "--tau-min 5.0 must be at most --tau 1.0"),
     (["--horizon", "100000"], "lower --num-envs or --horizon"),
     (["--num-envs", "50000000"], "lower --num-envs or --horizon"),
     (["--eval-episodes", "20000000"], "lower --eval-episodes"),

@@ -33,7 +33,7 @@ def test_the_command_writes_both_figures_as_images(tmp_path):
 
 def test_a_bad_flag_is_one_line(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "agent.gumbel_figures", "--seed", "x"],
+        [sys.executable, *"-m agent.gumbel_figures --seed x".split()],
         cwd=ROOT,
         capture_output=True,
         text=True,

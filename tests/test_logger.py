@@ -115,24 +115,11 @@ def test_tensorboard_event_files_hold_the_metrics_a_run_logs(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            "train.py",
-            "--env",
-            "empty",
-            "--num-envs",
-            "64",
-            "--horizon",
-            "8",
-            "--total-timesteps",
-            "8192",
-            "--eval-every",
-            "2048",
-            "--eval-episodes",
-            "8",
-            "--capture-video",
-            "--wandb-mode",
-            "disabled",
-            "--no-progress",
-            "--runs-dir",
+            *(
+                "train.py --env empty --num-envs 64 --horizon 8 --total-timesteps 8192 "
+                "--eval-every 2048 --eval-episodes 8 --capture-video --wandb-mode "
+                "disabled --no-progress --runs-dir"
+            ).split(),
             str(tmp_path),
             "--run-name",
             "r",
@@ -181,23 +168,11 @@ def test_wandb_leet_opens_an_offline_run_of_ours(tmp_path):
     proc = subprocess.run(
         [
             sys.executable,
-            "train.py",
-            "--env",
-            "empty",
-            "--num-envs",
-            "64",
-            "--horizon",
-            "8",
-            "--total-timesteps",
-            "4096",
-            "--eval-every",
-            "2048",
-            "--eval-episodes",
-            "8",
-            "--wandb-mode",
-            "offline",
-            "--no-progress",
-            "--runs-dir",
+            *(
+                "train.py --env empty --num-envs 64 --horizon 8 --total-timesteps 4096 "
+                "--eval-every 2048 --eval-episodes 8 --wandb-mode offline --no-progress "
+                "--runs-dir"
+            ).split(),
             str(tmp_path / "runs"),
             "--run-name",
             "leet_run",
@@ -316,13 +291,7 @@ def test_wandb_auto_without_credentials_goes_offline_with_a_hint(tmp_path):
     proc = run_train(
         [
             *TINY,
-            "--total-timesteps",
-            "1024",
-            "--eval-every",
-            "0",
-            "--wandb-mode",
-            "auto",
-            "--runs-dir",
+            *"--total-timesteps 1024 --eval-every 0 --wandb-mode auto --runs-dir".split(),
             str(workdir / "runs"),
             "--run-name",
             "auto",

@@ -115,16 +115,7 @@ def test_cli_writes_a_png(runs, tmp_path):
 def test_several_metrics_make_several_panels(runs, tmp_path):
     out = tmp_path / "two.png"
     code = plot_cli.main(
-        [
-            *map(str, runs["ppo"]),
-            "--out",
-            str(out),
-            "--metric",
-            "charts/episodic_return",
-            "charts/SPS",
-            "--smooth",
-            "0.5",
-        ]
+        [*map(str, runs["ppo"]), "--out", str(out), *"--metric charts/episodic_return charts/SPS --smooth 0.5".split()]
     )
     assert code == 0 and out.stat().st_size > 0
 

@@ -16,23 +16,11 @@ optuna = pytest.importorskip("optuna")
 
 from agent import sweep  # noqa: E402
 
-TRAIN = [
-    "--env",
-    "empty",
-    "--num-envs",
-    "64",
-    "--horizon",
-    "8",
-    "--total-timesteps",
-    "32768",
-    "--eval-every",
-    "16384",
-    "--eval-episodes",
-    "16",
-    "--wandb-mode",
-    "disabled",
-    "--no-progress",
-]
+TRAIN = (
+    "--env empty --num-envs 64 --horizon 8 --total-timesteps 32768 "
+    "--eval-every 16384 --eval-episodes 16 --wandb-mode disabled "
+    "--no-progress"
+).split()
 
 
 def trials(url: str, study: str):
@@ -43,13 +31,13 @@ def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
     url = f"sqlite:///{tmp_path / 's.db'}"
     assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN, "--seed", "3"]) == 2
     assert "--" in capsys.readouterr().err
-    assert sweep.main(["plan", "--storage", url, "--study", "s", "--estimators", "nope", "--", *TRAIN]) == 2
+    assert sweep.main(["plan", "--storage", url, *"--study s --estimators nope --".split(), *TRAIN]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
     assert "--estimators nope: unknown" in err
     assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN, "--gamma", "2"]) == 2
     assert "--gamma 2.0 is out of range" in capsys.readouterr().err
-    assert sweep.main(["plan", "--storage", url, "--study", "s", "--seeds", "0", "--", *TRAIN]) == 0
+    assert sweep.main(["plan", "--storage", url, *"--study s --seeds 0 --".split(), *TRAIN]) == 0
     assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN]) == 2  # planned once
     assert "already exists" in capsys.readouterr().err
     assert [t.state.name for t in trials(url, "s")] == ["WAITING"]
@@ -61,41 +49,18 @@ def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
 def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     assert (
-        sweep.main(
-            [
-                "plan",
-                "--storage",
-                url,
-                "--study",
-                "s",
-                "--estimators",
-                "reinmax",
-                "st",
-                "--seeds",
-                "0",
-                "1",
-                "--",
-                *TRAIN,
-            ]
-        )
-        == 0
+        sweep.main(["plan", "--storage", url, *"--study s --estimators reinmax st --seeds 0 1 --".split(), *TRAIN]) == 0
     )
     planned = {(e, s) for e in ("reinmax", "st") for s in (0, 1)}
     work = [
         sys.executable,
-        "-m",
-        "agent.sweep",
-        "work",
-        "--storage",
+        *"-m agent.sweep work --storage".split(),
         url,
         "--study",
         "s",
         "--runs-dir",
         str(tmp_path / "runs"),
-        "--heartbeat-s",
-        "1",
-        "--grace-s",
-        "3",
+        *"--heartbeat-s 1 --grace-s 3".split(),
     ]
     env = clean_env(tmp_path / "home")
     a, b = (
@@ -135,7 +100,7 @@ def _kill_one_and_check(a, b, url, planned, tmp_path, env):
     assert (
         "study s: 4 complete, 1 fail"
         in subprocess.run(
-            [sys.executable, "-m", "agent.sweep", "report", "--storage", url, "--study", "s"],
+            [sys.executable, *"-m agent.sweep report --storage".split(), url, "--study", "s"],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -168,17 +133,14 @@ def test_ctrl_c_in_a_worker_saves_the_run_and_queues_the_trial_again(tmp_path):
     url = f"sqlite:///{tmp_path / 'sweep.db'}"
     assert (
         sweep.main(
-            ["plan", "--storage", url, "--study", "s", "--seeds", "0", "--", *TRAIN, "--total-timesteps", "2000000"]
+            ["plan", "--storage", url, *"--study s --seeds 0 --".split(), *TRAIN, "--total-timesteps", "2000000"]
         )
         == 0
     )
     worker = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "agent.sweep",
-            "work",
-            "--storage",
+            *"-m agent.sweep work --storage".split(),
             url,
             "--study",
             "s",

@@ -58,7 +58,7 @@ def test_smoke_all_learners(tmp_path):
 
 
 def test_smoke_without_sb3(tmp_path):
-    proc = _run(["-c", WITHOUT_SB3], ["--learners", "pathwise", "sb3-ppo", "--out", str(tmp_path)])
+    proc = _run(["-c", WITHOUT_SB3], [*"--learners pathwise sb3-ppo --out".split(), str(tmp_path)])
     assert SB3_MISSING in proc.stdout
     data = _check_results(tmp_path, {"pathwise"})
     assert data["stable_baselines3"] is None
@@ -66,7 +66,7 @@ def test_smoke_without_sb3(tmp_path):
 
 def test_bad_option_is_one_line_error():
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.time_to_solve", "--threads", "0"],
+        [sys.executable, *"-m benchmarks.time_to_solve --threads 0".split()],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -38,11 +38,7 @@ def pathwise_run(workdir) -> Path:
     proc = run_train(
         [
             *TINY,
-            "--algo",
-            "pathwise",
-            "--wandb-mode",
-            "disabled",
-            "--runs-dir",
+            *"--algo pathwise --wandb-mode disabled --runs-dir".split(),
             str(workdir / "runs"),
             "--run-name",
             "pathwise",
@@ -90,24 +86,11 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
 def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
     # One default configuration for every world: a slippery lake gets the same settings as any
     # map, and the run's config.json records them all, resolved (obs: one-hot cells).
-    slippery = [
-        "--env",
-        "FrozenLake-v1",
-        "--env-kwargs",
-        "map_name:4x4",
-        "is_slippery:True",
-        "--num-envs",
-        "64",
-        "--horizon",
-        "4",
-        "--total-timesteps",
-        "1024",
-        "--eval-every",
-        "0",
-        "--eval-episodes",
-        "8",
-        "--no-progress",
-    ]
+    slippery = (
+        "--env FrozenLake-v1 --env-kwargs map_name:4x4 is_slippery:True "
+        "--num-envs 64 --horizon 4 --total-timesteps 1024 --eval-every 0 "
+        "--eval-episodes 8 --no-progress"
+    ).split()
     proc = run_train(
         [*slippery, "--wandb-mode", "disabled", "--runs-dir", str(workdir / "runs"), "--run-name", "slippery"],
         workdir / "home",
@@ -139,11 +122,7 @@ def test_a_run_from_before_the_current_settings_resumes_as_it_was_trained(workdi
         train.main(
             [
                 *TINY,
-                "--wandb-mode",
-                "disabled",
-                "--total-timesteps",
-                "1024",
-                "--runs-dir",
+                *"--wandb-mode disabled --total-timesteps 1024 --runs-dir".split(),
                 str(workdir / "runs"),
                 "--run-name",
                 "old_run",
@@ -171,11 +150,7 @@ def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
     proc = run_train(
         [
             *TINY,
-            "--algo",
-            "pathwise",
-            "--wandb-mode",
-            "disabled",
-            "--runs-dir",
+            *"--algo pathwise --wandb-mode disabled --runs-dir".split(),
             str(workdir / "runs"),
             "--run-name",
             "pathwise_again",
@@ -223,13 +198,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(workdir):
             sys.executable,
             "train.py",
             *TINY,
-            "--total-timesteps",
-            "100000000",
-            "--eval-every",
-            "0",
-            "--wandb-mode",
-            "disabled",
-            "--runs-dir",
+            *("--total-timesteps 100000000 --eval-every 0 --wandb-mode disabled --runs-dir").split(),
             str(runs),
             "--run-name",
             "interrupted",
@@ -365,7 +334,7 @@ def test_threads_flag_sets_torchs_thread_count(tmp_path):
     try:
         assert (
             train.main(
-                [*TINY, "--threads", "2", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path), "--run-name", "r"]
+                [*TINY, *"--threads 2 --wandb-mode disabled --runs-dir".split(), str(tmp_path), "--run-name", "r"]
             )
             == 0
         )
