@@ -35,6 +35,29 @@ from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worl
 ALGOS = ("pathwise", "reinforce", "ppo")
 
 
+# The tables of a generalisation results file: totals per (split, learner), then one row per world.
+TOTAL_COLUMNS = ["split", "algo", "worlds", "solved on every seed", "share", "median score"]
+WORLD_COLUMNS = [
+    "world",
+    "algo",
+    "seeds solved",
+    "score (min)",
+    "score (median)",
+    "success (median)",
+    "env steps to target (median)",
+    "wall-clock s (median)",
+]
+FORMATS = {
+    "score (min)": ".3f",
+    "score (median)": ".3f",
+    "success (median)": ".1%",
+    "env steps to target (median)": ",.0f",
+    "wall-clock s (median)": ".1f",
+    "share": ".1%",
+    "median score": ".3f",
+}
+
+
 def run_one(
     world: SuiteWorld,
     algo: str,
@@ -245,32 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
     world_rows, total_rows = summarise(rows, args.target)
-    columns = [
-        "world",
-        "algo",
-        "seeds solved",
-        "score (min)",
-        "score (median)",
-        "success (median)",
-        "env steps to target (median)",
-        "wall-clock s (median)",
-    ]
-    formats = {
-        "score (min)": ".3f",
-        "score (median)": ".3f",
-        "success (median)": ".1%",
-        "env steps to target (median)": ",.0f",
-        "wall-clock s (median)": ".1f",
-    }
-    md = (
-        format_table(
-            total_rows,
-            ["split", "algo", "worlds", "solved on every seed", "share", "median score"],
-            {"share": ".1%", "median score": ".3f"},
-        )
-        + "\n\n"
-        + format_table(world_rows, columns, formats)
-    )
+    md = format_table(total_rows, TOTAL_COLUMNS, FORMATS) + "\n\n" + format_table(world_rows, WORLD_COLUMNS, FORMATS)
     print(md)
     name = args.name or f"generalisation_{args.split}"
     command = "python -m benchmarks.generalisation " + " ".join(sys.argv[1:] if argv is None else argv)

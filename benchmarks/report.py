@@ -14,26 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import DEFAULT_OUT, fail, format_table, parse_args
-
-WORLD_COLUMNS = [
-    "world",
-    "algo",
-    "seeds solved",
-    "score (min)",
-    "score (median)",
-    "success (median)",
-    "env steps to target (median)",
-    "wall-clock s (median)",
-]
-FORMATS = {
-    "score (min)": ".3f",
-    "score (median)": ".3f",
-    "success (median)": ".1%",
-    "env steps to target (median)": ",.0f",
-    "wall-clock s (median)": ".0f",
-    "share": ".1%",
-    "median score": ".3f",
-}
+from benchmarks.generalisation import FORMATS, TOTAL_COLUMNS, WORLD_COLUMNS
 
 
 def section(path: Path) -> str:
@@ -54,9 +35,7 @@ def section(path: Path) -> str:
         )
         + " (a finished run is reused by later invocations).",
         "",
-        format_table(
-            data["totals"], ["split", "algo", "worlds", "solved on every seed", "share", "median score"], FORMATS
-        ),
+        format_table(data["totals"], TOTAL_COLUMNS, FORMATS),
         "",
         format_table(data["worlds"], WORLD_COLUMNS, FORMATS),
         "",

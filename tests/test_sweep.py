@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, assert_one_line_error, clean_env
@@ -25,6 +26,20 @@ TRAIN = (
 
 def trials(url: str, study: str):
     return optuna.load_study(study_name=study, storage=url).get_trials()
+
+
+def worker_command(url: str, runs: Path, *extra: str) -> list[str]:
+    """`python -m agent.sweep work` on study "s" of `url`, its runs under `runs`."""
+    return [
+        sys.executable,
+        *"-m agent.sweep work --storage".split(),
+        url,
+        "--study",
+        "s",
+        "--runs-dir",
+        str(runs),
+        *extra,
+    ]
 
 
 def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
@@ -52,16 +67,7 @@ def test_two_workers_one_killed_mid_trial_every_trial_completes_once(tmp_path):
         sweep.main(["plan", "--storage", url, *"--study s --estimators reinmax st --seeds 0 1 --".split(), *TRAIN]) == 0
     )
     planned = {(e, s) for e in ("reinmax", "st") for s in (0, 1)}
-    work = [
-        sys.executable,
-        *"-m agent.sweep work --storage".split(),
-        url,
-        "--study",
-        "s",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        *"--heartbeat-s 1 --grace-s 3".split(),
-    ]
+    work = worker_command(url, tmp_path / "runs", *"--heartbeat-s 1 --grace-s 3".split())
     env = clean_env(tmp_path / "home")
     a, b = (
         subprocess.Popen(work, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -138,15 +144,7 @@ def test_ctrl_c_in_a_worker_saves_the_run_and_queues_the_trial_again(tmp_path):
         == 0
     )
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            *"-m agent.sweep work --storage".split(),
-            url,
-            "--study",
-            "s",
-            "--runs-dir",
-            str(tmp_path / "runs"),
-        ],
+        worker_command(url, tmp_path / "runs"),
         cwd=ROOT,
         env=clean_env(tmp_path / "home"),
         stdout=subprocess.PIPE,
