@@ -23,13 +23,12 @@ import torch
 from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.cli import parse
-from agent.config import FIXED_ON_RESUME, TrainConfig, flag, resolve_defaults, run_record, validate
+from agent.config import FIXED_ON_RESUME, TrainConfig, flag, resolve, run_record
 from agent.factory import (
     build_env,
     build_eval_env,
     build_learner,
     build_networks,
-    build_world,
     check_memory,
     resolve_device,
     value_scale,
@@ -63,11 +62,9 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     else:
         cfg = cli
         run_dir = run_path(cfg.runs_dir, cfg.run_name or cfg.default_run_name())
-    validate(cfg)
+    cfg, world = resolve(cfg)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
-    world = build_world(cfg)
-    cfg = resolve_defaults(cfg, world)  # the run's config records the values used
     check_memory(cfg, world, device)
     if cfg.wandb_mode == "online" and not has_wandb_credentials():
         raise ValueError(

@@ -191,6 +191,27 @@ class TrainConfig:
         return cls(**kw)
 
 
+def build_world(cfg: TrainConfig, env: str | None = None):
+    """The world `cfg` names (or `env`, another world spec, with none of cfg's env options)."""
+    from envs import MapOptions, make_world  # envs imports torch: only when a world is built
+
+    # Only options that differ from the defaults: gymnasium ids take none.
+    given = {"slip": cfg.slip, "step_reward": cfg.step_reward, "hazard_reward": cfg.hazard_reward}
+    options = {k: v for k, v in given.items() if v != getattr(MapOptions, k)}
+    spec = env or cfg.env
+    kwargs = parse_env_kwargs(cfg.env_kwargs) if env is None else {}
+    return make_world(spec, env_kwargs=kwargs or None, **options)
+
+
+def resolve(cfg: TrainConfig) -> tuple[TrainConfig, Any]:
+    """A config as given (the command line, or a stored config with flags on top) -> (the resolved
+    config, its world): checked field by field, the world built, and every automatic value made
+    concrete. The one place defaults are decided; config.json records what it returns."""
+    validate(cfg)
+    world = build_world(cfg)
+    return resolve_defaults(cfg, world), world
+
+
 def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     """`cfg` with its automatic values made concrete, so the run's config.json records what was
     used. Learner settings have one default for every world; what depends on the world is only

@@ -27,8 +27,8 @@ import tyro
 
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
 from agent.cli import parse
-from agent.config import TrainConfig, eval_seeds
-from agent.factory import build_eval_env, build_networks, build_world, resolve_device
+from agent.config import TrainConfig, build_world, eval_seeds
+from agent.factory import build_eval_env, build_networks, resolve_device
 from agent.scoring import evaluate, record_episode
 
 GIF_FPS = 8

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from agent.config import TrainConfig, eval_seeds, obs_mode, parse_env_kwargs
+from agent.config import TrainConfig, build_world, eval_seeds, obs_mode
 from agent.policy import PolicyNet, ValueNet
-from envs import BatchedGridWorld, MapOptions, make_world
+from envs import BatchedGridWorld
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,15 +86,6 @@ def check_memory(cfg: TrainConfig, world, device: torch.device) -> None:
             f"--eval-episodes {cfg.eval_episodes} needs about {need['evaluation'] / gib:.1f} GiB, but "
             f"{device.type} has {free / gib:.1f} GiB free; lower --eval-episodes"
         )
-
-
-def build_world(cfg: TrainConfig, env: str | None = None):
-    # Only options that differ from the defaults: gymnasium ids take none.
-    given = {"slip": cfg.slip, "step_reward": cfg.step_reward, "hazard_reward": cfg.hazard_reward}
-    options = {k: v for k, v in given.items() if v != getattr(MapOptions, k)}
-    spec = env or cfg.env
-    kwargs = parse_env_kwargs(cfg.env_kwargs) if env is None else {}
-    return make_world(spec, env_kwargs=kwargs or None, **options)
 
 
 def build_env(

@@ -148,7 +148,7 @@ def record_episode(
     policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True, max_frames: int | None = None
 ) -> list:
     """RGB frames of one episode in the gymnasium env (same dynamics), for GIFs."""
-    from agent.factory import build_world, obs_mode
+    from agent.config import build_world, obs_mode
     from envs import GridWorldEnv
 
     trained_on = build_world(cfg)

@@ -32,8 +32,8 @@ CONFIGS = [  # env, B, T, algo
 
 _PROBE = """
 import json, math, resource, sys, torch
-from agent.config import TrainConfig, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks, build_world, value_scale
+from agent.config import TrainConfig, build_world, resolve_defaults
+from agent.factory import build_env, build_learner, build_networks, value_scale
 from agent.rollout import EpisodeStats
 env_name, B, T, algo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)

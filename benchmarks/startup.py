@@ -34,10 +34,10 @@ t = {"start": time.perf_counter()}
 import torch
 t["import torch"] = time.perf_counter()
 import train
-from agent.config import TrainConfig, resolve_defaults
+from agent.config import TrainConfig, build_world, resolve_defaults
 t["import train.py's modules"] = time.perf_counter()
 from agent.scoring import reference_returns
-from agent.factory import (build_env, build_eval_env, build_learner, build_networks, build_world,
+from agent.factory import (build_env, build_eval_env, build_learner, build_networks,
                            value_scale)
 from agent.logger import RunLogger
 from agent.rollout import EpisodeStats

@@ -8,8 +8,8 @@ from dataclasses import fields
 import pytest
 import torch
 
-from agent.config import TrainConfig, resolve_defaults
-from agent.factory import build_env, build_world
+from agent.config import TrainConfig, build_world, resolve_defaults
+from agent.factory import build_env
 
 WORLDS = [
     {"env": "four_rooms"},

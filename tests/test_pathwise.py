@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from agent.config import TrainConfig, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks, build_world, value_scale
+from agent.config import TrainConfig, build_world, resolve_defaults
+from agent.factory import build_env, build_learner, build_networks, value_scale
 from agent.pathwise import cell_entropy
 
 
