@@ -65,6 +65,8 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     cfg, world = resolve(cfg)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
+    if resumed is not None:
+        check_networks_fit(cfg, resumed)
     check_memory(cfg, world, device)
     if cfg.wandb_mode == "online" and not has_wandb_credentials():
         raise ValueError(
@@ -74,6 +76,20 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     if resumed is None and holds_a_run(run_dir) and not cfg.overwrite:
         prepare_new(run_dir, overwrite=False)  # raises: the directory holds another run
     return cfg, resumed, run_dir, device
+
+
+def check_networks_fit(cfg: TrainConfig, state: dict) -> None:
+    """Refuse a checkpoint whose networks this version builds differently (a run from before a
+    change of architecture), before its run directory is touched."""
+    policy, critic = build_networks(cfg, tuple(state["obs_shape"]), int(state["num_actions"]), torch.device("cpu"))
+    for name, net in (("policy", policy), ("critic", critic)):
+        try:
+            net.load_state_dict(state[name])
+        except RuntimeError:
+            raise CheckpointError(
+                f"--resume {cfg.resume}: its {name} network was built by an older version of this package and "
+                "does not fit this one's; start a new run (its best.pt still evaluates with agent.evaluate)"
+            ) from None
 
 
 def train(cli: TrainConfig, given: set[str] = frozenset()) -> dict:

@@ -260,6 +260,23 @@ def test_resume_from_a_damaged_checkpoint_is_one_error_line(damage, workdir, pat
     assert str(ckpt) in err and "damaged" in err
 
 
+def test_resume_of_a_run_whose_critic_an_older_version_built_is_refused_untouched(workdir, pathwise_run, capsys):
+    # Before the one-hot critic became a table, it had hidden layers: such a run can't go on.
+    run_dir = workdir / "old_critic"
+    shutil.copytree(pathwise_run, run_dir)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    S = state["obs_shape"][0]
+    state["critic"] = {"body.0.weight": torch.zeros(16, S), "body.0.bias": torch.zeros(16),
+                       "head.weight": torch.zeros(1, 16), "head.bias": torch.zeros(1)}  # fmt: skip
+    torch.save(state, run_dir / "checkpoint.pt")
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    assert train.main(["--resume", str(run_dir), "--total-timesteps", "8192"]) == 2
+    err = capsys.readouterr().err
+    assert_one_line_error(err)
+    assert "critic" in err and "start a new run" in err
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == before  # nothing written
+
+
 # ------------------------------------------------------------------ bad flags
 RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
 
