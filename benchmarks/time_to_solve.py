@@ -11,12 +11,12 @@ over): `FrozenLake8x8` (gymnasium `FrozenLake-v1`, `map_name="8x8"`, `is_slipper
 
 Learners:
 - `pathwise` (default estimator), `reinforce`, `ppo`: `train.train(TrainConfig(...))` in this
-  process with train.py's defaults (1024 envs x 16 steps = 16,384 env steps per update),
+  process with train.py's defaults (`--num-envs` x `--horizon` = 4,096 env steps per update),
   `stop_at_success=1.0`, greedy evaluation of `--eval-episodes` episodes every `--eval-every`
   steps, wandb disabled, run directories in a temporary folder.
 - `sb3-ppo`: stable-baselines3 `PPO("MlpPolicy", env, seed=s, device="cpu")` with SB3's
   defaults (it one-hot encodes the Discrete observation) on a `make_vec_env` of `--sb3-envs`
-  DummyVecEnv copies (8 x SB3's n_steps=2048 = 16,384 env steps per update, as ours). A callback
+  DummyVecEnv copies (8 x SB3's n_steps=2048 = 16,384 env steps per update). A callback
   plays `--sb3-eval-episodes` greedy episodes (`model.predict(obs, deterministic=True)`) on a
   separate env at the start of each rollout once `--eval-every` steps have passed since the last
   check, i.e. right after an update, and stops training at 100% success. Needs the `[bench]` extra.
