@@ -106,9 +106,11 @@ class TrainConfig:
     gae_lambda: float = 0.95
     """lambda of the critic's targets: GAE / TD(lambda) for reinforce and ppo, Watkins's
     Q(lambda) for pathwise."""
-    trace_cut: float = 0.05
+    trace_cut: float = 0.0
     """pathwise: the critic's Q(lambda) trace goes on through an action whose one-step value is
-    within this fraction of the return scale of the best action's, and is cut at a worse one."""
+    within this fraction of the return scale of the best action's, and is cut at a worse one. At 0
+    it follows greedy actions only: any slack lets a soft policy's random walk into the targets,
+    which then undervalue every cell far from the goal."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4

@@ -67,8 +67,8 @@ class PathwiseLearner(Learner):
         it learns the value of acting (near-)greedily on what it knows, not of the current
         (random, early on) policy: a random policy's value next to lava is that of falling in,
         which would teach the actor to shun the only way through. A trace follows the rollout
-        through actions within `trace_cut` (times the return scale) of the best one and is cut at
-        worse ones, so a soft policy in a long corridor still carries values along it."""
+        through greedy actions (by default; within `trace_cut` times the return scale of the best
+        one otherwise) and is cut at the others."""
         cfg, gamma, K = self.cfg, self.cfg.gamma, self.cfg.lookahead
         B = env.num_envs
         record: dict[str, list[torch.Tensor]] = {
