@@ -7,6 +7,7 @@ import math
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -230,8 +231,35 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parents[1],
+        )
+        dirty = subprocess.run(
+            "git status --porcelain --untracked-files=no".split(),
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parents[1],
+        ).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+# The code and the command this process's results come from, read when it starts (a commit made
+# while a long benchmark runs does not change what it ran).
+STARTED_AT = {"git_commit": git_commit(), "command": " ".join(["python", *sys.orig_argv[1:]])}
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
-    """Write `payload` as strict JSON (non-finite floats become null); returns the path."""
+    """Write `payload` as strict JSON (non-finite floats become null), with the commit and command
+    that made it (`STARTED_AT`) unless it names its own; returns the path."""
+    payload = STARTED_AT | payload
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(_jsonable(payload), indent=2, allow_nan=False) + "\n")

@@ -21,7 +21,6 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, fail, format_table, git_commit, machine_info, parse_args, write_json
 from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
 
 ALGOS = ("pathwise", "reinforce", "ppo")
@@ -169,26 +168,6 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
         for (split, algo), ws in sorted(totals.items())
     ]
     return world_rows, total_rows
-
-
-def git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parents[1],
-        )
-        dirty = subprocess.run(
-            "git status --porcelain --untracked-files=no".split(),
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).resolve().parents[1],
-        ).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:

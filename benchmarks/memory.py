@@ -16,8 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, write_json
-from benchmarks.generalisation import git_commit
+from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
 
 CONFIGS = [  # env, B, T, algo
     ("four_rooms", 1024, 64, "pathwise"),

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, write_json
-from benchmarks.generalisation import git_commit
+from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
 
 LAKE = {"map_name": "8x8", "is_slippery": False}
 

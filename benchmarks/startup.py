@@ -23,8 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, write_json
-from benchmarks.generalisation import git_commit
+from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from agent.checkpoint import load_checkpoint
+from agent.config import TrainConfig, build_world
 from agent.evaluate import evaluate_checkpoint
+from agent.factory import build_networks
+from envs.oracle import value_iteration
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,41 +100,48 @@ def test_learning_with_negative_rewards_of_different_scales(tmp_path, algo):
     assert final["normalized_score"] > 0.99
 
 
-# A one-cell-wide spiral whose goal is 91 steps from the start, at its centre: the value of the goal
-# reaches the start only through 91 backups, and one wrong turn loops until the time limit. (Before
-# the critic became a table of cells with annealed steps, the default learner failed it.)
+# A one-cell-wide spiral whose goal, at its centre, is 40 steps from the start: its value reaches the
+# start only through 40 backups, and one wrong turn loops until the time limit.
 SPIRAL = """
-###############
-#S............#
-#############.#
-#...........#.#
-#.#########.#.#
-#.#.......#.#.#
-#.#.#####.#.#.#
-#.#.#...#.#.#.#
-#.#.#.#G#.#.#.#
-#.#.#.....#.#.#
-#.#.#######.#.#
-#.#.........#.#
-#.###########.#
-#.............#
-###############
+###########
+#S........#
+#########.#
+#.......#.#
+#.#####.#.#
+#.#...#.#.#
+#.#.#G#.#.#
+#.#.....#.#
+#.#######.#
+#.........#
+###########
 """
 
 
 @pytest.mark.learning
-def test_pathwise_follows_a_long_corridor_with_the_default_learner(tmp_path):
-    final = train(
-        [
-            "--env",
-            SPIRAL,
-            *("--seed 0 --total-timesteps 600000 --eval-every 49152 --eval-episodes 8 --stop-at-success 1.0").split(),
-        ],
+def test_pathwise_learns_the_greedy_values_of_a_long_corridor(tmp_path):
+    train(
+        ["--env", SPIRAL, *"--seed 0 --total-timesteps 400000 --eval-every 100000 --eval-episodes 8".split()],
         tmp_path,
         timeout=180,
     )
-    assert final["exact_success_rate"] == pytest.approx(1.0)
-    assert final["normalized_score"] == pytest.approx(1.0, abs=1e-6)
+    state = load_checkpoint(tmp_path / "run")
+    cfg = TrainConfig.from_dict(state["config"])
+    policy, critic = build_networks(cfg, tuple(state["obs_shape"]), state["num_actions"], torch.device("cpu"))
+    policy.load_state_dict(state["policy"])
+    critic.load_state_dict(state["critic"])
+    world = build_world(cfg)
+    best = value_iteration(world, cfg.gamma)
+    live = best.values > 0  # (S,) the cells from which the goal can be reached
+    with torch.no_grad():
+        learnt = critic(torch.eye(world.num_states)).double()  # (S,)
+        greedy = policy(torch.eye(world.num_states)).argmax(-1)  # (S,)
+    # The critic is the optimal value in every such cell, not the value of the soft policy's random
+    # walk along the corridor (which vanishes a few cells from the goal: with traces through
+    # non-greedy actions, or a critic whose hidden layers all cells share, this ends 0.3 off).
+    assert (learnt - best.values)[live].abs().max() < 0.1, (learnt - best.values)[live]
+    # ... and the policy takes an optimal action in nearly all of them.
+    optimal = best.q.gather(1, greedy[:, None]).squeeze(1) >= best.q.max(-1).values - 1e-9  # (S,)
+    assert optimal[live].float().mean() >= 0.9
 
 
 @pytest.mark.slow
