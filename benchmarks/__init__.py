@@ -3,7 +3,7 @@
 - `env_throughput`: env steps/s of `envs.BatchedGridWorld` (integer, differentiable forward,
   forward + backward) next to gymnasium / Minigrid envs, and the one-hot step kernel against
   the dense reference.
-- `estimators`: the estimator lab; every gradient estimator in `agent.straight_through.ESTIMATORS` (and
+- `estimators` (with `gradients`): the estimator lab; every gradient estimator in `agent.straight_through.ESTIMATORS` (and
   REINFORCE) against the exact policy gradient of a tabular policy.
 - `learning`: train.py's default command on each world, several learners and seeds.
 

@@ -15,7 +15,7 @@ import torch
 from conftest import run_smoke
 
 from benchmarks.common import format_table, time_it, write_json
-from benchmarks.estimators import build_mdp, choose_horizon, exact_gradient, init_theta, reinforce_samples
+from benchmarks.gradients import build_mdp, choose_horizon, exact_gradient, init_theta, reinforce_samples
 from envs import expected_return, load_map, time_limited_return
 
 # A 3x3 room with lava beside the goal: small enough for a finite difference over every logit,
