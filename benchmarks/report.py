@@ -47,7 +47,8 @@ BEGIN, END = "<!-- results: begin (python -m benchmarks.report) -->", "<!-- resu
 
 
 def summary(files: list[Path]) -> str:
-    """The README's results table: a row per (file, learner); single-world files list every seed."""
+    """The README's results table: a row per (file, learner), with the commit its runs were made at;
+    single-world files list every seed."""
     rows = []
     for path in files:
         data = json.loads(path.read_text())
@@ -67,6 +68,7 @@ def summary(files: list[Path]) -> str:
                     "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
                     "median score": f"{t['median score']:.3f}",
                     "lowest run score": f"{min(r['normalized_score'] for r in runs):.3f}{detail}",
+                    "commit": f"`{(data.get('git_commit') or '?')[:7]}`",
                 }
             )
     return format_table(rows)
