@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import run_smoke
 
-from benchmarks.common import format_table, time_it, write_json
+from benchmarks.common import STARTED_AT, format_table, time_it, write_json
 from benchmarks.gradients import build_mdp, choose_horizon, exact_gradient, init_theta, reinforce_samples
 from envs import expected_return, load_map, time_limited_return
 
@@ -143,7 +143,11 @@ def test_time_it_and_output_helpers(tmp_path):
     table = format_table([{"a": 1.23456, "b": "x"}, {"a": float("nan"), "b": None}], formats={"a": ".2f"})
     assert table.splitlines()[2].split("|")[1].strip() == "1.23"
     path = write_json(tmp_path / "x.json", {"v": float("inf"), "t": torch.tensor([1.0])})
-    assert json.loads(path.read_text()) == {"v": None, "t": [1.0]}
+    written = json.loads(path.read_text())
+    # Provenance comes with every results file: the commit and command of this process.
+    assert written == {"v": None, "t": [1.0], "git_commit": STARTED_AT["git_commit"], "command": STARTED_AT["command"]}
+    assert written["command"].startswith("python ")
+    assert write_json(tmp_path / "y.json", {"git_commit": "given"}).read_text().count("given") == 1  # its own wins
     with pytest.raises(ValueError, match="repeats"):
         time_it(lambda: None, repeats=0)
 
