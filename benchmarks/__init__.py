@@ -1,12 +1,14 @@
 """Benchmarks, each runnable as `python -m benchmarks.<name>` (see `--help` of each).
 
-- `env_throughput`: env steps/s of `envs.BatchedGridWorld` (integer, differentiable forward,
-  forward + backward) next to gymnasium / Minigrid envs, and the one-hot step kernel against
-  the dense reference.
-- `estimators` (with `gradients`): the estimator lab; every gradient estimator in `agent.straight_through.ESTIMATORS` (and
-  REINFORCE) against the exact policy gradient of a tabular policy.
-- `learning`: train.py's default command on each world, several learners and seeds.
+- `generalisation` (worlds in `suite`): train.py's default command on every world of a suite half,
+  for each learner and seed, scored exactly; `report` turns its JSON into docs/results.md.
+- `time_to_solve`: wall-clock and env steps until the greedy policy solves a world, against SB3.
+- `estimators` (gradients in `gradients`): the estimator lab; every gradient estimator in
+  `agent.straight_through.ESTIMATORS` (and REINFORCE) against the exact policy gradient.
+- `env_throughput`, `train_throughput`, `startup`, `threads`, `memory`, `sb3_vecenv`: speed and
+  memory of the env, the update, the process start, thread counts, and SB3 on our env.
 
-Shared helpers (machine description, timing, tables, JSON) live in `benchmarks.common`.
-Every script takes `--smoke` (seconds, what CI runs) and `--out DIR` (default docs/benchmarks).
+Shared helpers (machine description, timing, tables, JSON with its commit) live in
+`benchmarks.common`. Every script takes `--smoke` (seconds, what CI runs) and `--out DIR`
+(default docs/benchmarks).
 """
