@@ -9,6 +9,6 @@
   memory of the env, the update, the process start, thread counts, and SB3 on our env.
 
 Shared helpers (machine description, timing, tables, JSON with its commit) live in
-`benchmarks.common`. Every script takes `--smoke` (seconds, what CI runs) and `--out DIR`
+`benchmarks.common`. Every measuring script takes `--smoke` (seconds, what CI runs) and `--out DIR`
 (default docs/benchmarks).
 """
