@@ -15,7 +15,7 @@ import shutil
 import signal
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -23,7 +23,7 @@ import torch
 from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.cli import parse
-from agent.config import FIXED_ON_RESUME, TrainConfig, flag, resolve, run_record
+from agent.config import FIXED_ON_RESUME, TrainConfig, flag, member_configs, resolve, run_record
 from agent.factory import (
     build_env,
     build_eval_env,
@@ -48,6 +48,7 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     Everything that can be refused is refused here, before anything is written."""
     resumed = None
     if cli.resume:
+        refuse_group_resume(cli.resume)
         resumed = load_checkpoint(cli.resume)
         stored = TrainConfig.from_dict(resumed["config"])
         fixed = sorted(k for k in given & FIXED_ON_RESUME if getattr(cli, k) != getattr(stored, k))
@@ -76,6 +77,16 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     if resumed is None and holds_a_run(run_dir) and not cfg.overwrite:
         prepare_new(run_dir, overwrite=False)  # raises: the directory holds another run
     return cfg, resumed, run_dir, device
+
+
+def refuse_group_resume(path: str) -> None:
+    """A --num-seeds run is resumed seed by seed: each RUN/seed-K is a whole run of its own."""
+    record = Path(path) / CONFIG_FILE
+    if record.is_file() and json.loads(record.read_text()).get("num_seeds", 1) > 1:
+        raise ValueError(
+            f"--resume {path}: a --num-seeds run continues seed by seed; use --resume {Path(path) / 'seed-K'} "
+            "for each seed K"
+        )
 
 
 def check_networks_fit(cfg: TrainConfig, state: dict) -> None:
@@ -109,27 +120,55 @@ def train(cli: TrainConfig, given: set[str] = frozenset()) -> dict:
         lock.release()
 
 
+@dataclass
+class Member:
+    """One agent of the run and what is its own: its config (a single run's), directory, logger,
+    evaluation env and kept policy. A run has one, or --num-seeds of them in RUN/seed-K."""
+
+    index: int
+    cfg: TrainConfig
+    run_dir: Path
+    logger: RunLogger
+    eval_env: object
+    best: dict = field(default_factory=lambda: {"score": float("-inf"), "step": None})
+
+
 def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.device) -> dict:
     # --- the run directory: a new run starts clean; a resume drops what came after its checkpoint
+    grouped = cfg.num_seeds > 1
+    configs = member_configs(cfg, run_dir) if grouped else [cfg]
+    dirs = [run_path(run_dir, m.run_name) for m in configs] if grouped else [run_dir]
     if resumed is None:
-        prepare_new(run_dir, cfg.overwrite)
+        for d in [run_dir, *dirs] if grouped else [run_dir]:
+            prepare_new(d, cfg.overwrite)
     else:
         truncate_metrics(run_dir, int(resumed["global_step"]))
     (run_dir / CONFIG_FILE).write_text(json.dumps(run_record(cfg), indent=2))
-    # wandb starts in the background while the rest is built and trains (see RunLogger).
-    logger = RunLogger(
-        cfg,
-        run_dir,
-        wandb_id=resumed.get("wandb_id") if resumed else None,
-        resume_step=int(resumed["global_step"]) if resumed else None,
-    )
+    for m, d in zip(configs, dirs, strict=True):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / CONFIG_FILE).write_text(json.dumps(run_record(m), indent=2))
 
     # --- seed, envs, networks, learner
     torch.manual_seed(cfg.seed)  # network initialisation; all other noise uses `generator`
     torch.set_flush_denormal(True)  # saturating softmaxes make denormals, which are ~10x slower on CPU
-    env = build_env(cfg, device, maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
-    eval_env = build_eval_env(cfg, device, "validation")
-    reference = reference_returns(eval_env, cfg.gamma)  # the normalised score's ends, computed once
+    env = build_env(cfg, device, maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)  # B envs per member
+    # wandb starts in the background while the rest is built and trains (see RunLogger).
+    members = [
+        Member(
+            k,
+            m,
+            d,
+            RunLogger(
+                m,
+                d,
+                wandb_id=resumed.get("wandb_id") if resumed else None,
+                resume_step=int(resumed["global_step"]) if resumed else None,
+            ),
+            build_eval_env(m, device, "validation"),
+        )
+        for k, (m, d) in enumerate(zip(configs, dirs, strict=True))
+    ]
+    reference = reference_returns(members[0].eval_env, cfg.gamma)  # the normalised score's ends, computed once
     policy, critic = build_networks(cfg, env.observation_shape, env.A, device, value_scale(env))
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     learner = build_learner(cfg, env, policy, critic, generator)
@@ -140,86 +179,105 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         cfg.tau_anneal_rate,
         cfg.total_timesteps if cfg.tau_schedule == "linear" else None,
     )
-    global_step = 0
-    best = {"score": float("-inf"), "step": None}  # the kept policy: the best evaluation so far
+    global_step = 0  # env steps of each member
     if resumed is not None:
         policy.load_state_dict(resumed["policy"])
         critic.load_state_dict(resumed["critic"])
         learner.load_state_dict(resumed["learner"])
         generator.set_state(resumed["generator"].cpu() if device.type == "cpu" else resumed["generator"])
         global_step = int(resumed["global_step"])
-        best = resumed.get("best", best)
+        members[0].best = resumed.get("best", members[0].best)
+    started = []
     try:  # wandb keeps starting in the background, unless online was asked for explicitly
-        logger.start(wait_for_wandb=cfg.wandb_mode == "online")
+        for member in members:
+            member.logger.start(wait_for_wandb=cfg.wandb_mode == "online")
+            started.append(member)
     except BaseException:
-        logger.finish(1)
+        for member in members:
+            member.logger.finish(1)
         raise
 
-    def checkpoint(name: str = LATEST) -> Path:
+    def networks(member: Member) -> tuple[torch.nn.Module, torch.nn.Module]:
+        """The member's own policy and critic (for --num-seeds, copies out of the ensemble)."""
+        return (policy.member(member.index), critic.member(member.index)) if grouped else (policy, critic)
+
+    def checkpoint(member: Member, name: str = LATEST, nets: tuple | None = None) -> Path:
+        member_policy, member_critic = nets or networks(member)
         return save_checkpoint(
-            run_dir / name,
+            member.run_dir / name,
             {
-                "policy": policy.state_dict(),
-                "critic": critic.state_dict(),
-                "learner": learner.state_dict(),
+                "policy": member_policy.state_dict(),
+                "critic": member_critic.state_dict(),
+                "learner": learner.member_state_dict(member.index),
                 "generator": generator.get_state(),
                 "global_step": global_step,
-                "config": cfg.to_dict(),
+                "config": member.cfg.to_dict(),
                 "obs_shape": list(env.observation_shape),
                 "num_actions": env.A,
-                "wandb_id": logger.wandb_id,
-                "best": best,
+                "wandb_id": member.logger.wandb_id,
+                "best": member.best,
             },
         )
 
-    def run_eval() -> dict:
-        result = evaluate(policy, eval_env, gamma=cfg.gamma, reference=reference)
-        logger.log(
+    def checkpoint_all(name: str = LATEST) -> list[Path]:
+        return [checkpoint(member, name) for member in members]
+
+    def run_eval(member: Member) -> dict:
+        nets = networks(member)
+        result = evaluate(nets[0], member.eval_env, gamma=cfg.gamma, reference=reference)
+        member.logger.log(
             {f"eval/{k}": v for k, v in result.items()} | {"charts/normalized_score": result["normalized_score"]},
             global_step,
         )
         if cfg.capture_video:
-            logger.log_video("eval/episode", record_episode(policy, cfg, seed=cfg.seed + global_step), global_step)
+            member.logger.log_video(
+                "eval/episode", record_episode(nets[0], member.cfg, seed=member.cfg.seed + global_step), global_step
+            )
         # Keep the policy with the best exact score (a later one that ties replaces it): what a
         # user gets even when training drifts off a solution afterwards.
-        if result["normalized_score"] >= best["score"]:
-            best.update(score=result["normalized_score"], step=global_step)
-            checkpoint(BEST)
+        if result["normalized_score"] >= member.best["score"]:
+            member.best.update(score=result["normalized_score"], step=global_step)
+            checkpoint(member, BEST, nets)
         return result
 
     restore_signals = interrupt.install()
-    stats = EpisodeStats()
+    stats = EpisodeStats(len(members))
     progress = Progress(cfg.total_timesteps, start=global_step, enabled=cfg.progress)
     exit_code = 0
     try:
-        # --- the loop: one window of B x T env steps per update
+        # --- the loop: one window of B x T env steps per member per update
         obs, _ = env.reset()
         next_eval = (global_step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
         next_save = (global_step // cfg.save_every + 1) * cfg.save_every if cfg.save_every else None
         start_time, start_step = time.time(), global_step
         saved_at = start_time
-        last_eval_step = result = None
+        last_eval_step = results = None
         try:
             while global_step < cfg.total_timesteps:
                 tau = schedule(global_step)
                 learner.set_learning_rates(global_step)
                 obs, metrics = learner.update(env, obs, tau, stats)  # a stop request abandons it midway
-                global_step += env.num_envs * cfg.horizon
+                global_step += cfg.num_envs * cfg.horizon
                 sps = (global_step - start_step) / max(time.time() - start_time, 1e-9)
-                metrics |= stats.pop() | {"charts/SPS": sps, "charts/tau": tau}
-                logger.log(metrics, global_step)
-                progress.update(global_step, metrics)
+                for member in members:  # a metric of every member is a list, one value each (per_member)
+                    own = {k: v[member.index] if isinstance(v, list) else v for k, v in metrics.items()}
+                    own |= stats.pop(member.index) | {"charts/SPS": sps, "charts/tau": tau}
+                    member.logger.log(own, global_step)
+                    if member.index == 0:
+                        progress.update(global_step, own)
                 if next_eval is not None and global_step >= next_eval:
-                    result = run_eval()
+                    results = [run_eval(member) for member in members]
                     last_eval_step = global_step
-                    progress.note(global_step, result)
+                    progress.note(global_step, results[0])
                     next_eval += cfg.eval_every
-                    if cfg.stop_at_success is not None and result["exact_success_rate"] >= cfg.stop_at_success:
+                    if cfg.stop_at_success is not None and all(
+                        r["exact_success_rate"] >= cfg.stop_at_success for r in results
+                    ):
                         break
                 if (next_save is not None and global_step >= next_save) or (
                     cfg.save_every_s and time.time() - saved_at >= cfg.save_every_s
                 ):
-                    checkpoint()
+                    checkpoint_all()
                     saved_at = time.time()
                     while next_save is not None and next_save <= global_step:
                         next_save += cfg.save_every
@@ -227,45 +285,51 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         except interrupt.Interrupted:
             pass
         progress.close()
-        path = checkpoint()  # saved before anything is printed: a closed pipe can't cost it
+        checkpoint_all()  # saved before anything is printed: a closed pipe can't cost it
         if interrupt.requested() is not None:
             exit_code = 128 + interrupt.requested()
-            say(
-                f"\ninterrupted at step {global_step}: checkpoint saved to {path}; "
-                f"continue with: python train.py --resume {run_dir}",
-                sys.stderr,
-            )
+            say(f"\ninterrupted at step {global_step}: {saved_where(run_dir, grouped)}", sys.stderr)
             return {"interrupted": True, "global_step": global_step, "exit_code": exit_code}
         wall_clock = time.time() - start_time
-        last = run_eval() if last_eval_step != global_step else result
-        final = report_kept_policy(cfg, device, run_dir, env, best) | {
-            "global_step": global_step,
-            "wall_clock_s": wall_clock,
-            "final_policy": {k: last[k] for k in ("normalized_score", "exact_success_rate", "success_rate")},
-        }
-        (run_dir / FINAL_FILE).write_text(json.dumps(final, indent=2))
-        say(
-            f"done: {global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
-            f"{final['exact_success_rate']:.1%}, normalised score {final['normalized_score']:.3f}; "
-            f"run saved in {run_dir}",
-            sys.stdout,
-        )
-        return final
+        lasts = [run_eval(member) for member in members] if last_eval_step != global_step else results
+        finals = []
+        for member, last in zip(members, lasts, strict=True):
+            final = report_kept_policy(member.cfg, device, member.run_dir, env, member.best) | {
+                "global_step": global_step,
+                "wall_clock_s": wall_clock,
+                "final_policy": {k: last[k] for k in ("normalized_score", "exact_success_rate", "success_rate")},
+            }
+            (member.run_dir / FINAL_FILE).write_text(json.dumps(final, indent=2))
+            finals.append(final)
+            say(
+                f"done: {global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
+                f"{final['exact_success_rate']:.1%}, normalised score {final['normalized_score']:.3f}; "
+                f"run saved in {member.run_dir}",
+                sys.stdout,
+            )
+        return finals[0] if not grouped else {"members": finals, "global_step": global_step, "wall_clock_s": wall_clock}
     except KeyboardInterrupt:  # a second signal: the state is what the last step left
         exit_code = 130
-        path = checkpoint()
-        say(
-            f"\nstopped at step {global_step}: checkpoint saved to {path}; "
-            f"continue with: python train.py --resume {run_dir}",
-            sys.stderr,
-        )
+        checkpoint_all()
+        say(f"\nstopped at step {global_step}: {saved_where(run_dir, grouped)}", sys.stderr)
         return {"interrupted": True, "global_step": global_step, "exit_code": exit_code}
     except BaseException:
         exit_code = 1
         raise
     finally:
         restore_signals()
-        logger.finish(exit_code)
+        for member in started:
+            member.logger.finish(exit_code)
+
+
+def saved_where(run_dir: Path, grouped: bool) -> str:
+    """Where an interrupted run's checkpoints are, and how to continue it."""
+    if grouped:
+        return (
+            f"each seed's checkpoint saved in {run_dir}/seed-K; continue a seed with: "
+            f"python train.py --resume {run_dir}/seed-K"
+        )
+    return f"checkpoint saved to {run_dir / LATEST}; continue with: python train.py --resume {run_dir}"
 
 
 def say(text: str, stream) -> None:

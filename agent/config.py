@@ -123,6 +123,10 @@ class TrainConfig:
     # --- run
     seed: int = 0
     """Seed for the env, the noise and the network initialisation."""
+    num_seeds: int = 1
+    """Train this many independent agents side by side in one process, seeds --seed, --seed + 1,
+    ...: own networks and optimiser state, own envs, disjoint noise from one stream, and a run
+    directory each (RUN/seed-K, a whole run of its own). pathwise on one-hot observations."""
     device: str = "auto"
     """cpu, cuda, cuda:1, ... ; auto = cuda when available."""
     threads: int = 1
@@ -224,6 +228,18 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
             "--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
             "images is the value map; drop --no-value-map (or use --algo ppo / reinforce)"
         )
+    if cfg.num_seeds > 1:
+        refused = [
+            (cfg.algo != "pathwise", f"--algo {cfg.algo}"),
+            (cfg.obs != "onehot", f"--obs {cfg.obs} (this world's observations)"),
+            (cfg.explore_bonus > 0, f"--explore-bonus {cfg.explore_bonus}"),
+        ]
+        for bad, what in refused:
+            if bad:
+                raise ValueError(
+                    f"--num-seeds {cfg.num_seeds} trains pathwise agents on one-hot observations without the "
+                    f"visit bonus, not with {what}; run the seeds as separate processes (--seed K)"
+                )
     return cfg
 
 
@@ -246,6 +262,23 @@ def eval_seeds(cfg: TrainConfig, split: str, extra: int = 0) -> dict[str, int]:
     """{"env": the seed of an evaluation's envs, "mazes": of its maze pool} for `split`; `extra`
     shifts both (agent.evaluate's --seed)."""
     return {"env": cfg.seed + EVAL_SEED_OFFSET[split] + extra, "mazes": cfg.seed + EVAL_MAZE_OFFSET[split] + extra}
+
+
+def member_configs(cfg: TrainConfig, run_dir) -> list[TrainConfig]:
+    """The agents of a --num-seeds run in `run_dir`, each a single run's config (seed --seed + k,
+    directory run_dir/seed-K, wandb group the run's name), so each member's directory resumes and
+    evaluates as a run of its own."""
+    return [
+        replace(
+            cfg,
+            seed=cfg.seed + k,
+            num_seeds=1,
+            runs_dir=str(run_dir),
+            run_name=f"seed-{cfg.seed + k}",
+            wandb_group=cfg.wandb_group or run_dir.name,
+        )
+        for k in range(cfg.num_seeds)
+    ]
 
 
 def run_record(cfg: TrainConfig) -> dict[str, Any]:
@@ -325,6 +358,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "hidden": (lambda v: v >= 1, "an integer >= 1"),
     "threads": (lambda v: v >= 1, "an integer >= 1"),
     "seed": (lambda v: 0 <= v < 2**63, "an integer >= 0"),
+    "num_seeds": (lambda v: v >= 1, "an integer >= 1"),
     "eval_every": (lambda v: v >= 0, "an integer >= 0 (0: only at the end)"),
     "eval_episodes": (lambda v: v >= 1, "an integer >= 1"),
     "save_every": (lambda v: v >= 0, "an integer >= 0 (0: only at the end and by --save-every-s)"),
@@ -349,6 +383,7 @@ FIXED_ON_RESUME = frozenset(
         "run_name",
         "runs_dir",
         "overwrite",
+        "num_seeds",
     }
 )
 

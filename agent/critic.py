@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from agent import interrupt
+from agent.ensemble import Ensemble
 from agent.policy import ValueNet
 
 
@@ -69,13 +70,19 @@ def greedy_lambda_returns(
     return out
 
 
-def cell_values(critic: ValueNet, env, worlds: torch.Tensor) -> torch.Tensor | None:
+def cell_values(critic: ValueNet, env, worlds: torch.Tensor | None) -> torch.Tensor | None:
     """The critic's value of every cell in each of `worlds` (k,): (k, S) for image observations
-    (the value map of each world's layout), (1, S) for one-hot ones (the same in every world).
-    None when the critic is not linear in the position (an image critic without the value map)
-    and can only be read off whole observations."""
-    if env.obs_mode == "onehot":
-        return critic(torch.eye(env.S, device=env.device))[None]  # (1, S)
+    (the value map of each world's layout), (1, S) for one-hot ones (the same in every world;
+    (N, S), a table per member, for an ensemble of N, `--num-seeds`). None when the critic is not
+    linear in the position (an image critic without the value map) and can only be read off
+    whole observations."""
+    if env.obs_mode == "onehot":  # the critic is a table (ValueNet): V = (w_s + b) * scale, read off directly
+        if isinstance(critic, Ensemble):
+            weight, bias, scale = (
+                critic.stacked(n) for n in ("head.weight", "head.bias", "scale")
+            )  # (N, 1, S), (N, 1), (N,)
+            return (weight[:, 0] + bias) * scale[:, None]  # (N, S)
+        return (critic.head.weight + critic.head.bias[:, None]) * critic.scale  # (1, S)
     if env.obs_mode == "image" and critic.map_form:
         return critic.value_map(env.static_planes[worlds])  # (k, S)
     return None
@@ -87,41 +94,45 @@ def fit_critic(
     env,
     targets: torch.Tensor,
     *,
-    obs: torch.Tensor,
+    obs: torch.Tensor | None,
     cells: torch.Tensor,
     worlds: torch.Tensor,
     epochs: int,
     num_minibatches: int,
     generator: torch.Generator,
-) -> float:
-    """Regress V onto `targets` (n,) with minibatch MSE; returns the last epoch's mean loss.
+) -> torch.Tensor:
+    """Regress V onto `targets` (N, n), n samples of each of N agents (1, or an ensemble's
+    members), with minibatch MSE; returns the last epoch's mean loss of each, (N,).
 
-    Samples are given both as observations `obs` (n, ...) and as the (world, cell) they were in
-    (`worlds`, `cells`, (n,)). Where the critic is a table of cells (`cell_values`), each
-    minibatch evaluates it once per distinct world and reads its samples' cells off that: the
-    same predictions as critic(obs), but S network rows (one-hot) or one value map per world
-    (images) instead of one network pass per sample, most of an update's time otherwise.
+    Samples are given both as observations `obs` (N, n, ...; None will do for a critic read as a
+    table) and as the (world, cell) they were in (`worlds`, `cells`, (N, n)). Where the critic is
+    a table of cells (`cell_values`), each minibatch reads it once per distinct world and takes
+    its samples' cells off that: the same predictions as critic(obs), but one table (one-hot) or
+    one value map per world (images) instead of one network pass per sample. Each
+    member's minibatches are its own samples, and its loss is its own mean: the members' sum
+    gives each exactly its own gradient.
     """
-    n = targets.shape[0]
+    N, n = targets.shape
     size = max(1, n // num_minibatches)
-    as_table = cell_values(critic, env, worlds[:1]) is not None
-    loss_sum = 0.0
+    as_table = cell_values(critic, env, worlds[0, :1]) is not None
+    loss_sum = torch.zeros(N, device=targets.device)
     for _ in range(epochs):
-        order = torch.randperm(n, generator=generator, device=generator.device)
-        loss_sum, batches = 0.0, 0
+        order = torch.stack([torch.randperm(n, generator=generator, device=generator.device) for _ in range(N)])
+        loss_sum, batches = torch.zeros(N, device=targets.device), 0
         for i in range(0, n, size):
             interrupt.check()
-            idx = order[i : i + size]
-            if as_table:
-                distinct, which = torch.unique(worlds[idx], return_inverse=True)  # (k,), (size,)
-                values = cell_values(critic, env, distinct)  # (k or 1, S)
-                pred = values[which if len(values) > 1 else 0, cells[idx]]  # (size,)
+            idx = order[:, i : i + size]  # (N, m)
+            if as_table and env.obs_mode == "onehot":
+                pred = cell_values(critic, env, None).gather(1, cells.gather(1, idx))  # (N, m)
+            elif as_table:  # images: one value map per distinct world (a single agent)
+                distinct, which = torch.unique(worlds[0, idx[0]], return_inverse=True)  # (k,), (m,)
+                pred = cell_values(critic, env, distinct)[which, cells[0, idx[0]]][None]  # (1, m)
             else:
-                pred = critic(obs[idx])  # (size,)
-            loss = 0.5 * (pred - targets[idx]).pow(2).mean()
+                pred = critic(obs[0, idx[0]])[None]  # (1, m)
+            loss = 0.5 * (pred - targets.gather(1, idx)).pow(2).mean(1)  # (N,)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.sum().backward()
             optimizer.step()
-            loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
-        loss_sum /= batches
+            loss_sum, batches = loss_sum + loss.detach(), batches + 1
+        loss_sum = loss_sum / batches
     return loss_sum

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from agent.config import TrainConfig, build_world, eval_seeds, obs_mode
+from agent.ensemble import Ensemble
 from agent.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld
 
@@ -49,7 +50,7 @@ def memory_estimate(cfg: TrainConfig, world) -> dict[str, int]:
     obs = image_obs if cfg.obs == "image" else S
     per = 128 if cfg.obs == "image" else 24
     return {
-        "update": cfg.num_envs * cfg.horizon * (S + obs) * per,
+        "update": cfg.num_envs * cfg.num_seeds * cfg.horizon * (S + obs) * per,
         "evaluation": cfg.eval_episodes * (S + obs) * 4 * 16,
     }
 
@@ -77,7 +78,9 @@ def check_memory(cfg: TrainConfig, world, device: torch.device) -> None:
     gib = 2**30
     if need["update"] > 0.8 * free:
         raise ValueError(
-            f"--num-envs {cfg.num_envs} x --horizon {cfg.horizon} needs about {need['update'] / gib:.1f} GiB for "
+            f"--num-envs {cfg.num_envs} x --horizon {cfg.horizon}"
+            + (f" x --num-seeds {cfg.num_seeds}" if cfg.num_seeds > 1 else "")
+            + f" needs about {need['update'] / gib:.1f} GiB for "
             f"one update ({S} cells, {cfg.obs} observations), but {device.type} has {free / gib:.1f} GiB free; "
             "lower --num-envs or --horizon"
         )
@@ -104,7 +107,7 @@ def build_env(
     trained_on = build_world(cfg)
     return BatchedGridWorld(
         trained_on if world is None else world,
-        num_envs or cfg.num_envs,
+        num_envs or cfg.num_envs * cfg.num_seeds,  # --num-seeds: B envs for each agent
         obs_mode=obs_mode(cfg, trained_on),
         device=device,
         seed=cfg.seed if seed is None else seed,
@@ -134,11 +137,23 @@ def build_eval_env(
 
 def build_networks(
     cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int, device: torch.device, value_scale: float = 1.0
-) -> tuple[PolicyNet, ValueNet]:
-    return (
-        PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-        ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device),
-    )
+) -> tuple[PolicyNet, ValueNet] | tuple[Ensemble, Ensemble]:
+    """The policy and critic; for --num-seeds N, an `Ensemble` of N of each, member k
+    initialised as a single run with seed --seed + k would be."""
+
+    def pair() -> tuple[PolicyNet, ValueNet]:
+        return (
+            PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
+            ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device),
+        )
+
+    if cfg.num_seeds == 1:
+        return pair()
+    members = []
+    for k in range(cfg.num_seeds):
+        torch.manual_seed(cfg.seed + k)
+        members.append(pair())
+    return Ensemble([p for p, _ in members]), Ensemble([c for _, c in members])
 
 
 def value_scale(env: BatchedGridWorld) -> float:

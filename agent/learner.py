@@ -10,6 +10,7 @@ from torch import nn
 
 from agent.config import TrainConfig
 from agent.critic import fit_critic
+from agent.ensemble import clip_per_member, member_count
 from agent.policy import PolicyNet, ValueNet
 from agent.rollout import VisitBonus
 
@@ -18,27 +19,38 @@ class ReturnScale:
     """The scale the policy's objective is divided by, so that one entropy bonus and one learning
     rate fit every reward scale: max(1, S), S a running average of the range between the 5th and
     95th percentile of the return targets (DreamerV3's return normalisation, Hafner et al. 2023).
-    The floor keeps small, sparse returns (a goal worth 1) from being blown up into noise."""
+    The floor keeps small, sparse returns (a goal worth 1) from being blown up into noise.
+    With `members` agents (--num-seeds) each has its own, from its own block of the B envs."""
 
-    def __init__(self, decay: float = 0.95) -> None:
-        self.decay = decay
-        self.range: float | None = None
+    def __init__(self, decay: float = 0.95, members: int = 1) -> None:
+        self.decay, self.members = decay, members
+        self.range: list[float] | None = None
 
-    def update(self, returns: torch.Tensor) -> float:
-        q = torch.quantile(returns.detach().flatten().float(), torch.tensor([0.05, 0.95], device=returns.device))
-        spread = float(q[1] - q[0])
-        self.range = spread if self.range is None else self.decay * self.range + (1 - self.decay) * spread
-        return max(1.0, self.range)
+    def update(self, returns: torch.Tensor) -> list[float]:
+        """Take this update's targets (T, members * B); return the scales, one per member."""
+        N = self.members
+        per = returns.detach().float().reshape(returns.shape[0], N, -1).transpose(0, 1).reshape(N, -1)  # (N, T*B)
+        q = torch.quantile(per, torch.tensor([0.05, 0.95], device=returns.device), dim=1)  # (2, N)
+        spread = (q[1] - q[0]).tolist()
+        if self.range is None:
+            self.range = spread
+        else:
+            self.range = [self.decay * r + (1 - self.decay) * s for r, s in zip(self.range, spread, strict=True)]
+        return self.values
 
     @property
-    def value(self) -> float:
-        return 1.0 if self.range is None else max(1.0, self.range)
+    def values(self) -> list[float]:
+        return [1.0] * self.members if self.range is None else [max(1.0, r) for r in self.range]
 
-    def state_dict(self) -> dict:
-        return {"range": self.range}
+    def state_dict(self, member: int | None = None) -> dict:
+        """The state; of one member as a single agent's (a float) with `member`."""
+        if self.range is None or (member is None and self.members > 1):
+            return {"range": self.range}
+        return {"range": self.range[member or 0]}
 
     def load_state_dict(self, state: dict) -> None:
-        self.range = state["range"]
+        r = state["range"]
+        self.range = None if r is None else (list(r) if isinstance(r, list) else [r])
 
 
 class Learner:
@@ -46,7 +58,8 @@ class Learner:
         self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator, bonus: VisitBonus
     ) -> None:
         self.cfg, self.policy, self.critic, self.generator, self.bonus = cfg, policy, critic, generator, bonus
-        self.return_scale = ReturnScale()
+        self.members = member_count(policy)  # agents trained side by side (--num-seeds)
+        self.return_scale = ReturnScale(members=self.members)
         # Not fused=True: on CPU its constructor costs ~1.8 s of start-up (benchmarks/startup.py) for
         # ~10% faster updates.
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
@@ -75,6 +88,29 @@ class Learner:
             "return_scale": self.return_scale.state_dict(),
         }
 
+    def member_state_dict(self, k: int) -> dict:
+        """Member k's state as a single agent's learner would hold it (its slice of each stacked
+        optimiser moment), so its checkpoint resumes as a run of its own."""
+        if self.members == 1:
+            return self.state_dict()
+
+        def sliced(optimizer: torch.optim.Optimizer) -> dict:
+            state = optimizer.state_dict()
+            return {
+                "state": {
+                    i: {name: (v[k].clone() if v.dim() > 0 else v.clone()) for name, v in moments.items()}
+                    for i, moments in state["state"].items()
+                },
+                "param_groups": state["param_groups"],
+            }
+
+        return {
+            "optimizer": sliced(self.optimizer),
+            "critic_optimizer": sliced(self.critic_optimizer),
+            "bonus": self.bonus.state_dict(),
+            "return_scale": self.return_scale.state_dict(member=k),
+        }
+
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.critic_optimizer.load_state_dict(state["critic_optimizer"])
@@ -85,42 +121,57 @@ class Learner:
     def fit_critic_and_report(
         self,
         env,
-        obs: torch.Tensor,
+        obs: torch.Tensor | None,
         cells: torch.Tensor,
         worlds: torch.Tensor,
         targets: torch.Tensor,
         loss: torch.Tensor,
         entropy: torch.Tensor,
-        grad_norm: float,
-    ) -> dict[str, float]:
+        grad_norm: torch.Tensor,
+    ) -> dict[str, float | list[float]]:
         """Regress the critic on this update's targets (samples given as observations and as
-        (world, cell), each (T, B, ...)); return the update's loss metrics."""
+        (world, cell), each (T, members * B, ...); no observations where the critic is read as a
+        table); return the update's loss metrics (per-member ones as `per_member` gives them)."""
+
+        def by_member(x: torch.Tensor) -> torch.Tensor:  # (T, N*B, ...) -> (N, T*B, ...), each member's samples
+            T, N = x.shape[0], self.members
+            return x.reshape(T, N, -1, *x.shape[2:]).transpose(0, 1).reshape(N, -1, *x.shape[2:])
+
         value_loss = fit_critic(
             self.critic,
             self.critic_optimizer,
             env,
-            targets.flatten(),
-            obs=obs.flatten(0, 1),
-            cells=cells.flatten(),
-            worlds=worlds.flatten(),
+            by_member(targets),
+            obs=None if obs is None else by_member(obs),
+            cells=by_member(cells),
+            worlds=by_member(worlds),
             epochs=self.cfg.update_epochs,
             num_minibatches=self.cfg.num_minibatches,
             generator=self.generator,
         )
         return {
-            "losses/policy_loss": float(loss.detach()),
-            "losses/value_loss": value_loss,
-            "losses/entropy": float(entropy.detach()),
-            "losses/grad_norm": grad_norm,
+            "losses/policy_loss": per_member(loss),
+            "losses/value_loss": per_member(value_loss),
+            "losses/entropy": per_member(entropy),
+            "losses/grad_norm": per_member(grad_norm),
         }
 
 
-def clip_and_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
-    """Clip the gradient to `max_grad_norm` (if > 0), step, and return the pre-clip norm."""
+def per_member(x: torch.Tensor) -> float | list[float]:
+    """A metric of every member, (N,) -> a float for a single agent, a list of N for --num-seeds."""
+    x = x.detach().reshape(-1)
+    return float(x[0]) if x.numel() == 1 else x.tolist()
+
+
+def clip_and_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float, members: int = 1) -> torch.Tensor:
+    """Clip the gradient to `max_grad_norm` (if > 0), each member's by its own norm, step, and
+    return the pre-clip norms, (members,)."""
     params = list(params)
-    if max_grad_norm > 0:
+    if members > 1:
+        norm = clip_per_member(params, members, max_grad_norm)
+    elif max_grad_norm > 0:
         norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
     else:
         norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
     optimizer.step()
-    return float(norm)
+    return norm.detach().reshape(members)

@@ -16,7 +16,8 @@ import torch
 
 from agent import interrupt
 from agent.critic import cell_values, greedy_lambda_returns, lambda_returns
-from agent.learner import Learner, clip_and_step
+from agent.ensemble import Ensemble
+from agent.learner import Learner, clip_and_step, per_member
 from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
 
@@ -39,11 +40,23 @@ class PathwiseLearner(Learner):
             )
         return values
 
+    def _rows(self, env) -> torch.Tensor:
+        """(B,) which row of the value tables each env reads: its world's (images) or its agent's
+        (one-hot: one table per member, the first B / N envs are member 0's, and so on)."""
+        if env.obs_mode != "onehot":
+            return env.world_id
+        return torch.arange(self.members, device=env.device).repeat_interleave(env.num_envs // self.members)
+
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
-            logit_table = self.policy(torch.eye(env.S, device=env.device))  # (S, A), differentiable
+            eye = torch.eye(env.S, device=env.device)
+            if isinstance(self.policy, Ensemble):
+                logit_table = self.policy(eye.expand(self.members, -1, -1)).flatten(0, 1)  # (N*S, A)
+            else:
+                logit_table = self.policy(eye)  # (S, A), differentiable
+            offset = self._rows(env) * env.S  # (B,) where each env's agent's rows begin
             # Each step's position is one-hot and cut from the graph, so its logits are a row of L.
-            return lambda obs: logit_table.index_select(0, env.state)
+            return lambda obs: logit_table.index_select(0, env.state + offset)
         return self.policy
 
     def _entropy(self, env, logits: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
@@ -69,12 +82,13 @@ class PathwiseLearner(Learner):
         which would teach the actor to shun the only way through. A trace follows the rollout
         through greedy actions (by default; within `trace_cut` times the return scale of the best
         one otherwise) and is cut at the others."""
-        cfg, gamma, K = self.cfg, self.cfg.gamma, self.cfg.lookahead
-        B = env.num_envs
+        cfg, gamma, K, N = self.cfg, self.cfg.gamma, self.cfg.lookahead, self.members
+        B = env.num_envs  # members x the B envs of each
+        rows = self._rows(env)  # (B,)
+        scale = torch.tensor(self.return_scale.values, device=env.device)  # (N,) each member's return scale
         record: dict[str, list[torch.Tensor]] = {
             k: []
-            for k in (
-                "obs",
+            for k in (  # no observations: the critic is read as a table of (world, cell)
                 "cells",
                 "worlds",
                 "rewards",
@@ -100,11 +114,11 @@ class PathwiseLearner(Learner):
             action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
             world_id, state = env.world_id, env.state
             if values is not None:
-                q = one_step_values(env, values, world_id, state, gamma)  # (B, A) what each action earns
+                q = one_step_values(env, values, rows, world_id, state, gamma)  # (B, A) what each action earns
                 best = q.max(-1).values  # (B,)
                 record["greedy_values"].append(best)
                 # Near-greedy actions keep the trace; clearly worse ones (into lava, say) cut it.
-                slack = cfg.trace_cut * self.return_scale.value
+                slack = cfg.trace_cut * scale.repeat_interleave(B // N)  # (B,)
                 record["greedy_taken"].append(q.gather(1, index[:, None]).squeeze(1) >= best - slack)
             next_obs, reward, terminated, truncated, info = env.step(action)
             stats.add(info)
@@ -113,7 +127,7 @@ class PathwiseLearner(Learner):
             # V of the true successor, 0 after an ending transition (the live position is empty
             # there); after a time limit the state goes on, so it is closed with its value too.
             if values is not None:
-                next_value = (info["live_pos"] * values[world_id if len(values) > 1 else 0]).sum(-1)  # (B,)
+                next_value = (info["live_pos"] * values[rows if len(values) > 1 else 0]).sum(-1)  # (B,)
             else:
                 next_value = torch.zeros_like(reward)
             closes_here = (t + 1) % K == 0 or t + 1 == cfg.horizon  # the look-ahead ends with this step
@@ -122,10 +136,9 @@ class PathwiseLearner(Learner):
                 reward + gamma * next_value * closes,
                 info["done"],
                 gamma,
-                self._entropy(env, logits, world_id, state).mean(),
-                (logits - logits.mean(-1, keepdim=True)).pow(2).mean(),
+                self._entropy(env, logits, world_id, state).reshape(N, -1).mean(1),  # (N,)
+                (logits - logits.mean(-1, keepdim=True)).pow(2).reshape(N, -1).mean(1),  # (N,)
             )
-            record["obs"].append(obs.detach())
             record["cells"].append(state)
             record["worlds"].append(world_id)
             record["rewards"].append(reward.detach())
@@ -136,18 +149,19 @@ class PathwiseLearner(Learner):
             if (t + 1) % every == 0:
                 # The loss: minus the mean look-ahead return, in units of the return scale, minus
                 # the entropy bonus, plus the logit penalty; the actor steps on it at once.
-                chunk_loss, entropy = chunk.loss(self.return_scale.value, cfg.entropy_coef, cfg.logit_penalty)
+                chunk_loss, entropy = chunk.loss(scale, cfg.entropy_coef, cfg.logit_penalty)  # (N,) each
                 self.optimizer.zero_grad(set_to_none=True)
-                chunk_loss.backward()
-                norms.append(clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm))
-                losses.append(float(chunk_loss.detach()))
-                entropies.append(float(entropy.detach()))
+                chunk_loss.sum().backward()  # the members share no parameter: each gets its own gradient
+                norms.append(clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm, N))
+                losses.append(chunk_loss.detach())
+                entropies.append(entropy.detach())
                 chunk = _Chunk(B, obs.device, K)
-                policy = self._policy_reader(env)  # the policy has moved
+                if t + 1 < cfg.horizon:
+                    policy = self._policy_reader(env)  # the policy has moved
 
         rec = {k: torch.stack(v) for k, v in record.items() if v}  # (T, B, ...)
         if values is not None:
-            last = one_step_values(env, values, env.world_id, env.state, gamma).max(-1).values  # (B,)
+            last = one_step_values(env, values, rows, env.world_id, env.state, gamma).max(-1).values  # (B,)
             targets = greedy_lambda_returns(
                 rec["rewards"],
                 rec["greedy_values"],
@@ -164,19 +178,23 @@ class PathwiseLearner(Learner):
             targets = lambda_returns(
                 rec["rewards"], zeros, (~(rec["terminated"] | rec["truncated"])).float(), gamma, 1.0
             )
-        scale = self.return_scale.update(targets)
-        loss, entropy, grad_norm = (torch.tensor(sum(x) / len(x)) for x in (losses, entropies, norms))
-        metrics = {"losses/return_scale": scale, "losses/actor_steps": float(len(losses))}
+        self.return_scale.update(targets)
+        loss, entropy, grad_norm = (torch.stack(x).mean(0) for x in (losses, entropies, norms))  # (N,) each
+        metrics = {
+            "losses/return_scale": per_member(torch.tensor(self.return_scale.values)),
+            "losses/actor_steps": float(len(losses)),
+        }
         if values is not None:
-            metrics["losses/greedy_action_share"] = float(rec["greedy_taken"].float().mean())
+            greedy_share = rec["greedy_taken"].float().reshape(cfg.horizon, N, -1).mean((0, 2))  # (N,)
+            metrics["losses/greedy_action_share"] = per_member(greedy_share)
             metrics |= self.fit_critic_and_report(
-                env, rec["obs"], rec["cells"], rec["worlds"], targets, loss, entropy, float(grad_norm)
+                env, None, rec["cells"], rec["worlds"], targets, loss, entropy, grad_norm
             )
         else:
             metrics |= {
-                "losses/policy_loss": float(loss),
-                "losses/entropy": float(entropy),
-                "losses/grad_norm": float(grad_norm),
+                "losses/policy_loss": per_member(loss),
+                "losses/entropy": per_member(entropy),
+                "losses/grad_norm": per_member(grad_norm),
             }
         return obs.detach(), metrics
 
@@ -204,27 +222,33 @@ class _Chunk:
         self.entropy, self.logit_size = self.entropy + entropy, self.logit_size + logit_size
         self.steps += 1
 
-    def loss(self, scale: float, entropy_coef: float, logit_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the loss, the mean entropy) over the steps added: the objective is the sum of each
-        look-ahead's return, averaged over the look-aheads."""
-        entropy = self.entropy / self.steps
+    def loss(self, scale: torch.Tensor, entropy_coef: float, logit_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the loss, the mean entropy) of each of the N members over the steps added, (N,) each,
+        from each member's return scale (N,): the objective is the sum of each look-ahead's
+        return, averaged over the look-aheads and over the member's envs."""
+        N = scale.shape[0]
+        entropy = self.entropy / self.steps  # (N,)
         lookaheads = -(-self.steps // self.lookahead)  # ceil
+        objective = self.objective.reshape(N, -1).mean(1)  # (N,)
         return (
-            -self.objective.mean() / lookaheads / scale
-            - entropy_coef * entropy
-            + logit_penalty * self.logit_size / self.steps
-        ), entropy
+            -objective / lookaheads / scale - entropy_coef * entropy + logit_penalty * self.logit_size / self.steps,
+            entropy,
+        )
 
 
 def one_step_values(
-    env, values: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor, gamma: float
+    env, values: torch.Tensor, rows: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor, gamma: float
 ) -> torch.Tensor:
     """Q(s, a) = E_o[r + gamma (1 - done) V(s'_o)] for every action, (B, A), read off the env's
-    tables at (world_id, state) (B,) and the critic's value table `values` (W or 1, S)."""
-    ns = env.next_state[world_id, state]  # (B, A, O)
-    offset = (world_id * env.S)[:, None, None] if len(values) > 1 else 0
-    v_next = values.reshape(-1)[ns + offset] * ~env.done[world_id, state]  # (B, A, O)
-    return (env.prob[world_id, state] * (env.reward_table[world_id, state] + gamma * v_next)).sum(-1)
+    tables at (world_id, state) (B,) and the critic's value tables `values` (R, S), each env
+    reading its row `rows` (B,) of them (all the one row when R = 1)."""
+    at = world_id * env.S + state  # (B,) rows of the tables flattened to (W*S, A, O)
+    ns, done, prob, reward = (
+        t.flatten(0, 1).index_select(0, at) for t in (env.next_state, env.done, env.prob, env.reward_table)
+    )
+    offset = (rows * env.S)[:, None, None] if len(values) > 1 else 0
+    v_next = values.reshape(-1)[ns + offset] * ~done  # (B, A, O)
+    return (prob * (reward + gamma * v_next)).sum(-1)
 
 
 def cell_entropy(logits: torch.Tensor, next_cell: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ class ReinforceLearner(Learner):
         cfg = self.cfg
         roll, obs = collect(env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator, self.bonus)
         returns = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, 1.0)  # (T, B)
-        advantage = (returns - roll.values).flatten() / self.return_scale.update(returns)  # (T*B,)
+        advantage = (returns - roll.values).flatten() / self.return_scale.update(returns)[0]  # (T*B,)
 
         # The loss: -E[log pi(a|s) * (G - b(s))] / return scale - entropy bonus.
         logits = self.policy(roll.obs.flatten(0, 1))  # (T*B, A)

@@ -3,7 +3,7 @@ learners' rollout on the env's integer fast path."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -12,13 +12,13 @@ from agent.gumbel import gumbel_max_sample
 from agent.policy import PolicyNet, ValueNet
 
 
-@dataclass
 class EpisodeStats:
-    """Finished episodes seen since the last `pop()`."""
+    """Finished episodes seen since the last `pop()`, of each of `members` agents (--num-seeds:
+    the first B / N envs are member 0's, and so on)."""
 
-    returns: list[float] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    successes: list[bool] = field(default_factory=list)
+    def __init__(self, members: int = 1) -> None:
+        self.members = members
+        self.finished: list[list[tuple[float, int, bool]]] = [[] for _ in range(members)]  # (return, length, success)
 
     def add(self, info: dict) -> None:
         if "episode" not in info:  # no episode ended this step
@@ -27,23 +27,31 @@ class EpisodeStats:
         # from the world's own start.
         done = info["_episode"] & ~info["explored"]
         if done.any():
-            self.returns += info["episode"]["r"][done].tolist()
-            self.lengths += info["episode"]["l"][done].tolist()
-            self.successes += info["success"][done].tolist()
+            which = done.nonzero().squeeze(1)  # (k,) the envs whose episode ended
+            per_member = len(done) // self.members
+            rows = zip(
+                (which // per_member).tolist(),
+                info["episode"]["r"][which].tolist(),
+                info["episode"]["l"][which].tolist(),
+                info["success"][which].tolist(),
+                strict=True,
+            )
+            for member, ret, length, success in rows:
+                self.finished[member].append((ret, length, success))
 
-    def pop(self) -> dict[str, float]:
-        """Means of the finished episodes (empty dict when none finished), then forget them."""
-        if not self.returns:
+    def pop(self, member: int = 0) -> dict[str, float]:
+        """Means of a member's finished episodes (empty dict when none finished), then forget them."""
+        episodes, self.finished[member] = self.finished[member], []
+        if not episodes:
             return {}
-        n = len(self.returns)
-        out = {
-            "charts/episodic_return": sum(self.returns) / n,
-            "charts/episodic_length": sum(self.lengths) / n,
-            "charts/success_rate": sum(self.successes) / n,
+        n = len(episodes)
+        returns, lengths, successes = zip(*episodes, strict=True)
+        return {
+            "charts/episodic_return": sum(returns) / n,
+            "charts/episodic_length": sum(lengths) / n,
+            "charts/success_rate": sum(successes) / n,
             "charts/episodes": float(n),
         }
-        self.returns, self.lengths, self.successes = [], [], []
-        return out
 
 
 class VisitBonus:

@@ -129,7 +129,11 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         self.start = t["start"]  # (W, S)
         self.start_logits = torch.log(t["start"])  # (W, S); -inf where no start
         self.reachable = torch.stack([m.reachable() for m in mdps]).to(self.device)  # (W, S)
-        self.reachable_logits = torch.log(self.reachable.float())  # (W, S); -inf where unreachable
+        # Exploring starts draw uniformly among each world's reachable cells: the cells listed
+        # first, then one uniform number per env picks among the first `count` of them (B numbers a
+        # step instead of B x S Gumbels, which were most of a step's time).
+        self.reachable_count = self.reachable.sum(1)  # (W,)
+        self.reachable_cells = torch.argsort((~self.reachable).to(torch.uint8), dim=1, stable=True)  # (W, S)
         # Most maps have one start cell; drawing (B, S) Gumbel noise per reset was 70% of an
         # integer step at B = 65536 (torch.profiler), so those skip the draw.
         single_start = bool(((t["start"] > 0).sum(-1) == 1).all())
@@ -181,6 +185,13 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         """An exact categorical draw over the last dim, by the Gumbel-max trick (the env's own generator)."""
         return gumbel_max_sample(logits, generator=self.generator)
 
+    def _uniform_reachable(self) -> torch.Tensor:
+        """A cell drawn uniformly from the reachable ones of each env's world, (B,)."""
+        u = torch.rand(self.num_envs, generator=self.generator, device=self.device)  # (B,)
+        count = self.reachable_count[self.world_id]  # (B,)
+        pick = torch.minimum((u * count).long(), count - 1)  # (B,) in [0, count)
+        return self.reachable_cells[self.world_id, pick]
+
     # ----------------------------------------------------------------- reset
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[torch.Tensor, dict]:
         """Reset every env; returns the first observation and an info dict.
@@ -227,7 +238,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         if self.explore_starts > 0:
             coin = torch.rand(self.num_envs, generator=self.generator, device=self.device)  # (B,)
             explore = mask & (coin < self.explore_starts)
-            start = torch.where(explore, self._gumbel_argmax(self.reachable_logits[self.world_id]), start)
+            start = torch.where(explore, self._uniform_reachable(), start)
             self.explored = torch.where(mask, explore, self.explored)
         self.state = torch.where(mask, start, self.state)
         if self._pos is not None:

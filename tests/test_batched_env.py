@@ -388,3 +388,17 @@ def test_image_observation_is_differentiable_in_the_agent_channel(device):
     ns = mdp.next_state[CENTRE, :, 0]
     torch.testing.assert_close(_grad((obs[0, 3] * v.to(device)).sum(), a).cpu(), v.flatten()[ns][None])
     assert (_grad(obs[:, :3].sum(), a) == 0).all()  # the map planes are constants
+
+
+@pytest.mark.parametrize("world", ["four_rooms", "FrozenLake-v1"])
+def test_exploring_starts_are_uniform_over_the_reachable_cells(world):
+    # Every env starts at an exploring start: the starts cover exactly the reachable cells, each
+    # about equally often (chi-square at P_MIN, fixed seed).
+    env = BatchedGridWorld(world, 40_000, seed=3, explore_starts=1.0)
+    env.reset()
+    assert bool(env.explored.all())
+    counts = torch.bincount(env.state, minlength=env.S)  # (S,)
+    reachable = env.reachable[0]
+    assert counts[~reachable].sum() == 0, "an exploring start outside the reachable cells"
+    observed = counts[reachable].double().numpy()
+    assert stats.chisquare(observed).pvalue > P_MIN, observed

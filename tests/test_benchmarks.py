@@ -165,6 +165,15 @@ def test_threads_smoke(tmp_path):
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.threads")
 
 
+def test_num_seeds_smoke(tmp_path):
+    run_smoke(["-m", "benchmarks.num_seeds"], ["--out", str(tmp_path)])
+    data = json.loads((tmp_path / "num_seeds_smoke.json").read_text())
+    assert [r["how"] for r in data["rows"]] == ["sequential", "one process"]
+    assert _positive(data["speedup"]) and all(_positive(t) for ts in data["seconds"].values() for t in ts)
+    assert {how: len(s) for how, s in data["scores"].items()} == {"sequential": 2, "one process": 2}
+    assert data["git_commit"] and data["command"].startswith("python -m benchmarks.num_seeds")
+
+
 def test_generalisation_smoke_and_its_results_page(tmp_path):
     run_smoke(
         ["-m", "benchmarks.generalisation"],

@@ -127,7 +127,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
         V = critic(torch.eye(S))  # (S,) the critic the actor reads (it is fitted after the actor)
         z = policy.logits.clone()  # (S, A)
         pi = z.softmax(-1)
-    scale = learner.return_scale.value  # the actor steps in the units known before its rollout
+    (scale,) = learner.return_scale.values  # the actor steps in the units known before its rollout
     learner.update(env, obs, 1.0, EpisodeStats())
     Q = (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)  # (S, A)
     J = torch.diag_embed(pi) - pi[:, :, None] * pi[:, None, :]  # (S, A, A)

@@ -359,3 +359,45 @@ def test_threads_flag_sets_torchs_thread_count(tmp_path):
         assert json.loads((tmp_path / "r" / "config.json").read_text())["threads"] == 2
     finally:
         torch.set_num_threads(before)
+
+
+# ------------------------------------------------------------------ --num-seeds
+def test_num_seeds_trains_each_seed_as_a_run_of_its_own(workdir):
+    from test_logger import wandb_history
+
+    from agent.evaluate import evaluate_checkpoint
+
+    runs = workdir / "runs"
+    proc = run_train(
+        [*TINY, *"--num-seeds 2 --seed 5 --wandb-mode offline --runs-dir".split(), str(runs), "--run-name", "group"],
+        workdir / "home",
+    )
+    assert proc.returncode == 0, proc.stderr
+    group = runs / "group"
+    assert json.loads((group / "config.json").read_text())["num_seeds"] == 2
+    for seed in (5, 6):
+        run_dir = group / f"seed-{seed}"
+        config = json.loads((run_dir / "config.json").read_text())
+        assert (config["seed"], config["num_seeds"], config["wandb_group"]) == (seed, 1, "group")
+        for name in RUN_FILES:
+            assert (run_dir / name).is_file(), name
+        steps = [r["global_step"] for r in rows(run_dir) if "losses/policy_loss" in r]
+        assert steps == list(range(512, 4097, 512))  # each seed's own env steps, 64 envs x 8 a update
+        history = wandb_history(run_dir)  # a wandb run of its own, with its own metrics
+        assert [h["losses/policy_loss"] for h in history if "losses/policy_loss" in h] == pytest.approx(
+            [r["losses/policy_loss"] for r in rows(run_dir) if "losses/policy_loss" in r]
+        )
+        final = json.loads((run_dir / "final_eval.json").read_text())
+        again = evaluate_checkpoint(run_dir, episodes=16, device="cpu")  # its kept policy
+        assert again["normalized_score"] == pytest.approx(final["normalized_score"])
+    losses = [[r["losses/policy_loss"] for r in rows(group / f"seed-{s}") if "losses/policy_loss" in r] for s in (5, 6)]
+    assert losses[0] != losses[1], "two seeds logged the same numbers"
+
+    # The group is continued seed by seed; each seed's directory is a run that resumes on its own.
+    proc = run_train(["--resume", str(group)], workdir / "home")
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr)
+    assert "seed-K" in proc.stderr
+    proc = run_train(["--resume", str(group / "seed-6"), "--total-timesteps", "5120"], workdir / "home")
+    assert proc.returncode == 0, proc.stderr
+    assert load_checkpoint(group / "seed-6")["global_step"] == 5120
