@@ -17,6 +17,7 @@ import torch
 from agent import interrupt
 from agent.critic import cell_values, greedy_lambda_returns, lambda_returns
 from agent.ensemble import Ensemble
+from agent.gumbel import softmax
 from agent.learner import Learner, clip_and_step, per_member
 from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
@@ -257,7 +258,7 @@ def cell_entropy(logits: torch.Tensor, next_cell: torch.Tensor) -> torch.Tensor:
     lead to c. Actions with the same outcome (the bumps into walls around a cell) merge into one,
     so a uniform policy over a dead end's moves is no longer the most random one: staying and
     leaving are."""
-    pi = logits.softmax(-1)  # (B, A)
+    pi = softmax(logits)  # (B, A)
     same = (next_cell[:, :, None] == next_cell[:, None, :]).to(pi.dtype)  # (B, A, A)
     q = torch.einsum("bij,bj->bi", same, pi)  # (B, A) probability of action i's outcome
     return -(pi * q.clamp_min(torch.finfo(pi.dtype).tiny).log()).sum(-1)

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agent.gumbel import _compute_dtype, _output_dtype, check_tau, conditional_gumbel, noise_like
+from agent.gumbel import _compute_dtype, _output_dtype, check_tau, conditional_gumbel, noise_like, softmax
 
 __all__ = ["ESTIMATORS", "straight_through"]
 
@@ -55,7 +55,7 @@ def _surrogate(
     """Differentiable tensor whose vector-Jacobian product is the estimator's backward."""
     if estimator == "st":
         # Bengio et al. 2013: backward (1/tau) J(softmax(x/tau)) g.
-        return torch.softmax(x / tau, dim=-1)  # (..., A)
+        return softmax(x / tau)  # (..., A)
     if estimator == "st-gs":
         # Jang et al. 2016: backward (1/tau) J(y) g, y the soft sample of the same noise.
         return torch.softmax((x + noise) / tau, dim=-1)  # (..., A)
@@ -72,13 +72,13 @@ def _surrogate(
         return torch.softmax((x + g_tilde) / tau, dim=-1).mean(dim=0)  # (..., A)
     if estimator == "reinmax":
         # Liu et al. 2023, Alg. 2: backward 2 J(pi1) g - 1/2 J(pi0) g (no 1/tau factor).
-        pi0 = torch.softmax(x, dim=-1)  # (..., A)
-        pi1 = (onehot + torch.softmax(x.detach() / tau, dim=-1)) / 2  # (..., A)
+        pi0 = softmax(x)  # (..., A)
+        pi1 = (onehot + softmax(x.detach() / tau)) / 2  # (..., A)
         return 2 * _jacobian_surrogate(x, pi1) - 0.5 * pi0  # (..., A)
     if estimator == "zgr":
         # Shekhovtsov 2023: average of ST (J(pi) g) and a DARN-style term whose backward is
         # (g_x - g^T pi)(e_x - pi), since d log pi_x / dx = e_x - pi.
-        pi = torch.softmax(x, dim=-1)  # (..., A)
+        pi = softmax(x)  # (..., A)
         log_px = torch.log_softmax(x, dim=-1).gather(-1, index.unsqueeze(-1))  # (..., 1)
         return 0.5 * (pi + (onehot - pi.detach()) * log_px)  # (..., A)
     raise AssertionError(estimator)  # unreachable: names are validated by the caller

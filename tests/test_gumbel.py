@@ -14,7 +14,15 @@ import pytest
 import torch
 from scipy import stats
 
-from agent.gumbel import gumbel_cdf, gumbel_from_uniform, gumbel_max_sample, gumbel_pdf, gumbel_softmax, sample_gumbel
+from agent.gumbel import (
+    gumbel_cdf,
+    gumbel_from_uniform,
+    gumbel_max_sample,
+    gumbel_pdf,
+    gumbel_softmax,
+    sample_gumbel,
+    softmax,
+)
 from agent.straight_through import ESTIMATORS, straight_through
 
 ONE_HOT_ESTIMATORS = tuple(e for e in ESTIMATORS if e != "gs")
@@ -313,3 +321,15 @@ def test_cuda_smoke():
         out.sum().backward()
         assert out.device.type == idx.device.type == "cuda"
         assert torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("shape", [(2048, 4), (3, 5, 4), (7,), (6, 40)])
+def test_softmax_is_torchs_softmax_in_value_and_gradient(shape):
+    # The column layout it uses for a few actions a row changes only the order of float sums.
+    x = (3 * torch.randn(shape, generator=torch.Generator().manual_seed(0))).requires_grad_()
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    ours, theirs = softmax(x), torch.softmax(x, dim=-1)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours, x, g)[0], torch.autograd.grad(theirs, x, g)[0], rtol=0, atol=1e-6
+    )
