@@ -86,6 +86,11 @@ SPEED = {
         ["setting", "process seconds (median)", "SPS (median)", "repeats"],
         {"process seconds (median)": ".1f", "SPS (median)": ",.0f"},
     ),
+    "num_seeds": (
+        "rows",
+        ["how", "seconds (median)", "runs solved (score >= 0.95)", "median score"],
+        {"seconds (median)": ".1f", "median score": ".3f"},
+    ),
     "sb3_vecenv": (
         "summary",
         ["env", "copies", "seeds solved", "learn() s (median)", "env steps/s (median)", "speed-up"],
@@ -95,14 +100,16 @@ SPEED = {
 
 
 def speed_summary(results: Path) -> str | None:
-    """The results page's speed tables (start-up, threads, SB3 on our env), each under its command."""
+    """The results page's speed tables (start-up, threads, many seeds in one process, SB3 on our
+    env), each under its command."""
     parts = []
     for stem, (key, columns, formats) in SPEED.items():
         path = results / f"{stem}.json"
         if path.exists():
             data = json.loads(path.read_text())
+            ratio = f", one process {data['speedup']:.2f}x faster" if "speedup" in data else ""
             parts += [
-                f"`{data['command']}` (commit `{data['git_commit']}`):",
+                f"`{data['command']}` (commit `{data['git_commit']}`{ratio}):",
                 "",
                 format_table(data[key], columns, formats),
                 "",
