@@ -174,6 +174,20 @@ def test_num_seeds_smoke(tmp_path):
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.num_seeds")
 
 
+def test_reference_gap_smoke(tmp_path):
+    proc = run_smoke(["-m", "benchmarks.reference_gap"], ["--out", str(tmp_path)])
+    data = json.loads((tmp_path / "reference_gap_smoke.json").read_text())
+    rows = {r["world"]: r for r in data["rows"]}
+    assert set(rows) == {"FrozenLake4x4-slippery", "CliffWalking"}
+    # Deterministic CliffWalking: the discounted optimum is the time-limited one. The slippery lake's
+    # gamma-optimal policy scores within (0, 1] of it, and no better than the best it is compared with.
+    assert rows["CliffWalking"]["gamma-optimal score (gamma 0.99)"] == pytest.approx(1.0)
+    lake = rows["FrozenLake4x4-slippery"]
+    assert 0 < lake["gamma-optimal score (gamma 0.99)"] <= 1 + 1e-9
+    assert lake["best greedy-on-k-step score"] <= 1 + 1e-9
+    assert "0 of 2 worlds" in proc.stdout and data["git_commit"]
+
+
 def test_generalisation_smoke_and_its_results_page(tmp_path):
     run_smoke(
         ["-m", "benchmarks.generalisation"],
