@@ -1,7 +1,9 @@
 """Benchmarks, each runnable as `python -m benchmarks.<name>` (see `--help` of each).
 
 - `generalisation` (worlds in `suite`): train.py's default command on every world of a suite half,
-  for each learner and seed, scored exactly; `report` turns its JSON into docs/results.md.
+  for each learner and seed, scored exactly; `report` turns its JSON into docs/results.md;
+  `reference_gap` scores the gamma-optimal policy of every world exactly (what a learner of the
+  discounted return can reach under the time limit).
 - `time_to_solve`: wall-clock and env steps until the greedy policy solves a world, against SB3.
 - `estimators` (gradients in `gradients`): the estimator lab; every gradient estimator in
   `agent.straight_through.ESTIMATORS` (and REINFORCE) against the exact policy gradient.
