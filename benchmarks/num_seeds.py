@@ -74,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     machine, commit = machine_info(), git_commit()
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     common = ["--env", args.env, "--total-timesteps", str(args.steps)]
-    if args.smoke:
-        common += "--num-envs 64 --horizon 8 --eval-every 4096 --eval-episodes 16".split()
+    if args.smoke:  # seconds: what CI checks is that both sides run and are reported
+        common += "--num-envs 64 --horizon 8 --eval-every 4096 --eval-episodes 16 --wandb-mode disabled".split()
     times: dict[str, list[float]] = {"sequential": [], "one process": []}
     kept: dict[str, list[float]] = {"sequential": [], "one process": []}
     with tempfile.TemporaryDirectory() as tmp:
