@@ -41,11 +41,12 @@ class PathwiseLearner(Learner):
             )
         return values
 
-    def _rows(self, env) -> torch.Tensor:
-        """(B,) which row of the value tables each env reads: its world's (images) or its agent's
+    def _rows(self, env, world_id: torch.Tensor) -> torch.Tensor:
+        """(B,) which row of the value tables each env reads now: the world it is in (images: a
+        value map per world, and an env that resets may enter another one), or its agent's
         (one-hot: one table per member, the first B / N envs are member 0's, and so on)."""
         if env.obs_mode != "onehot":
-            return env.world_id
+            return world_id
         return torch.arange(self.members, device=env.device).repeat_interleave(env.num_envs // self.members)
 
     def _policy_reader(self, env):
@@ -55,7 +56,7 @@ class PathwiseLearner(Learner):
                 logit_table = self.policy(eye.expand(self.members, -1, -1)).flatten(0, 1)  # (N*S, A)
             else:
                 logit_table = self.policy(eye)  # (S, A), differentiable
-            offset = self._rows(env) * env.S  # (B,) where each env's agent's rows begin
+            offset = self._rows(env, env.world_id) * env.S  # (B,) where each env's agent's rows begin
             # Each step's position is one-hot and cut from the graph, so its logits are a row of L.
             return lambda obs: logit_table.index_select(0, env.state + offset)
         return self.policy
@@ -85,7 +86,6 @@ class PathwiseLearner(Learner):
         one otherwise) and is cut at the others."""
         cfg, gamma, K, N = self.cfg, self.cfg.gamma, self.cfg.lookahead, self.members
         B = env.num_envs  # members x the B envs of each
-        rows = self._rows(env)  # (B,)
         scale = torch.tensor(self.return_scale.values, device=env.device)  # (N,) each member's return scale
         record: dict[str, list[torch.Tensor]] = {
             k: []
@@ -114,6 +114,7 @@ class PathwiseLearner(Learner):
             logits = policy(obs)  # (B, A)
             action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
             world_id, state = env.world_id, env.state
+            rows = self._rows(env, world_id)  # (B,)
             if values is not None:
                 q = one_step_values(env, values, rows, world_id, state, gamma)  # (B, A) what each action earns
                 best = q.max(-1).values  # (B,)
@@ -162,7 +163,8 @@ class PathwiseLearner(Learner):
 
         rec = {k: torch.stack(v) for k, v in record.items() if v}  # (T, B, ...)
         if values is not None:
-            last = one_step_values(env, values, rows, env.world_id, env.state, gamma).max(-1).values  # (B,)
+            last = one_step_values(env, values, self._rows(env, env.world_id), env.world_id, env.state, gamma)
+            last = last.max(-1).values  # (B,)
             targets = greedy_lambda_returns(
                 rec["rewards"],
                 rec["greedy_values"],
