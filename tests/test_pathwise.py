@@ -136,3 +136,32 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     expected[live] += 2 * penalty * (z[live] - z[live].mean(-1, keepdim=True)) / (4 * B)
     torch.testing.assert_close(policy.logits.grad, expected, rtol=1e-4, atol=1e-7)
     assert policy.logits.grad[live].abs().sum() > 0
+
+
+def test_each_step_reads_the_value_map_of_the_world_the_env_is_in_now(monkeypatch):
+    # Procedural mazes: an env whose episode ends resets into another maze mid-update, and from
+    # then on its Q-values and successor values must come from that maze's value map.
+    import agent.pathwise as pathwise
+    from agent.rollout import EpisodeStats
+
+    cfg = resolve_defaults(
+        TrainConfig(env="maze:5x5", num_envs=32, horizon=16, maze_pool=4, device="cpu"),
+        build_world(TrainConfig(env="maze:5x5")),
+    )
+    env = build_env(cfg, torch.device("cpu"), maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
+    learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
+    calls = []
+    real = pathwise.one_step_values
+
+    def recording(env_, values, rows, world_id, state, gamma):
+        calls.append((rows.clone(), world_id.clone()))
+        return real(env_, values, rows, world_id, state, gamma)
+
+    monkeypatch.setattr(pathwise, "one_step_values", recording)
+    obs = env.reset()[0]
+    first_worlds = env.world_id.clone()
+    learner.update(env, obs, cfg.tau, EpisodeStats())
+    assert any(not torch.equal(w, first_worlds) for _, w in calls), "no env changed maze: the test shows nothing"
+    for rows, world_id in calls:
+        assert torch.equal(rows, world_id)
