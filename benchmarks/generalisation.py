@@ -171,7 +171,9 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set key=value ...` -> TrainConfig overrides (values read as Python literals)."""
+    """`--set key=value ...` -> TrainConfig overrides, typed as train.py's flags are: true/false in
+    any case for a switch (anything else is refused, never a truthy string), else a Python
+    literal, else the text."""
     from agent.config import TrainConfig
 
     out = {}
@@ -179,6 +181,11 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or key not in TrainConfig.__dataclass_fields__:
             fail(f"--set {item}: must be FIELD=VALUE with a TrainConfig field")
+        if TrainConfig.__dataclass_fields__[key].type == "bool":
+            if raw.strip().lower() not in ("true", "false"):
+                fail(f"--set {item}: {key} is a switch; give {key}=true or {key}=false")
+            out[key] = raw.strip().lower() == "true"
+            continue
         try:
             out[key] = ast.literal_eval(raw)
         except (ValueError, SyntaxError):

@@ -232,3 +232,22 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
     assert "old" not in table and table.endswith(f"{END}\nafter\n")
     assert re.search(r"\|\s*`generalisation_smoke`\s*\|\s*pathwise\s*\|\s*0\s*\|\s*\d/2\s*\|", table), table
     assert "generalisation_smoke" in page.read_text() and f"{data['git_commit']} (4 runs)" in page.read_text()
+
+
+@pytest.mark.parametrize(
+    ("given", "value"), [("anneal_lr=false", False), ("anneal_lr=True", True), ("trace_cut=0.05", 0.05)]
+)
+def test_generalisation_set_types_values_as_train_py_does(given, value):
+    from benchmarks.generalisation import parse_set
+
+    (got,) = parse_set([given]).values()
+    assert got == value and type(got) is type(value)
+
+
+def test_generalisation_set_refuses_a_switch_that_is_not_true_or_false(capsys):
+    from benchmarks.generalisation import parse_set
+
+    with pytest.raises(SystemExit):
+        parse_set(["anneal_lr=no"])
+    err = capsys.readouterr().err
+    assert "anneal_lr=true or anneal_lr=false" in err and len(err.strip().splitlines()) == 1
