@@ -104,13 +104,12 @@ class TrainConfig:
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.95
-    """lambda of the critic's targets: GAE / TD(lambda) for reinforce and ppo, Watkins's
-    Q(lambda) for pathwise."""
-    trace_cut: float = 0.0
-    """pathwise: the critic's Q(lambda) trace goes on through an action whose one-step value is
-    within this fraction of the return scale of the best action's, and is cut at a worse one. At 0
-    it follows greedy actions only: any slack lets a soft policy's random walk into the targets,
-    which then undervalue every cell far from the goal."""
+    """lambda of the GAE / TD(lambda) targets of reinforce and ppo (pathwise: --backup-steps)."""
+    backup_steps: int = 16
+    """pathwise: the critic's target at every reachable cell of the worlds an update's rollout was
+    in: this many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables, from its
+    own values (k steps of value iteration). It learns the value of acting greedily, not of the
+    current soft policy, wherever the agent may step, visited or not."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4
@@ -190,7 +189,6 @@ class TrainConfig:
         kw.setdefault("explore_starts", 0.0)
         kw.setdefault("logit_penalty", 0.0)
         kw.setdefault("actor_steps", 1)
-        kw.setdefault("trace_cut", 0.0)
         kw.setdefault("anneal_lr", False)
         kw.setdefault("save_every_s", 60.0)
         kw.pop("overwrite", None)  # a stored run never asks to overwrite itself
@@ -351,7 +349,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "critic_learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "gamma": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
     "gae_lambda": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
-    "trace_cut": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "backup_steps": (lambda v: v >= 1, "an integer >= 1"),
     "update_epochs": (lambda v: v >= 1, "an integer >= 1"),
     "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
     "clip_coef": (lambda v: _finite(v) and v > 0, "a finite number > 0"),

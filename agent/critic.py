@@ -1,5 +1,5 @@
-"""The critic's side of every learner: TD(lambda) and greedy Q(lambda) targets, reading the critic
-as a table of cells, and fitting it to its targets."""
+"""The critic's side of every learner: TD(lambda) targets, greedy backups through the env's tables,
+reading the critic as a table of cells, and fitting it to its targets."""
 
 from __future__ import annotations
 
@@ -32,42 +32,24 @@ def lambda_returns(
     return out
 
 
-def greedy_lambda_returns(
-    rewards: torch.Tensor,
-    greedy_values: torch.Tensor,
-    greedy_taken: torch.Tensor,
-    terminated: torch.Tensor,
-    truncated: torch.Tensor,
-    final_values: torch.Tensor,
-    last_greedy_value: torch.Tensor,
-    gamma: float,
-    lam: float,
-) -> torch.Tensor:
-    """Watkins's Q(lambda) targets for V(s_t), (T, B), from a rollout and one-step greedy backups
-    (Watkins 1989; Sutton & Barto 2018, sec. 12.10): the value of acting greedily from s_t.
+def greedy_backups(env, values: torch.Tensor, worlds: torch.Tensor, gamma: float, steps: int) -> torch.Tensor:
+    """`steps` greedy backups V <- max_a E_o[r + gamma (1 - done) V(s'_o)] through the env's tables
+    (value iteration), at every cell of each of `worlds` (k,), starting from `values` (R, k, S):
+    R tables of the k worlds' cells. Returns (R, k, S), without gradient.
 
-    Where the action taken at t was greedy, the target follows what happened, r_t plus gamma
-    times a mix of the greedy value of s_{t+1} (weight 1 - lambda) and the next target (lambda);
-    where it was not, the trace is cut and the target is the greedy backup at s_t itself.
-
-    Args:
-        rewards: r_t, (T, B).
-        greedy_values: max_a E[r + gamma V(s')] at s_t, (T, B).
-        greedy_taken: whether a_t was a greedy action, (T, B) bool.
-        terminated, truncated: how step t ended the episode, if it did, (T, B) bool.
-        final_values: V of the successor of step t (used after a time limit: the state goes on).
-        last_greedy_value: the greedy backup at the state after the last step, (B,).
-    """
-    T = rewards.shape[0]
-    out = torch.empty_like(rewards)
-    ahead_value = ahead_return = last_greedy_value
-    for t in reversed(range(T)):
-        follow = (1 - lam) * ahead_value + lam * ahead_return
-        follow = torch.where(truncated[t], final_values[t], follow)
-        g = rewards[t] + gamma * torch.where(terminated[t], 0.0, follow)
-        out[t] = torch.where(greedy_taken[t], g, greedy_values[t])
-        ahead_value, ahead_return = greedy_values[t], out[t]
-    return out
+    Each backup moves exact information about rewards one step further out, so `steps` backups of
+    a critic that knows nothing yet already give the exact value of every cell within `steps`
+    moves of a reward; the critic's own values close the rest."""
+    R, k, S = values.shape
+    ns, done, prob, reward = (t.index_select(0, worlds) for t in (env.next_state, env.done, env.prob, env.reward_table))
+    A, O = ns.shape[2:]
+    index = ns.reshape(1, k, S * A * O).expand(R, -1, -1)  # (R, k, S*A*O)
+    earn, keep = (prob * reward).sum(-1), gamma * prob * ~done  # (k, S, A), (k, S, A, O)
+    v = values.detach()
+    for _ in range(steps):
+        v_next = v.gather(2, index).reshape(R, k, S, A, O)
+        v = (earn + (keep * v_next).sum(-1)).max(-1).values  # (R, k, S)
+    return v
 
 
 def cell_values(critic: ValueNet, env, worlds: torch.Tensor | None) -> torch.Tensor | None:

@@ -6,8 +6,7 @@ ahead through the model (the graph is cut at each look-ahead's start, truncated
 back-propagation) and is closed there, with `critic=True`, by a learned value V of the live
 position it reaches, itself differentiable in that position: a short-horizon actor-critic whose
 look-ahead does not depend on the rollout length T. The critic learns the value of the greedy
-policy from the whole T-step rollout (Watkins's Q(lambda) with one-step greedy backups through the
-env's tables).
+policy by value iteration through the env's tables, at every cell of the worlds the rollout was in.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from agent import interrupt
-from agent.critic import cell_values, greedy_lambda_returns, lambda_returns
+from agent.critic import cell_values, greedy_backups, lambda_returns
 from agent.ensemble import Ensemble
 from agent.gumbel import softmax
 from agent.learner import Learner, clip_and_step, per_member
@@ -77,28 +76,18 @@ class PathwiseLearner(Learner):
         the positions. With the default look-ahead of 1 each action's gradient is that of
         r + gamma V(next) alone.
 
-        Critic: V regresses Watkins's Q(lambda) targets over the T steps (`greedy_lambda_returns`),
-        built from one-step greedy backups max_a E[r + gamma V(s')] read off the env's tables, so
-        it learns the value of acting (near-)greedily on what it knows, not of the current
-        (random, early on) policy: a random policy's value next to lava is that of falling in,
-        which would teach the actor to shun the only way through. A trace follows the rollout
-        through greedy actions (by default; within `trace_cut` times the return scale of the best
-        one otherwise) and is cut at the others."""
+        Critic: at every reachable cell of the worlds the rollout was in, V regresses onto
+        `backup_steps` greedy backups max_a E[r + gamma V(s')] of its own values through the env's
+        tables (`greedy_backups`), so it learns the value of acting greedily on what it knows, not
+        of the current (random, early on) policy: a random policy's value next to lava is that of
+        falling in, which would teach the actor to shun the only way through. The targets do not
+        follow the rollout, so the policy's random walk never enters them."""
         cfg, gamma, K, N = self.cfg, self.cfg.gamma, self.cfg.lookahead, self.members
         B = env.num_envs  # members x the B envs of each
         scale = torch.tensor(self.return_scale.values, device=env.device)  # (N,) each member's return scale
+        # No observations: the critic is read as a table of (world, cell).
         record: dict[str, list[torch.Tensor]] = {
-            k: []
-            for k in (  # no observations: the critic is read as a table of (world, cell)
-                "cells",
-                "worlds",
-                "rewards",
-                "terminated",
-                "truncated",
-                "final_values",
-                "greedy_values",
-                "greedy_taken",
-            )
+            k: [] for k in ("cells", "worlds", "rewards", "terminated", "truncated")
         }
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
         policy = self._policy_reader(env)
@@ -112,16 +101,9 @@ class PathwiseLearner(Learner):
                 obs = obs.detach()
                 chunk.discount = torch.ones_like(chunk.discount)
             logits = policy(obs)  # (B, A)
-            action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
+            action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
             world_id, state = env.world_id, env.state
             rows = self._rows(env, world_id)  # (B,)
-            if values is not None:
-                q = one_step_values(env, values, rows, world_id, state, gamma)  # (B, A) what each action earns
-                best = q.max(-1).values  # (B,)
-                record["greedy_values"].append(best)
-                # Near-greedy actions keep the trace; clearly worse ones (into lava, say) cut it.
-                slack = cfg.trace_cut * scale.repeat_interleave(B // N)  # (B,)
-                record["greedy_taken"].append(q.gather(1, index[:, None]).squeeze(1) >= best - slack)
             next_obs, reward, terminated, truncated, info = env.step(action)
             stats.add(info)
             reward = reward + self.bonus(info["live_pos"], world_id)  # (B,) differentiable
@@ -146,7 +128,6 @@ class PathwiseLearner(Learner):
             record["rewards"].append(reward.detach())
             record["terminated"].append(terminated)
             record["truncated"].append(truncated)
-            record["final_values"].append(next_value.detach())
             obs = next_obs
             if (t + 1) % every == 0:
                 # The loss: minus the mean look-ahead return, in units of the return scale, minus
@@ -161,38 +142,20 @@ class PathwiseLearner(Learner):
                 if t + 1 < cfg.horizon:
                     policy = self._policy_reader(env)  # the policy has moved
 
-        rec = {k: torch.stack(v) for k, v in record.items() if v}  # (T, B, ...)
+        rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B)
         if values is not None:
-            last = one_step_values(env, values, self._rows(env, env.world_id), env.world_id, env.state, gamma)
-            last = last.max(-1).values  # (B,)
-            targets = greedy_lambda_returns(
-                rec["rewards"],
-                rec["greedy_values"],
-                rec["greedy_taken"],
-                rec["terminated"],
-                rec["truncated"],
-                rec["final_values"],
-                last,
-                gamma,
-                cfg.gae_lambda,
-            )
+            visited, (targets, *fit_on) = self._backup_targets(env, values, rec["cells"], rec["worlds"])
         else:  # no critic: the discounted rewards within the window, for the return scale only
-            zeros = torch.zeros_like(rec["rewards"])
-            targets = lambda_returns(
-                rec["rewards"], zeros, (~(rec["terminated"] | rec["truncated"])).float(), gamma, 1.0
-            )
-        self.return_scale.update(targets)
+            continues = (~(rec["terminated"] | rec["truncated"])).float()
+            visited = lambda_returns(rec["rewards"], torch.zeros_like(rec["rewards"]), continues, gamma, 1.0)
+        self.return_scale.update(visited)
         loss, entropy, grad_norm = (torch.stack(x).mean(0) for x in (losses, entropies, norms))  # (N,) each
         metrics = {
             "losses/return_scale": per_member(torch.tensor(self.return_scale.values)),
             "losses/actor_steps": float(len(losses)),
         }
         if values is not None:
-            greedy_share = rec["greedy_taken"].float().reshape(cfg.horizon, N, -1).mean((0, 2))  # (N,)
-            metrics["losses/greedy_action_share"] = per_member(greedy_share)
-            metrics |= self.fit_critic_and_report(
-                env, None, rec["cells"], rec["worlds"], targets, loss, entropy, grad_norm
-            )
+            metrics |= self.fit_critic_and_report(env, None, *fit_on, targets, loss, entropy, grad_norm)
         else:
             metrics |= {
                 "losses/policy_loss": per_member(loss),
@@ -200,6 +163,30 @@ class PathwiseLearner(Learner):
                 "losses/grad_norm": per_member(grad_norm),
             }
         return obs.detach(), metrics
+
+    def _backup_targets(
+        self, env, values: torch.Tensor, cells: torch.Tensor, worlds: torch.Tensor
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """The critic's targets from `backup_steps` greedy backups of its value tables `values`
+        (rows as `_value_tables`), at every reachable cell of the worlds the rollout (cells,
+        worlds: (T, B)) was in. Returns (the targets at the rollout's own cells, (T, B), for the
+        return scale; then, to fit on, the targets, cells and worlds, each (1, N * n): member 0's
+        n samples first, as `fit_critic_and_report` reads an ensemble's (T, N * B) layout)."""
+        T, B, N = *cells.shape, self.members
+        if env.obs_mode == "onehot":  # one table per member, the same for every world
+            fit_worlds = torch.arange(env.num_worlds, device=env.device)  # (k,)
+            where = worlds  # (T, B) which of the k worlds
+            start = values[:, None, :].expand(N, len(fit_worlds), env.S)  # (N, k, S)
+            row = self._rows(env, worlds[0]).expand(T, B)  # (T, B) whose table
+        else:  # a value map per world: the worlds the rollout was in
+            fit_worlds, where = torch.unique(worlds, return_inverse=True)  # (k,), (T, B)
+            start = values.index_select(0, fit_worlds)[None]  # (1, k, S)
+            row = torch.zeros_like(cells)
+        table = greedy_backups(env, start, fit_worlds, self.cfg.gamma, self.cfg.backup_steps)  # (R, k, S)
+        w, s = env.reachable.index_select(0, fit_worlds).nonzero(as_tuple=True)  # (n,) each
+        R = table.shape[0]
+        fit = (table[:, w, s], s.expand(R, -1), fit_worlds[w].expand(R, -1))  # (R, n) each
+        return table[row, where, cells], tuple(x.reshape(1, -1) for x in fit)
 
 
 class _Chunk:
@@ -237,21 +224,6 @@ class _Chunk:
             -objective / lookaheads / scale - entropy_coef * entropy + logit_penalty * self.logit_size / self.steps,
             entropy,
         )
-
-
-def one_step_values(
-    env, values: torch.Tensor, rows: torch.Tensor, world_id: torch.Tensor, state: torch.Tensor, gamma: float
-) -> torch.Tensor:
-    """Q(s, a) = E_o[r + gamma (1 - done) V(s'_o)] for every action, (B, A), read off the env's
-    tables at (world_id, state) (B,) and the critic's value tables `values` (R, S), each env
-    reading its row `rows` (B,) of them (all the one row when R = 1)."""
-    at = world_id * env.S + state  # (B,) rows of the tables flattened to (W*S, A, O)
-    ns, done, prob, reward = (
-        t.flatten(0, 1).index_select(0, at) for t in (env.next_state, env.done, env.prob, env.reward_table)
-    )
-    offset = (rows * env.S)[:, None, None] if len(values) > 1 else 0
-    v_next = values.reshape(-1)[ns + offset] * ~done  # (B, A, O)
-    return (prob * (reward + gamma * v_next)).sum(-1)
 
 
 def cell_entropy(logits: torch.Tensor, next_cell: torch.Tensor) -> torch.Tensor:

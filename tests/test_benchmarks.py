@@ -235,7 +235,8 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("given", "value"), [("anneal_lr=false", False), ("anneal_lr=True", True), ("trace_cut=0.05", 0.05)]
+    ("given", "value"),
+    [("anneal_lr=false", False), ("anneal_lr=True", True), ("entropy_coef=0.05", 0.05), ("backup_steps=4", 4)],
 )
 def test_generalisation_set_types_values_as_train_py_does(given, value):
     from benchmarks.generalisation import parse_set

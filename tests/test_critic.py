@@ -1,4 +1,5 @@
-"""agent.critic: the critic fit's table path equals the plain fit, and Watkins's Q(lambda) targets."""
+"""agent.critic: the critic fit's table path equals the plain fit, and greedy backups through the
+env's tables are value iteration."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from agent.critic import cell_values, fit_critic, greedy_lambda_returns
+from agent.critic import cell_values, fit_critic, greedy_backups
 from agent.policy import ValueNet
 from envs import BatchedGridWorld
 
@@ -70,61 +71,43 @@ def test_a_whole_image_critic_has_no_cell_table():
     assert cell_values(ValueNet(env.observation_shape, 16, value_map=False), env, torch.arange(2)) is None
 
 
-# --------------------------------------------------------------------------- Watkins's Q(lambda)
-def _greedy_targets(
-    rewards, greedy_values, taken, terminated=None, truncated=None, final=None, last=None, gamma=0.9, lam=0.5
-):
-    T, B = rewards.shape
-    off = torch.zeros(T, B, dtype=torch.bool)
-    return greedy_lambda_returns(
-        rewards,
-        greedy_values,
-        taken,
-        off if terminated is None else terminated,
-        off if truncated is None else truncated,
-        torch.zeros(T, B) if final is None else final,
-        torch.zeros(B) if last is None else last,
-        gamma,
-        lam,
-    )
+# --------------------------------------------------------------------------- greedy backups
+@pytest.mark.parametrize(
+    ("world", "kwargs"),
+    [
+        ("four_rooms", {"slip": 0.2, "step_reward": -0.05, "hazard_reward": -1.0}),  # 3 outcomes, negative rewards
+        ("Taxi-v4", {}),  # 6 actions, episodes end on the drop-off action, not on a state
+        ("CliffWalking-v1", {"env_kwargs": {"is_slippery": True}}),
+        ("mazes", {}),  # several worlds at once
+    ],
+)
+def test_k_backups_from_zero_are_the_k_step_optimum_of_each_world(world, kwargs):
+    # k backups from V = 0 are backward induction: the best expected return over k steps, which
+    # the oracle computes on its own (float64, one world at a time) as value_iteration(horizon=k).
+    from envs.maze import parse_maze_spec
+    from envs.oracle import value_iteration
+
+    mdps = parse_maze_spec("maze:7x7").sample_many(3, seed=0) if world == "mazes" else None
+    env = BatchedGridWorld(mdps or world, 2, **kwargs)
+    mdps = mdps or [env.mdp]
+    worlds = torch.arange(env.num_worlds)
+    for k in (1, 3, 12):
+        got = greedy_backups(env, torch.zeros(2, env.num_worlds, env.S), worlds, 0.9, k)  # (2, W, S)
+        for w, mdp in enumerate(mdps):
+            expected = value_iteration(mdp, 0.9, horizon=k).values.float()
+            torch.testing.assert_close(got[0, w], expected, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got[1, w], expected, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
-def test_greedy_targets_of_the_optimal_values_are_those_values(lam):
-    # A corridor walked greedily towards a goal paying 1 at the end: with V = V* every target is
-    # V*(s_t), whatever lambda: V* is the fixed point of the greedy backup.
-    gamma, T = 0.9, 5
-    v_star = torch.tensor([gamma ** (T - 1 - t) for t in range(T)])[:, None]  # (T, 1)
-    rewards = torch.zeros(T, 1)
-    rewards[-1] = 1.0
-    terminated = torch.zeros(T, 1, dtype=torch.bool)
-    terminated[-1] = True
-    taken = torch.ones(T, 1, dtype=torch.bool)
-    got = _greedy_targets(rewards, v_star, taken, terminated=terminated, gamma=gamma, lam=lam)
-    torch.testing.assert_close(got, v_star)
+def test_backups_start_from_each_table_and_reach_the_optimal_values():
+    from envs.oracle import value_iteration
 
-
-def test_a_non_greedy_action_cuts_the_trace():
-    rewards = torch.tensor([[0.0], [5.0], [0.0]])
-    greedy = torch.tensor([[0.3], [0.2], [0.1]])
-    taken = torch.tensor([[True], [False], [True]])
-    got = _greedy_targets(rewards, greedy, taken, last=torch.tensor([2.0]), gamma=0.5, lam=1.0)
-    # t = 2: greedy, follows the rest: 0 + 0.5 * 2.0. t = 1: not greedy, so the greedy backup 0.2,
-    # not the 5 it happened to earn. t = 0: 0 + 0.5 * (the target at t = 1) with lambda = 1.
-    torch.testing.assert_close(got, torch.tensor([[0.1], [0.2], [1.0]]))
-
-
-def test_greedy_targets_at_episode_ends_and_with_lambda_one():
-    g, T = 0.5, 4
-    rewards = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
-    taken = torch.ones(T, 2, dtype=torch.bool)
-    terminated = torch.zeros(T, 2, dtype=torch.bool)
-    truncated = torch.zeros(T, 2, dtype=torch.bool)
-    terminated[1, 0] = True  # env 0 ends at t = 1; a new episode runs from t = 2
-    truncated[2, 1] = True  # env 1 hits the time limit at t = 2: its successor's value closes it
-    final = torch.full((T, 2), 10.0)
-    got = _greedy_targets(
-        rewards, torch.zeros(T, 2), taken, terminated, truncated, final, last=torch.tensor([8.0, 8.0]), gamma=g, lam=1.0
-    )
-    assert got[:, 0].tolist() == [1 + g * 2, 2.0, 3 + g * (4 + g * 8), 4 + g * 8]
-    assert got[:, 1].tolist() == [1 + g * (2 + g * (3 + g * 10)), 2 + g * (3 + g * 10), 3 + g * 10, 4 + g * 8]
+    env = BatchedGridWorld("four_rooms", 2, slip=0.1)
+    v_star = value_iteration(env.mdp, 0.9).values.float()
+    start = torch.stack([torch.zeros(env.S), v_star])[:, None]  # (2, 1, S): two tables of one world
+    one = greedy_backups(env, start, torch.arange(1), 0.9, 1)
+    # From V*, a backup stays at V* (its fixed point); from 0 it is the best single reward.
+    torch.testing.assert_close(one[1, 0], v_star, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(one[0, 0], v_star, atol=1e-2)
+    many = greedy_backups(env, start, torch.arange(1), 0.9, 400)  # contraction: gamma^400 ~ 5e-19
+    torch.testing.assert_close(many[0, 0], v_star, atol=1e-4, rtol=1e-4)
