@@ -256,6 +256,14 @@ def git_commit() -> str | None:
 STARTED_AT = {"git_commit": git_commit(), "command": " ".join(["python", *sys.orig_argv[1:]])}
 
 
+def provenance(module: str, argv: list[str] | None) -> dict[str, str]:
+    """The commit now and the command as a user types it (`argv`, or the process's own arguments
+    when None), for a results payload: a benchmark called in-process (a test) is not the process's
+    own command. Read it before the measurement starts, so a commit made meanwhile is not named."""
+    args = sys.argv[1:] if argv is None else argv
+    return {"git_commit": git_commit(), "command": " ".join(["python", "-m", module, *args])}
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` as strict JSON (non-finite floats become null), with the commit and command
     that made it (`STARTED_AT`) unless it names its own; returns the path."""

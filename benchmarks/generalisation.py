@@ -21,14 +21,13 @@ import dataclasses
 import json
 import os
 import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks.common import DEFAULT_OUT, fail, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
 from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
 
 ALGOS = ("pathwise", "reinforce", "ppo")
@@ -236,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         chosen = [w for w in chosen if w.name in args.worlds]
     if args.smoke:
         chosen, args.seeds, args.steps = [worlds(TUNING, ["corridor"])[0], worlds(TUNING, ["gymnasium"])[2]], (0,), 4096
-    machine, commit = machine_info(), git_commit()  # the code the runs use, read before they start
+    machine, stamp = machine_info(), provenance("benchmarks.generalisation", argv)  # read before the runs start
+    commit = stamp["git_commit"]  # the code the runs use
     print(
         f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
         f"{args.workers} workers x 1 torch thread",
@@ -257,12 +257,10 @@ def main(argv: list[str] | None = None) -> int:
     md = format_table(total_rows, TOTAL_COLUMNS, FORMATS) + "\n\n" + format_table(world_rows, WORLD_COLUMNS, FORMATS)
     print(md)
     name = args.name or f"generalisation_{args.split}"
-    command = "python -m benchmarks.generalisation " + " ".join(sys.argv[1:] if argv is None else argv)
     write_json(
         Path(args.out) / f"{name}.json",
-        {
-            "command": command,
-            "git_commit": commit,
+        stamp
+        | {
             "machine": machine,
             "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
             "args": dataclasses.asdict(args),

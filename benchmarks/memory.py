@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json
 
 CONFIGS = [  # env, B, T, algo
     ("four_rooms", 1024, 64, "pathwise"),
@@ -64,7 +64,7 @@ class Args:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.memory", __doc__)
     configs = [("empty", 64, 8, "pathwise")] if args.smoke else CONFIGS
-    machine = machine_info()
+    machine, stamp = machine_info(), provenance("benchmarks.memory", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     rows = []
     for env, B, T, algo in configs:
@@ -86,12 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     write_json(
         Path(args.out) / ("memory_smoke.json" if args.smoke else "memory.json"),
-        {
-            "command": "python -m benchmarks.memory " + " ".join(argv or sys.argv[1:]),
-            "git_commit": git_commit(),
-            "machine": machine,
-            "runs": rows,
-        },
+        stamp | {"machine": machine, "runs": rows},
     )
     return 0
 

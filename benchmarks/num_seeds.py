@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, fail, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
 from benchmarks.threads import ROOT, user_env
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seeds, args.steps, args.repeats = 2, 8192, 1
     if args.seeds < 2 or args.steps < 1 or args.repeats < 1:
         fail(f"--seeds {args.seeds} must be at least 2, --steps {args.steps} and --repeats {args.repeats} at least 1")
-    machine, commit = machine_info(), git_commit()
+    machine, stamp = machine_info(), provenance("benchmarks.num_seeds", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     common = ["--env", args.env, "--total-timesteps", str(args.steps)]
     if args.smoke:  # seconds: what CI checks is that both sides run and are reported
@@ -110,9 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"one process is {ratio:.2f}x faster than {args.seeds} sequential processes")
     write_json(
         Path(args.out) / ("num_seeds_smoke.json" if args.smoke else "num_seeds.json"),
-        {
-            "command": "python -m benchmarks.num_seeds " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": commit,
+        stamp
+        | {
             "machine": machine,
             "args": vars(args),
             "train_args": common,

@@ -17,7 +17,6 @@ training: exact computations on the tables, seconds in all.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from agent.config import TrainConfig, resolve
 from agent.factory import build_eval_env
 from agent.scoring import reference_returns, world_tables
 from benchmarks import suite
-from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json
 from envs.oracle import _backup, normalized_score, policy_metrics
 
 
@@ -88,7 +87,7 @@ class Args:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.reference_gap", __doc__)
-    machine, commit = machine_info(), git_commit()
+    machine, stamp = machine_info(), provenance("benchmarks.reference_gap", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     chosen = suite.worlds(args.split)
     if args.smoke:
@@ -100,14 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(below)} of {len(rows)} worlds: the gamma-optimal policy scores below {args.target}")
     write_json(
         Path(args.out) / ("reference_gap_smoke.json" if args.smoke else "reference_gap.json"),
-        {
-            "command": "python -m benchmarks.reference_gap " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": commit,
-            "machine": machine,
-            "args": vars(args),
-            "rows": rows,
-            "below_target": [r["world"] for r in below],
-        },
+        stamp | {"machine": machine, "args": vars(args), "rows": rows, "below_target": [r["world"] for r in below]},
     )
     return 0
 

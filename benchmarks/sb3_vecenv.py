@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json
 
 LAKE = {"map_name": "8x8", "is_slippery": False}
 
@@ -68,7 +68,7 @@ class Args:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.sb3_vecenv", __doc__)
     torch.set_num_threads(1)
-    machine, commit = machine_info(), git_commit()
+    machine, stamp = machine_info(), provenance("benchmarks.sb3_vecenv", argv)
     print(
         f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, 1 torch thread", flush=True
     )
@@ -118,9 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(summary, None, {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f", "speed-up": ".2f"}))
     write_json(
         Path(args.out) / ("sb3_vecenv_smoke.json" if args.smoke else "sb3_vecenv.json"),
-        {
-            "command": "python -m benchmarks.sb3_vecenv " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": commit,
+        stamp
+        | {
             "machine": machine,
             "args": vars(args),
             "summary": summary,

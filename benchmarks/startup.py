@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -122,7 +122,7 @@ class Args:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.startup", __doc__)
     repeats = 1 if args.smoke else args.repeats
-    machine, commit = machine_info(), git_commit()
+    machine, stamp = machine_info(), provenance("benchmarks.startup", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     times: dict[str, list[float]] = {
         "import torch": [],
@@ -155,14 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table([{"phase": k, "seconds": v} for k, v in breakdown.items()], None, {"seconds": ".3f"}))
     write_json(
         Path(args.out) / ("startup_smoke.json" if args.smoke else "startup.json"),
-        {
-            "command": "python -m benchmarks.startup " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": commit,
-            "machine": machine,
-            "rows": rows,
-            "times": times,
-            "breakdown": breakdown,
-        },
+        stamp | {"machine": machine, "rows": rows, "times": times, "breakdown": breakdown},
     )
     return 0
 

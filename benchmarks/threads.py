@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import DEFAULT_OUT, fail, format_table, git_commit, machine_info, parse_args, write_json
+from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 _DROP = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "NETRC")
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--threads {' '.join(map(str, args.threads))}: each must be at least 1")
     if args.smoke:
         args.steps, args.repeats = 16_384, 1
-    machine, commit = machine_info(), git_commit()
+    machine, stamp = machine_info(), provenance("benchmarks.threads", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     settings = [(n, mode) for n in args.threads for mode in ("alone", "pair")]
     runs: dict[str, list[dict]] = {f"{n} thread(s), {mode}": [] for n, mode in settings}
@@ -127,14 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows, None, {"process seconds (median)": ".1f", "SPS (median)": ",.0f"}))
     write_json(
         Path(args.out) / ("threads_smoke.json" if args.smoke else "threads.json"),
-        {
-            "command": "python -m benchmarks.threads " + " ".join(sys.argv[1:] if argv is None else argv),
-            "git_commit": commit,
-            "machine": machine,
-            "steps": args.steps,
-            "rows": rows,
-            "runs": runs,
-        },
+        stamp | {"machine": machine, "steps": args.steps, "rows": rows, "runs": runs},
     )
     return 0
 
