@@ -50,9 +50,12 @@ class TrainConfig:
     value_map: bool = True
     """Image observations: the critic is a value map of the world's static planes, read off at the
     agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
-    actor_steps: int = 1
+    actor_steps: int = 0
     """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps
-    (each on the look-aheads closed since the last; at most T / --lookahead)."""
+    (each on the look-aheads closed since the last; at most T / --lookahead). 0: one after every
+    look-ahead, T / --lookahead (1 where --lookahead does not divide T): far from a reward the
+    actions' values differ by about (1 - gamma) V, and a policy that steps once per update moves
+    too little to tell them apart within a short budget."""
     lookahead: int = 1
     """pathwise: env steps each action's gradient looks ahead through the differentiable env
     before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
@@ -95,7 +98,8 @@ class TrainConfig:
     learning_rate: float = 3e-3
     """Adam learning rate of the policy."""
     anneal_lr: bool = True
-    """Let both learning rates fall linearly to 0 over --total-timesteps (--no-anneal-lr: constant)."""
+    """Let the policy's learning rate fall linearly to 0 over --total-timesteps (--no-anneal-lr:
+    constant); the critic's stays constant."""
     actor_warmup: int = 0
     """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
     (0 = none)."""
@@ -221,6 +225,8 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     used. Learner settings have one default for every world; what depends on the world is only
     how the policy sees it (`obs_mode`)."""
     cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if cfg.actor_steps == 0:  # after every look-ahead
+        cfg = replace(cfg, actor_steps=cfg.horizon // cfg.lookahead if cfg.horizon % cfg.lookahead == 0 else 1)
     if cfg.algo == "pathwise" and cfg.obs == "image" and not cfg.value_map:
         raise ValueError(
             "--no-value-map: the pathwise learner reads its critic as a table of cells, which for "
@@ -336,6 +342,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tau_min": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "tau_anneal_rate": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "lookahead": (lambda v: v >= 1, "an integer >= 1"),
+    "actor_steps": (lambda v: v >= 0, "an integer >= 0 (0: one after every look-ahead)"),
     "explore_starts": (lambda v: _finite(v) and 0 <= v <= 1, "a probability in [0, 1]"),
     "explore_bonus": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "entropy_coef": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
@@ -401,7 +408,7 @@ def validate(cfg: TrainConfig) -> None:
             raise ValueError(f"{flag(name)} {value!r} is out of range: it must be {accepted}")
     if cfg.estimator not in ESTIMATORS:
         raise ValueError(f"--estimator {cfg.estimator!r} is unknown; choose one of {', '.join(ESTIMATORS)}")
-    if cfg.actor_steps < 1 or cfg.horizon % cfg.actor_steps or (cfg.horizon // cfg.actor_steps) % cfg.lookahead:
+    if cfg.actor_steps and (cfg.horizon % cfg.actor_steps or (cfg.horizon // cfg.actor_steps) % cfg.lookahead):
         raise ValueError(
             f"--actor-steps {cfg.actor_steps} must divide --horizon {cfg.horizon} into parts of whole "
             f"look-aheads (--lookahead {cfg.lookahead})"

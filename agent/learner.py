@@ -67,18 +67,19 @@ class Learner:
 
     def set_learning_rates(self, global_step: int) -> None:
         """Set both learning rates for the update that starts at `global_step`, a function of the
-        step alone (so a resumed run picks them up where it stopped). With `anneal_lr` they fall
-        linearly to 0 at the end of the budget: the critic's max-backups turn the jitter of
-        constant-size optimiser steps into overestimates, and a policy still taking full steps at
-        the end drifts off what it has learnt. The policy's also rises linearly over the first
-        `actor_warmup` env steps."""
+        step alone (so a resumed run picks them up where it stopped). With `anneal_lr` the policy's
+        falls linearly to 0 at the end of the budget: a policy still taking full steps at the end
+        drifts off what it has learnt. The critic's stays: its targets do not move with the policy,
+        and one frozen before it has converged keeps errors larger than the gaps between the
+        actions' values far from a reward, which the policy then follows. The policy's also rises
+        linearly over the first `actor_warmup` env steps."""
         cfg = self.cfg
         left = max(0.0, 1.0 - global_step / cfg.total_timesteps) if cfg.anneal_lr else 1.0
         warm = min(1.0, (global_step + 1) / cfg.actor_warmup) if cfg.actor_warmup else 1.0
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.learning_rate * warm * left
         for group in self.critic_optimizer.param_groups:
-            group["lr"] = cfg.critic_learning_rate * left
+            group["lr"] = cfg.critic_learning_rate
 
     def state_dict(self) -> dict:
         return {

@@ -39,7 +39,7 @@ def test_no_warmup_keeps_the_learning_rate():
 def test_a_first_update_moves_the_policy_by_the_warmed_up_rate(warmup):
     # Adam's first step moves each weight by about lr * sign(gradient): the rate set by
     # set_learning_rates is the one the update uses, so a warming-up policy barely moves at step 0.
-    cfg, env, policy, learner = make_learner(actor_warmup=warmup)
+    cfg, env, policy, learner = make_learner(actor_warmup=warmup, actor_steps=1)  # one Adam step
     before = [p.detach().clone() for p in policy.parameters()]
     learner.set_learning_rates(0)
     learner.update(env, env.reset()[0], tau=1.0, stats=EpisodeStats())
@@ -49,11 +49,11 @@ def test_a_first_update_moves_the_policy_by_the_warmed_up_rate(warmup):
 
 
 @pytest.mark.parametrize(("step", "left"), [(0, 1.0), (2500, 0.75), (5000, 0.5), (10_000, 0.0), (12_000, 0.0)])
-def test_anneal_lr_lowers_both_rates_linearly_to_zero_at_the_budget(step, left):
+def test_anneal_lr_lowers_the_policy_rate_linearly_to_zero_at_the_budget(step, left):
     cfg, _, _, learner = make_learner(
         total_timesteps=10_000, learning_rate=0.02, critic_learning_rate=0.01, actor_warmup=1000
     )
     learner.set_learning_rates(step)
     warm = min(1.0, (step + 1) / 1000)
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * warm * left)
-    assert learner.critic_optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * left)
+    assert learner.critic_optimizer.param_groups[0]["lr"] == 0.01  # the critic's stays
