@@ -28,7 +28,8 @@ WORLD_FIELDS = {"env", "env_kwargs", "slip", "step_reward", "hazard_reward", "ob
 @pytest.mark.parametrize("world", WORLDS, ids=lambda w: w["env"] + str(w.get("slip", "")))
 @pytest.mark.parametrize("algo", ["pathwise", "reinforce", "ppo"])
 def test_every_world_gets_the_same_learner_settings(world, algo):
-    default = TrainConfig(algo=algo)
+    default = resolve_defaults(TrainConfig(algo=algo), build_world(TrainConfig()))  # the default map's
+    assert default.actor_steps > 0  # resolved: the comparison is of concrete values
     resolved = resolve_defaults(TrainConfig(**world, algo=algo), build_world(TrainConfig(**world)))
     differs = {f.name for f in fields(TrainConfig) if getattr(resolved, f.name) != getattr(default, f.name)}
     assert differs <= WORLD_FIELDS, f"the world changed learner settings: {differs - WORLD_FIELDS}"
