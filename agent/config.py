@@ -56,6 +56,12 @@ class TrainConfig:
     look-ahead, T / --lookahead (1 where --lookahead does not divide T): far from a reward the
     actions' values differ by about (1 - gamma) V, and a policy that steps once per update moves
     too little to tell them apart within a short budget."""
+    state_norm: bool = True
+    """pathwise: rescale the gradient that reaches each step's action to the same size at every
+    state: centred over the actions and divided by its root mean square there, so each state's
+    actions are ranked by their values in units of the return scale (a spread below 1e-3 of it is
+    not enlarged further). Far from a reward the actions' values differ by about (1 - gamma) V,
+    which the entropy bonus would otherwise hold near uniform. --no-state-norm: the raw gradient."""
     lookahead: int = 1
     """pathwise: env steps each action's gradient looks ahead through the differentiable env
     before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
@@ -193,6 +199,7 @@ class TrainConfig:
         kw.setdefault("explore_starts", 0.0)
         kw.setdefault("logit_penalty", 0.0)
         kw.setdefault("actor_steps", 1)
+        kw.setdefault("state_norm", False)
         kw.setdefault("anneal_lr", False)
         kw.setdefault("save_every_s", 60.0)
         kw.pop("overwrite", None)  # a stored run never asks to overwrite itself

@@ -92,6 +92,9 @@ class PathwiseLearner(Learner):
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
         policy = self._policy_reader(env)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
+        # The gradient one return-scale unit of objective sends to an action: the loss is the
+        # mean over a member's B / N envs and its look-aheads, in units of its return scale.
+        unit = torch.tensor(1.0 / ((B // N) * -(-every // K)), device=env.device)
         losses, entropies, norms = [], [], []
         chunk = _Chunk(B, obs.device, K)
         for t in range(cfg.horizon):
@@ -102,6 +105,8 @@ class PathwiseLearner(Learner):
                 chunk.discount = torch.ones_like(chunk.discount)
             logits = policy(obs)  # (B, A)
             action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
+            if cfg.state_norm:
+                action = StateNorm.apply(action, unit)
             world_id, state = env.world_id, env.state
             rows = self._rows(env, world_id)  # (B,)
             next_obs, reward, terminated, truncated, info = env.step(action)
@@ -187,6 +192,31 @@ class PathwiseLearner(Learner):
         R = table.shape[0]
         fit = (table[:, w, s], s.expand(R, -1), fit_worlds[w].expand(R, -1))  # (R, n) each
         return table[row, where, cells], tuple(x.reshape(1, -1) for x in fit)
+
+
+class StateNorm(torch.autograd.Function):
+    """Identity in the forward; in the backward, each row of the gradient g (B, A) reaching the
+    actions is centred and rescaled to a root mean square of `unit`, the gradient that one
+    return-scale unit of objective sends: g_c * unit / max(rms(g_c), FLOOR * unit). In return-scale
+    units each state's action values are standardised, (Q - mean Q) / max(rms, FLOOR), so every
+    state has the same say, whatever the size of their spread (about (1 - gamma) V far from a
+    reward). A spread below FLOOR (a state where no action matters yet) is enlarged only to a
+    fraction of one. The estimators' backwards pass the gradient through softmax Jacobians, which
+    ignore a constant added to a row, so the centring alone changes nothing."""
+
+    FLOOR = 1e-3
+
+    @staticmethod
+    def forward(ctx, action, unit):  # noqa: D102
+        ctx.save_for_backward(unit)
+        return action.view_as(action)
+
+    @staticmethod
+    def backward(ctx, g):  # noqa: D102
+        (unit,) = ctx.saved_tensors  # ()
+        centred = g - g.mean(-1, keepdim=True)  # (B, A)
+        rms = centred.pow(2).mean(-1, keepdim=True).sqrt()  # (B, 1)
+        return centred * unit / torch.maximum(rms, StateNorm.FLOOR * unit), None
 
 
 class _Chunk:

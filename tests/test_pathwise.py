@@ -85,15 +85,19 @@ class _TablePolicy(torch.nn.Module):
         return obs @ self.logits
 
 
-@pytest.mark.parametrize(("slip", "penalty"), [(0.0, 0.0), (0.3, 0.0), (0.0, 0.05)])
-def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, penalty):
+@pytest.mark.parametrize(
+    ("slip", "penalty", "state_norm"),
+    [(0.0, 0.0, False), (0.3, 0.0, False), (0.0, 0.05, False), (0.0, 0.0, True), (0.3, 0.05, True)],
+)
+def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, penalty, state_norm):
     # With a one-step look-ahead the objective at each action is linear in the one-hot action:
     # f(D) = sum_a D_a Q(s, a), Q(s, a) = E_o[r + gamma (1 - done) V(s')], read through the env and
     # the critic. ST at tau = 1 back-propagates J(pi) Q, the exact gradient of E_pi[Q]; with slip
     # the expected-outcome backward makes Q the expectation over outcomes. The logit penalty adds
     # its own gradient, 2 * penalty * (z - mean z) / A per visit, which does not vanish however
-    # unlikely an action has become.
-    from agent.pathwise import PathwiseLearner
+    # unlikely an action has become. With --state-norm, Q is standardised over each state's
+    # actions first, (Q - mean Q) / max(rms, floor * scale), in units of the return scale.
+    from agent.pathwise import PathwiseLearner, StateNorm
     from agent.rollout import EpisodeStats, VisitBonus
     from envs import load_map
 
@@ -114,6 +118,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
         tau=1.0,
         entropy_coef=0.0,
         logit_penalty=penalty,
+        state_norm=state_norm,
         max_grad_norm=0.0,
         hidden=16,
     )
@@ -132,6 +137,10 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     Q = (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)  # (S, A)
     J = torch.diag_embed(pi) - pi[:, :, None] * pi[:, None, :]  # (S, A, A)
     expected = torch.zeros(S, 4)
+    if state_norm:
+        Q = Q - Q.mean(-1, keepdim=True)
+        Q = Q / Q.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(StateNorm.FLOOR * scale) * scale
+        assert (Q[live].pow(2).mean(-1) > 0.5 * scale**2).any()  # some rows are rescaled, not floored
     expected[live] = -(J[live] @ Q[live][:, :, None]).squeeze(-1) / (B * scale)  # each cell once
     expected[live] += 2 * penalty * (z[live] - z[live].mean(-1, keepdim=True)) / (4 * B)
     torch.testing.assert_close(policy.logits.grad, expected, rtol=1e-4, atol=1e-7)
