@@ -103,7 +103,9 @@ def test_human_summary_and_sampling(run_dir, capsys):
 def test_gif(run_dir, tmp_path):
     imageio = pytest.importorskip("imageio.v3")
     gif = tmp_path / "out" / "episode.gif"
-    proc = run_module("agent.evaluate", [str(run_dir), "--episodes", "4", "--gif", str(gif)], tmp_path)
+    # Sampled actions: the tiny run's greedy policy may push into a wall, a one-frame GIF.
+    args = [str(run_dir), "--episodes", "4", "--sample", "--seed", "0", "--gif", str(gif)]
+    proc = run_module("agent.evaluate", args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     frames = imageio.imread(gif, index=None)  # (N, H, W, C)
     assert frames.shape[0] > 1

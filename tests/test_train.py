@@ -99,7 +99,15 @@ def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
     run_dir = workdir / "runs" / "slippery"
     config = json.loads((run_dir / "config.json").read_text())
     default = TrainConfig().to_dict()
-    for key in ("lookahead", "explore_starts", "explore_bonus", "actor_warmup", "logit_penalty", "backup_steps"):
+    for key in (
+        "lookahead",
+        "explore_starts",
+        "explore_bonus",
+        "actor_warmup",
+        "logit_penalty",
+        "backup_steps",
+        "state_norm",
+    ):
         assert config[key] == default[key], key
     assert config["obs"] == "onehot" and config["horizon"] == 4
     # The seeds derived from --seed are written out too, as the run used them.
@@ -115,8 +123,8 @@ def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
 
 def test_a_run_from_before_the_current_settings_resumes_as_it_was_trained(workdir):
     # A config written before the look-ahead, exploring starts, logit penalty, actor warm-up and
-    # actor steps existed was trained through the whole window, from the world's start, with
-    # none of them; it goes on so.
+    # actor steps and state norm existed was trained through the whole window, from the world's
+    # start, with none of them; it goes on so.
     run_dir = workdir / "runs" / "old_run"
     assert (
         train.main(
@@ -131,17 +139,19 @@ def test_a_run_from_before_the_current_settings_resumes_as_it_was_trained(workdi
         == 0
     )
     state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    for key in ("lookahead", "explore_starts", "logit_penalty", "actor_warmup", "actor_steps"):
+    for key in ("lookahead", "explore_starts", "logit_penalty", "actor_warmup", "actor_steps", "state_norm"):
         del state["config"][key]
     torch.save(state, run_dir / "checkpoint.pt")
     assert train.main(["--resume", str(run_dir), "--total-timesteps", "2048", "--no-progress"]) == 0
     resumed = load_checkpoint(run_dir)
     assert resumed["global_step"] == 2048
-    assert {k: resumed["config"][k] for k in ("lookahead", "explore_starts", "logit_penalty", "actor_steps")} == {
+    old = ("lookahead", "explore_starts", "logit_penalty", "actor_steps", "state_norm")
+    assert {k: resumed["config"][k] for k in old} == {
         "lookahead": 8,
         "explore_starts": 0.0,
         "logit_penalty": 0.0,
         "actor_steps": 1,
+        "state_norm": False,
     }
 
 
