@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import os
@@ -305,6 +306,29 @@ def parse_args(cls: type[T], argv: list[str] | None, module: str, doc: str | Non
     if isinstance(args, Common) and args.threads is not None and args.threads < 1:
         fail(f"--threads {args.threads} must be at least 1")
     return args
+
+
+def parse_set(items: list[str] | tuple[str, ...], flag: str) -> dict[str, Any]:
+    """`FLAG key=value ...` -> TrainConfig overrides, typed as train.py's flags are: true/false in
+    any case for a switch (anything else is refused, never a truthy string), else a Python
+    literal, else the text."""
+    from agent.config import TrainConfig
+
+    out = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in TrainConfig.__dataclass_fields__:
+            fail(f"{flag} {item}: must be FIELD=VALUE with a TrainConfig field")
+        if TrainConfig.__dataclass_fields__[key].type == "bool":
+            if raw.strip().lower() not in ("true", "false"):
+                fail(f"{flag} {item}: {key} is a switch; give {key}=true or {key}=false")
+            out[key] = raw.strip().lower() == "true"
+            continue
+        try:
+            out[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            out[key] = raw
+    return out
 
 
 def fail(message: str) -> NoReturn:

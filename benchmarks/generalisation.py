@@ -16,7 +16,6 @@ when the kept policy's normalised score is at least `--target` (0.95).
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import os
@@ -27,7 +26,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
+from benchmarks.common import (
+    DEFAULT_OUT,
+    fail,
+    format_table,
+    machine_info,
+    parse_args,
+    parse_set,
+    provenance,
+    write_json,
+)
 from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
 
 ALGOS = ("pathwise", "reinforce", "ppo")
@@ -169,29 +177,6 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
     return world_rows, total_rows
 
 
-def parse_set(items: list[str]) -> dict[str, Any]:
-    """`--set key=value ...` -> TrainConfig overrides, typed as train.py's flags are: true/false in
-    any case for a switch (anything else is refused, never a truthy string), else a Python
-    literal, else the text."""
-    from agent.config import TrainConfig
-
-    out = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or key not in TrainConfig.__dataclass_fields__:
-            fail(f"--set {item}: must be FIELD=VALUE with a TrainConfig field")
-        if TrainConfig.__dataclass_fields__[key].type == "bool":
-            if raw.strip().lower() not in ("true", "false"):
-                fail(f"--set {item}: {key} is a switch; give {key}=true or {key}=false")
-            out[key] = raw.strip().lower() == "true"
-            continue
-        try:
-            out[key] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
-            out[key] = raw
-    return out
-
-
 @dataclass
 class Args:
     split: Literal["tuning", "held-out", "all", "builtin"] = HELD_OUT
@@ -226,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.generalisation", __doc__)
     if args.workers < 1 or args.steps < 1:
         fail(f"--workers {args.workers} and --steps {args.steps} must be at least 1")
-    overrides = parse_set(args.set)
+    overrides = parse_set(args.set, "--set")
     chosen = worlds(None if args.split == "all" else args.split, args.families)
     if args.worlds:
         known = {w.name for w in SUITE + BUILTINS}

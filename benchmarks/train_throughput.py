@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_throughput                       # 3 learners x B = 1024, 4096, 16384
     python -m benchmarks.train_throughput --learners pathwise --batch-sizes 1024 --profile
+    python -m benchmarks.train_throughput --learners pathwise --variants "" actor_steps=1
     python -m benchmarks.train_throughput --smoke               # seconds, for CI
 
 One update is exactly what `train.py` runs per loop iteration: `learner.update(env, obs, tau,
@@ -10,6 +11,8 @@ loss's backward, the optimiser step, and the critic regression every learner doe
 Steps/s = B * T / (median seconds per update over `--repeats` repeats). Networks, env and
 learner are built by `agent.factory` from a `TrainConfig` with train.py's defaults, so the
 numbers are train.py's (less logging and evaluation, which are timed by neither).
+`--variants` times other settings side by side in the same run: each is a comma-separated list
+of FIELD=VALUE TrainConfig overrides ("" = train.py's defaults).
 
 `--profile` also runs `torch.profiler` over `--profile-updates` pathwise updates at the first
 batch size and prints (and stores) the operators with the most self CPU time, plus the share of
@@ -36,8 +39,8 @@ from benchmarks import common
 LEARNERS = ("pathwise", "reinforce", "ppo")
 
 
-def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
-    """A learner in train.py's configuration, and a function running one update of it."""
+def build(algo: str, env_name: str, B: int, horizon: int, seed: int, overrides: dict | None = None):
+    """A learner in train.py's configuration (with `overrides`), and a function running one update of it."""
     cfg = TrainConfig(
         env=env_name,
         algo=algo,
@@ -47,6 +50,7 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int):
         device="cpu",
         wandb_mode="disabled",
         progress=False,
+        **(overrides or {}),
     )
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(seed)
@@ -102,6 +106,9 @@ class Args(common.Common):
     """Also profile pathwise updates at the first batch size (torch.profiler)."""
     profile_updates: int = 5
     """Updates profiled."""
+    variants: tuple[str, ...] = ("",)
+    """Settings timed side by side: each a comma-separated list of FIELD=VALUE TrainConfig
+    overrides; "" is train.py's defaults."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             common.fail(f"--{name.replace('_', '-')} {getattr(args, name)} must be at least 1")
     if min(args.batch_sizes) < 1:
         common.fail(f"--batch-sizes must be at least 1, got {min(args.batch_sizes)}")
+    variants = [(v, common.parse_set([x for x in v.split(",") if x], "--variants")) for v in args.variants]
     common.apply_threads(args.threads)
 
     common.announce_machine()
@@ -121,28 +129,31 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for algo in args.learners:
         for B in args.batch_sizes:
-            cfg, learner, update = build(algo, args.env, B, args.horizon, args.seed)
-            t = common.time_it(update, repeats=args.repeats, warmup=2, min_time=args.min_time)
-            share = critic_share(learner, update, max(2, t.calls))
-            row = {
-                "learner": algo,
-                "world": args.env,
-                "B": B,
-                "T": args.horizon,
-                "update_ms": t.median * 1e3,
-                "steps_per_s": B * args.horizon / t.median,
-                "critic_fit_share": share,
-                "spread": t.spread,
-                "timing": t,
-            }
-            rows.append(row)
-            print(
-                f"  {algo:<10} B={B:<6} {row['steps_per_s']:>12,.0f} steps/s  "
-                f"{row['update_ms']:8.1f} ms/update  critic fit {share:.0%}",
-                flush=True,
-            )
+            for variant, overrides in variants:
+                cfg, learner, update = build(algo, args.env, B, args.horizon, args.seed, overrides)
+                t = common.time_it(update, repeats=args.repeats, warmup=2, min_time=args.min_time)
+                share = critic_share(learner, update, max(2, t.calls))
+                row = {
+                    "learner": algo,
+                    "variant": variant or "defaults",
+                    "world": args.env,
+                    "B": B,
+                    "T": args.horizon,
+                    "update_ms": t.median * 1e3,
+                    "steps_per_s": B * args.horizon / t.median,
+                    "critic_fit_share": share,
+                    "spread": t.spread,
+                    "timing": t,
+                    "config": cfg.to_dict(),
+                }
+                rows.append(row)
+                print(
+                    f"  {algo:<10} {row['variant']:<16} B={B:<6} {row['steps_per_s']:>12,.0f} steps/s  "
+                    f"{row['update_ms']:8.1f} ms/update  critic fit {share:.0%}",
+                    flush=True,
+                )
 
-    columns = ["learner", "world", "B", "T", "update_ms", "steps_per_s", "critic_fit_share"]
+    columns = ["learner", "variant", "world", "B", "T", "update_ms", "steps_per_s", "critic_fit_share"]
     print()
     print(common.format_table(rows, columns, {"update_ms": ".1f", "steps_per_s": ",.0f", "critic_fit_share": ".0%"}))
     payload = {"machine": common.machine_info(), "args": vars(args), "rows": rows}

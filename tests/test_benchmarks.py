@@ -72,6 +72,21 @@ def test_train_throughput_smoke(tmp_path):
     assert sum(o["share"] for o in ops) <= 1.0 + 1e-9
 
 
+def test_train_throughput_times_each_variant_with_its_settings(tmp_path, capsys):
+    from benchmarks import train_throughput
+
+    args = ["--smoke", "--learners", "pathwise", "--variants", "", "actor_steps=1,state_norm=false"]
+    assert train_throughput.main([*args, "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "train_throughput.json").read_text())["rows"]
+    assert [r["variant"] for r in rows] == ["defaults", "actor_steps=1,state_norm=false"]
+    # --actor-steps 0 resolves to T / --lookahead (the smoke's T = 4); the variant's is as given.
+    assert [(r["config"]["actor_steps"], r["config"]["state_norm"]) for r in rows] == [(4, True), (1, False)]
+    with pytest.raises(SystemExit):
+        train_throughput.main(["--smoke", "--variants", "actor_steps", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --variants actor_steps: must be FIELD=VALUE with a TrainConfig field"]
+
+
 def test_estimators_smoke(tmp_path):
     proc = _run("benchmarks.estimators", tmp_path)
     assert "Highest median cosine similarity" in proc.stdout
@@ -238,17 +253,17 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
     ("given", "value"),
     [("anneal_lr=false", False), ("anneal_lr=True", True), ("entropy_coef=0.05", 0.05), ("backup_steps=4", 4)],
 )
-def test_generalisation_set_types_values_as_train_py_does(given, value):
-    from benchmarks.generalisation import parse_set
+def test_set_types_values_as_train_py_does(given, value):
+    from benchmarks.common import parse_set
 
-    (got,) = parse_set([given]).values()
+    (got,) = parse_set([given], "--set").values()
     assert got == value and type(got) is type(value)
 
 
-def test_generalisation_set_refuses_a_switch_that_is_not_true_or_false(capsys):
-    from benchmarks.generalisation import parse_set
+def test_set_refuses_a_switch_that_is_not_true_or_false(capsys):
+    from benchmarks.common import parse_set
 
     with pytest.raises(SystemExit):
-        parse_set(["anneal_lr=no"])
+        parse_set(["anneal_lr=no"], "--set")
     err = capsys.readouterr().err
     assert "anneal_lr=true or anneal_lr=false" in err and len(err.strip().splitlines()) == 1
