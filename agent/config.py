@@ -59,8 +59,8 @@ class TrainConfig:
     state_norm: bool = True
     """pathwise: rescale the gradient that reaches each step's action to the same size at every
     state: centred over the actions and divided by its root mean square there, so each state's
-    actions are ranked by their values in units of the return scale (a spread below 1e-3 of it is
-    not enlarged further). Far from a reward the actions' values differ by about (1 - gamma) V,
+    actions are ranked by their standardised values (a spread below 1e-3 of the return scale is
+    not enlarged to full size). Far from a reward the actions' values differ by about (1 - gamma) V,
     which the entropy bonus would otherwise hold near uniform. --no-state-norm: the raw gradient."""
     lookahead: int = 1
     """pathwise: env steps each action's gradient looks ahead through the differentiable env

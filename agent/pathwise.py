@@ -5,8 +5,10 @@ Each update rolls the B envs T steps forward. Every action's gradient looks `loo
 ahead through the model (the graph is cut at each look-ahead's start, truncated
 back-propagation) and is closed there, with `critic=True`, by a learned value V of the live
 position it reaches, itself differentiable in that position: a short-horizon actor-critic whose
-look-ahead does not depend on the rollout length T. The critic learns the value of the greedy
-policy by value iteration through the env's tables, at every cell of the worlds the rollout was in.
+look-ahead does not depend on the rollout length T. With `state_norm`, the gradient reaching each
+action is standardised over the actions, so every state has the same say (`StateNorm`). The
+critic learns the value of the greedy policy by value iteration through the env's tables, at every
+cell of the worlds the rollout was in.
 """
 
 from __future__ import annotations
