@@ -7,6 +7,7 @@ import json
 import math
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -254,7 +255,7 @@ def git_commit() -> str | None:
 
 # The code and the command this process's results come from, read when it starts (a commit made
 # while a long benchmark runs does not change what it ran).
-STARTED_AT = {"git_commit": git_commit(), "command": " ".join(["python", *sys.orig_argv[1:]])}
+STARTED_AT = {"git_commit": git_commit(), "command": shlex.join(["python", *sys.orig_argv[1:]])}
 
 
 def provenance(module: str, argv: list[str] | None) -> dict[str, str]:
@@ -262,7 +263,7 @@ def provenance(module: str, argv: list[str] | None) -> dict[str, str]:
     when None), for a results payload: a benchmark called in-process (a test) is not the process's
     own command. Read it before the measurement starts, so a commit made meanwhile is not named."""
     args = sys.argv[1:] if argv is None else argv
-    return {"git_commit": git_commit(), "command": " ".join(["python", "-m", module, *args])}
+    return {"git_commit": git_commit(), "command": shlex.join(["python", "-m", module, *args])}
 
 
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:

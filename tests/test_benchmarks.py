@@ -87,6 +87,16 @@ def test_train_throughput_times_each_variant_with_its_settings(tmp_path, capsys)
     assert err == ["error: --variants actor_steps: must be FIELD=VALUE with a TrainConfig field"]
 
 
+def test_the_recorded_command_reruns_as_given():
+    import shlex
+
+    from benchmarks.common import provenance
+
+    argv = ["--variants", "", "actor_steps=1,state_norm=false", "--env", "S.G\n..."]
+    command = provenance("benchmarks.train_throughput", argv)["command"]
+    assert shlex.split(command) == ["python", "-m", "benchmarks.train_throughput", *argv]
+
+
 def test_estimators_smoke(tmp_path):
     proc = _run("benchmarks.estimators", tmp_path)
     assert "Highest median cosine similarity" in proc.stdout
