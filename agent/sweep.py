@@ -34,7 +34,7 @@ from agent.config import TrainConfig, validate
 
 PLAN_ATTR = "train_args"  # the study's user attribute holding the flags every trial shares
 SPACE_ATTR = "space"  # ... and the values of each parameter
-STARTED = "started"  # a trial's user attribute: its number, once its worker reached the objective
+STARTED = "started"  # a trial's user attribute: its number, once its worker recorded a heartbeat for it
 # (a retry copies the attributes of the trial it retries, so the number tells the two apart)
 PLANNED = "planned"  # a trial's user attribute: its parameters in the plan
 MAX_RETRY = 3
@@ -186,7 +186,11 @@ def work(args: Work) -> int:
     stopped: list[int] = []  # the trial a signal interrupted
 
     def objective(trial: optuna.Trial) -> float:
-        trial.set_user_attr(STARTED, trial.number)  # alive past the window before Optuna's first heartbeat
+        # Optuna's heartbeat thread starts with this function, so a worker killed here may not have
+        # recorded one yet. Record it first: a STARTED trial then always has a heartbeat to go stale
+        # (fail_stale_trials), and one without STARTED is failed by its age in the loop below.
+        study._storage.record_heartbeat(trial._trial_id)
+        trial.set_user_attr(STARTED, trial.number)
         fixed = trial.user_attrs.get(PLANNED)  # planned, or a retry (it keeps the attributes)
         if fixed is None:
             # Another worker took the last queued trial between our look and our ask, so Optuna

@@ -116,6 +116,29 @@ def _kill_one_and_check(a, b, url, planned, tmp_path, env):
     )
 
 
+def test_a_trial_whose_worker_died_before_or_after_its_first_heartbeat_runs_again(tmp_path):
+    """The two states a killed worker can leave: a trial taken but not started (no heartbeat, no
+    STARTED mark), and one started (its heartbeat recorded before the mark). Both come back."""
+    url = f"sqlite:///{tmp_path / 'sweep.db'}"
+    assert sweep.main(["plan", "--storage", url, *"--study s --seeds 0 1 --".split(), *TRAIN]) == 0
+    storage = sweep._storage(url, sweep.Work(url, "s", heartbeat_s=1, grace_s=1))
+    study = optuna.load_study(study_name="s", storage=storage)
+    taken, started = study.ask(), study.ask()  # a dead worker's two trials, RUNNING
+    storage.record_heartbeat(started._trial_id)  # the order the objective writes them in
+    started.set_user_attr(sweep.STARTED, started.number)
+    worker = subprocess.run(
+        worker_command(url, tmp_path / "runs", *"--heartbeat-s 1 --grace-s 1".split()),
+        cwd=ROOT,
+        env=clean_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert worker.returncode == 0, worker.stderr[-2000:]
+    states = Counter((t.state.name, t.user_attrs["planned"]["seed"]) for t in trials(url, "s"))
+    assert states == Counter({("FAIL", 0): 1, ("FAIL", 1): 1, ("COMPLETE", 0): 1, ("COMPLETE", 1): 1}), states
+
+
 def test_the_wandb_sweep_config_gives_flags_train_py_takes():
     import itertools
 
