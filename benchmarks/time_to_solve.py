@@ -2,6 +2,7 @@
 
     python -m benchmarks.time_to_solve                 # 2 worlds x 4 learners x 3 seeds (long)
     python -m benchmarks.time_to_solve --worlds FrozenLake8x8 --learners pathwise sb3-ppo --seeds 0
+    python -m benchmarks.time_to_solve --worlds FrozenLake8x8 --learners train.py sb3-ppo-tuned
     python -m benchmarks.time_to_solve --smoke         # seconds, for CI
 
 Worlds (both deterministic, with one start cell, so a greedy policy plays one episode over and
@@ -14,12 +15,19 @@ Learners:
   process with train.py's defaults (`--num-envs` x `--horizon` = 4,096 env steps per update),
   `stop_at_success=1.0`, greedy evaluation of `--eval-episodes` episodes every `--eval-every`
   steps, wandb disabled, run directories in a temporary folder.
+- `train.py`: the whole `python train.py --env ... --seed S --stop-at-success 1.0` process as a
+  user runs it, a subprocess with this process's environment (so wandb is offline unless you are
+  logged in) and every other flag at train.py's default (one thread, evaluation every 200k steps).
+  Its wall-clock runs from launch to exit: interpreter, imports, wandb, training, files.
 - `sb3-ppo`: stable-baselines3 `PPO("MlpPolicy", env, seed=s, device="cpu")` with SB3's
   defaults (it one-hot encodes the Discrete observation) on a `make_vec_env` of `--sb3-envs`
   DummyVecEnv copies (8 x SB3's n_steps=2048 = 16,384 env steps per update). A callback
   plays `--sb3-eval-episodes` greedy episodes (`model.predict(obs, deterministic=True)`) on a
   separate env at the start of each rollout once `--eval-every` steps have passed since the last
   check, i.e. right after an update, and stops training at 100% success. Needs the `[bench]` extra.
+- `sb3-ppo-tuned`: the same with n_steps=512, batch_size=64, ent_coef=0.01 (8 x 512 = 4,096 env
+  steps per update), checked after every update, so it stops at the first update that solves.
+  SB3 runs are timed in this process after SB3's imports.
 
 Every run stops at 100% greedy success or after the update that crosses `--max-steps`; a run that
 hits the cap is reported as not solved. "Env steps" are those the evaluated policy was trained on
@@ -27,8 +35,8 @@ hits the cap is reported as not solved. "Env steps" are those the evaluated poli
 envs and networks, training, the periodic evaluations, and for ours the closing checkpoint and
 final evaluation that `train.train` always does (its own `wall_clock_s`, the loop alone, is kept
 in the JSON as `train_loop_s`). Medians count an unsolved seed as infinitely slow, so a median is
-"not solved" when half the seeds or more were not. The ratio columns are SB3 PPO's median over
-this learner's: above 1 means this learner solved the world sooner.
+"not solved" when half the seeds or more were not. The ratio columns are each SB3 learner's median
+over this learner's: above 1 means this learner solved the world sooner.
 
 All learners run in this one process with the same `torch.set_num_threads(--threads)` (default 1)
 and with denormal flushing on (train.py turns it on; here it is on from the start, so the order of
@@ -39,7 +47,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
+import shlex
 import statistics
 import tempfile
 import time
@@ -63,7 +73,10 @@ from benchmarks.common import (
 
 SB3_MISSING = "stable-baselines3 not installed: pip install '.[bench]'"
 OURS = ("pathwise", "reinforce", "ppo")
-LEARNERS = (*OURS, "sb3-ppo")
+LEARNERS = (*OURS, "train.py", "sb3-ppo", "sb3-ppo-tuned")
+# SB3 PPO settings tuned for deterministic FrozenLake 8x8 (issue 16's reference); sb3-ppo keeps SB3's defaults.
+SB3_TUNED = {"n_steps": 512, "batch_size": 64, "ent_coef": 0.01}
+REFERENCES = ("sb3-ppo", "sb3-ppo-tuned")  # the ratio columns: a reference's median over each learner's
 
 
 @dataclass(frozen=True)
@@ -122,6 +135,42 @@ def run_ours(world: str, learner: str, seed: int, args: Args, runs_dir: Path) ->
     }
 
 
+def run_process(world: str, seed: int, args: Args, runs_dir: Path) -> dict:
+    """`python train.py` as a user types it (train.py's defaults, `--stop-at-success 1.0`), timed
+    from launch to exit: interpreter start, imports, wandb, training, evaluations, closing files."""
+    import os
+    import subprocess
+    import sys
+
+    name = f"{world}__train.py__{seed}"
+    flags = ["--env", WORLDS[world].train["env"]]
+    if kwargs := WORLDS[world].train.get("env_kwargs"):
+        flags += ["--env-kwargs", *kwargs]
+    flags += ["--seed", str(seed), "--stop-at-success", "1.0", "--total-timesteps", str(args.max_steps)]
+    if args.smoke:
+        flags += ["--num-envs", "64", "--horizon", "8", "--eval-every", str(args.eval_every)]
+    flags += ["--runs-dir", str(runs_dir), "--run-name", name]
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve().parent.parent / "train.py"), *flags],
+        env=os.environ,  # the caller's: its wandb login (or none: offline) and thread settings
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"train.py exited with {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    final = json.loads((runs_dir / name / "final_eval.json").read_text())
+    return {
+        "steps": int(final["global_step"]),
+        "wall_clock_s": wall,
+        "train_loop_s": float(final["wall_clock_s"]),
+        "success_rate": float(final["success_rate"]),
+        "command": shlex.join(["python", "train.py", *flags]),
+    }
+
+
 # ----------------------------------------------------------------------------- stable-baselines3
 def sb3_version() -> str | None:
     """The installed stable-baselines3 version, or None when it cannot be imported."""
@@ -146,8 +195,9 @@ def greedy_success(model, env, episodes: int, seed: int) -> float:
     return wins / episodes
 
 
-def run_sb3(world: str, seed: int, args: Args) -> dict:
-    """SB3 PPO with its defaults until greedy success is 100% or `--max-steps` is spent."""
+def run_sb3(world: str, seed: int, args: Args, tuned: bool = False) -> dict:
+    """SB3 PPO with its defaults (or `SB3_TUNED`, checked after every update) until greedy success
+    is 100% or `--max-steps` is spent. Timed in this process, after SB3's imports."""
     import gymnasium as gym
     from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import BaseCallback
@@ -156,6 +206,11 @@ def run_sb3(world: str, seed: int, args: Args) -> dict:
     import envs  # noqa: F401  (registers the GumbelGrid/... ids)
 
     w = WORLDS[world]
+    settings = dict(SB3_TUNED) if tuned else {}
+    if args.smoke:
+        settings["n_steps"] = 64  # smoke: 8 x 64 steps per update
+    # The tuned settings solve in a few updates, so they are checked after each (their best case).
+    eval_every = settings.get("n_steps", 2048) * args.sb3_envs if tuned else args.eval_every
 
     class StopAtSuccess(BaseCallback):
         """Greedy check after an update, every `eval_every` steps; stops training at 100%."""
@@ -163,13 +218,13 @@ def run_sb3(world: str, seed: int, args: Args) -> dict:
         def __init__(self, eval_env: gym.Env) -> None:
             super().__init__()
             self.eval_env = eval_env
-            self.next_eval = args.eval_every
+            self.next_eval = eval_every
             self.solved_at: int | None = None
 
         def _on_rollout_start(self) -> None:
             # The policy has just been updated on `num_timesteps` env steps.
             if self.num_timesteps >= self.next_eval:
-                self.next_eval += args.eval_every
+                self.next_eval += eval_every
                 rate = greedy_success(self.model, self.eval_env, args.sb3_eval_episodes, seed + 10_000)
                 if rate >= 1.0:
                     self.solved_at = self.num_timesteps
@@ -180,8 +235,7 @@ def run_sb3(world: str, seed: int, args: Args) -> dict:
     start = time.perf_counter()
     venv = make_vec_env(w.gym_id, n_envs=args.sb3_envs, seed=seed, env_kwargs=w.gym_kwargs)
     eval_env = gym.make(w.gym_id, **w.gym_kwargs)
-    extra = {"n_steps": 64} if args.smoke else {}  # smoke: 8 x 64 steps per update
-    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **extra)
+    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **settings)
     callback = StopAtSuccess(eval_env)
     model.learn(total_timesteps=args.max_steps, callback=callback)
     if callback.solved_at is None:  # the cap: score the policy that training ended with
@@ -194,13 +248,15 @@ def run_sb3(world: str, seed: int, args: Args) -> dict:
     wall = time.perf_counter() - start
     venv.close()
     eval_env.close()
-    return {"steps": int(steps), "wall_clock_s": wall, "train_loop_s": None, "success_rate": rate}
+    return {"steps": int(steps), "wall_clock_s": wall, "train_loop_s": None, "success_rate": rate, "sb3": settings}
 
 
 def run(world: str, learner: str, seed: int, args: Args, runs_dir: Path) -> dict:
     """One timed run of any learner: steps, wall_clock_s, train_loop_s, success_rate."""
-    if learner == "sb3-ppo":
-        return run_sb3(world, seed, args)
+    if learner.startswith("sb3-ppo"):
+        return run_sb3(world, seed, args, tuned=learner == "sb3-ppo-tuned")
+    if learner == "train.py":
+        return run_process(world, seed, args, runs_dir)
     return run_ours(world, learner, seed, args, runs_dir)
 
 
@@ -238,10 +294,15 @@ def summarise(rows: list[dict]) -> list[dict]:
             }
         )
     for s in out:
-        sb3 = next((b for b in out if b["world"] == s["world"] and b["learner"] == "sb3-ppo"), None)
-        for key, ratio in (("wall_clock_s", "sb3_over_this_wall_clock"), ("env_steps", "sb3_over_this_env_steps")):
-            ok = sb3 is not None and math.isfinite(sb3[key]) and math.isfinite(s[key])
-            s[ratio] = sb3[key] / s[key] if ok else None
+        # {reference: {"wall_clock_s": its median / this one's, "env_steps": ...}}; None where either is unsolved
+        s["reference_over_this"] = {}
+        for ref in REFERENCES:
+            r = next((b for b in out if b["world"] == s["world"] and b["learner"] == ref), None)
+            if r is not None:
+                s["reference_over_this"][ref] = {
+                    key: r[key] / s[key] if math.isfinite(r[key]) and math.isfinite(s[key]) else None
+                    for key in ("wall_clock_s", "env_steps")
+                }
     return out
 
 
@@ -251,22 +312,24 @@ def markdown(summary: list[dict], max_steps: int) -> str:
     def num(v: float, fmt: str) -> str:
         return format(v, fmt) if math.isfinite(v) else f"not solved (cap {max_steps:,})"
 
-    rows = [
-        {
+    def ratio(v: float | None) -> str:
+        return "-" if v is None else f"{v:.2f}"
+
+    refs = [ref for ref in REFERENCES if any(ref in s["reference_over_this"] for s in summary)]
+    rows = []
+    for s in summary:
+        row = {
             "world": s["world"],
             "learner": s["learner"],
             "seeds solved": f"{s['seeds_solved']}/{s['seeds']}",
             "env steps (median)": num(s["env_steps"], ",.0f"),
             "wall-clock s (median)": num(s["wall_clock_s"], ".1f"),
-            "SB3 PPO / this, wall-clock": "-"
-            if s["sb3_over_this_wall_clock"] is None
-            else f"{s['sb3_over_this_wall_clock']:.2f}",
-            "SB3 PPO / this, env steps": "-"
-            if s["sb3_over_this_env_steps"] is None
-            else f"{s['sb3_over_this_env_steps']:.2f}",
         }
-        for s in summary
-    ]
+        for ref in refs:
+            r = s["reference_over_this"].get(ref, {})
+            row[f"{ref} / this, wall-clock"] = ratio(r.get("wall_clock_s"))
+            row[f"{ref} / this, env steps"] = ratio(r.get("env_steps"))
+        rows.append(row)
     return format_table(rows)
 
 
@@ -275,8 +338,8 @@ def markdown(summary: list[dict], max_steps: int) -> str:
 class Args:
     worlds: tuple[Literal["FrozenLake8x8", "maze"], ...] = tuple(WORLDS)
     """Worlds to solve."""
-    learners: tuple[Literal["pathwise", "reinforce", "ppo", "sb3-ppo"], ...] = LEARNERS
-    """Learners to time (sb3-ppo needs the [bench] extra)."""
+    learners: tuple[Literal["pathwise", "reinforce", "ppo", "train.py", "sb3-ppo", "sb3-ppo-tuned"], ...] = LEARNERS
+    """Learners to time (the sb3 ones need the [bench] extra)."""
     seeds: tuple[int, ...] = (0, 1, 2)
     """Seeds."""
     max_steps: int = 1_000_000
@@ -315,10 +378,11 @@ def main(argv: list[str] | None = None) -> int:
     if warning := load_warning():
         print(warning)
     learners = list(args.learners)
-    version = sb3_version() if "sb3-ppo" in learners else None
-    if "sb3-ppo" in learners and version is None:
+    sb3 = [name for name in learners if name.startswith("sb3-ppo")]
+    version = sb3_version() if sb3 else None
+    if sb3 and version is None:
         print(SB3_MISSING)
-        learners.remove("sb3-ppo")
+        learners = [name for name in learners if name not in sb3]
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

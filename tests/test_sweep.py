@@ -123,7 +123,8 @@ def test_a_trial_whose_worker_died_before_or_after_its_first_heartbeat_runs_agai
     assert sweep.main(["plan", "--storage", url, *"--study s --seeds 0 1 --".split(), *TRAIN]) == 0
     storage = sweep._storage(url, sweep.Work(url, "s", heartbeat_s=1, grace_s=1))
     study = optuna.load_study(study_name="s", storage=storage)
-    taken, started = study.ask(), study.ask()  # a dead worker's two trials, RUNNING
+    study.ask()  # a dead worker's first trial: taken, RUNNING, never started
+    started = study.ask()  # its second: started
     storage.record_heartbeat(started._trial_id)  # the order the objective writes them in
     started.set_user_attr(sweep.STARTED, started.number)
     worker = subprocess.run(

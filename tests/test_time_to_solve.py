@@ -51,10 +51,16 @@ def test_smoke_all_learners(tmp_path):
     """Every learner; sb3-ppo runs if installed, else is skipped with one line."""
     proc = _run(["-m", "benchmarks.time_to_solve"], ["--out", str(tmp_path)])
     installed = sb3_version() is not None
-    learners = set(LEARNERS) if installed else set(LEARNERS) - {"sb3-ppo"}
+    learners = set(LEARNERS) if installed else set(LEARNERS) - {"sb3-ppo", "sb3-ppo-tuned"}
     data = _check_results(tmp_path, learners)
     assert (SB3_MISSING in proc.stdout) != installed
     assert data["stable_baselines3"] == sb3_version()
+    process = next(r for r in data["runs"] if r["learner"] == "train.py")
+    assert process["command"].startswith("python train.py --env FrozenLake-v1 --env-kwargs map_name:8x8")
+    assert process["wall_clock_s"] > process["train_loop_s"]  # the whole process, not the loop
+    if installed:
+        tuned = next(r for r in data["runs"] if r["learner"] == "sb3-ppo-tuned")
+        assert tuned["sb3"] == {"n_steps": 64, "batch_size": 64, "ent_coef": 0.01}  # smoke's n_steps
 
 
 def test_smoke_without_sb3(tmp_path):
@@ -96,9 +102,11 @@ def test_summary_medians_and_ratios():
     # An unsolved seed counts as infinitely slow: median of {400, 600, inf} is 600.
     assert by["sb3-ppo"]["env_steps"] == 600 and by["sb3-ppo"]["wall_clock_s"] == 8.0
     assert by["sb3-ppo"]["seeds_solved"] == 2 and by["sb3-ppo"]["seeds"] == 3
-    assert by["pathwise"]["sb3_over_this_wall_clock"] == 4.0
-    assert by["pathwise"]["sb3_over_this_env_steps"] == 3.0
-    assert by["sb3-ppo"]["sb3_over_this_wall_clock"] == 1.0
-    assert math.isinf(by["ppo"]["env_steps"]) and by["ppo"]["sb3_over_this_wall_clock"] is None
+    assert by["pathwise"]["reference_over_this"]["sb3-ppo"] == {"wall_clock_s": 4.0, "env_steps": 3.0}
+    assert by["sb3-ppo"]["reference_over_this"]["sb3-ppo"]["wall_clock_s"] == 1.0
+    assert math.isinf(by["ppo"]["env_steps"])
+    assert by["ppo"]["reference_over_this"]["sb3-ppo"] == {"wall_clock_s": None, "env_steps": None}
+    assert "sb3-ppo-tuned" not in by["pathwise"]["reference_over_this"]  # not run, no column
     table = markdown(list(by.values()), max_steps=1000)
-    assert "not solved (cap 1,000)" in table and "4.00" in table
+    assert "not solved (cap 1,000)" in table and "4.00" in table and "sb3-ppo / this, wall-clock" in table
+    assert "sb3-ppo-tuned" not in table
