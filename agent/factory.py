@@ -144,7 +144,7 @@ def build_networks(
     def pair() -> tuple[PolicyNet, ValueNet]:
         return (
             PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-            ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale, gamma=cfg.gamma).to(device),
+            ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device),
         )
 
     if cfg.num_seeds == 1:

@@ -32,49 +32,6 @@ def _body(obs_shape: tuple[int, ...], hidden: int) -> tuple[nn.Module, int]:
     raise ValueError(f"observation shape {obs_shape} is neither flat (S,) nor an image (C, H, W)")
 
 
-class PlanningMap(nn.Module):
-    """Static planes (B, C, H, W) -> the value of every cell, (B, H*W), by value iteration on the
-    grid's four moves through a learned local model.
-
-    A convolution reads, for each cell, what entering it pays and how likely the episode goes on
-    after (a goal or lava ends it, a wall pays nothing); then `iters` backups
-    V(x) <- max over the four neighbours y of [payoff(y) + gamma * go_on(y) * V(y)]
-    carry that outward, one move per backup (a value iteration network, Tamar et al. 2016,
-    with the moves fixed). Neighbouring cells' values are then tied by the backup itself, so the
-    differences the actor ranks actions by, about (1 - gamma) V apart, are not left to a
-    regression that would have to get each cell right to a fraction of that gap.
-    `iters` = ceil(H * W / 2) backups reach the far end of any path through the grid's open cells
-    that visits at most half of them (a maze's longest).
-    """
-
-    def __init__(self, C: int, H: int, W: int, gamma: float, width: int = 16) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(C, width, 3, padding=1), nn.ReLU(), nn.Conv2d(width, width, 3, padding=1), nn.ReLU()
-        )
-        self.model = nn.Conv2d(width, 2, 1)  # per cell: payoff of entering it, chance the episode ends there
-        nn.init.zeros_(self.model.bias)
-        self.gamma, self.iters = gamma, (H * W + 1) // 2
-
-    def forward(self, planes: torch.Tensor) -> torch.Tensor:
-        payoff, ends = self.model(self.features(planes)).unbind(1)  # (B, H, W) each
-        # A clamp, not a sigmoid: most cells go on with weight exactly gamma from the start, and
-        # a goal reaches 0 in a few steps; a sigmoid would need a logit of ~7 to lose under 0.1% a
-        # move, which over a 27-move path is a 3% error in values that differ by 1% a move.
-        return self.backups(payoff, self.gamma * (1 - ends).clamp(0, 1))
-
-    def backups(self, payoff: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """`iters` backups from V = 0 of the local model: entering a cell pays `payoff` and then
-        goes on with weight `keep` (gamma times the chance it goes on), both (B, H, W). -> (B, H*W)"""
-        v = torch.zeros_like(payoff)  # (B, H, W)
-        for _ in range(self.iters):
-            # off the grid is never the best move; a cell's value is its best neighbour's
-            enter = nn.functional.pad(torch.addcmul(payoff, keep, v), (1, 1, 1, 1), value=float("-inf"))
-            up_down = torch.maximum(enter[:, :-2, 1:-1], enter[:, 2:, 1:-1])  # (B, H, W)
-            v = torch.maximum(up_down, torch.maximum(enter[:, 1:-1, :-2], enter[:, 1:-1, 2:]))  # (B, H, W)
-        return v.flatten(1)  # (B, H*W)
-
-
 class PolicyNet(nn.Module):
     """Observation -> action logits (B, A)."""
 
@@ -104,12 +61,7 @@ class ValueNet(nn.Module):
     """
 
     def __init__(
-        self,
-        obs_shape: tuple[int, ...],
-        hidden: int = 128,
-        value_map: bool = True,
-        scale: float = 1.0,
-        gamma: float = 0.99,
+        self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True, scale: float = 1.0
     ) -> None:
         super().__init__()
         # Values are given in units of `scale` (the world's largest reward, `agent.factory.value_scale`):
@@ -118,7 +70,8 @@ class ValueNet(nn.Module):
         self.map_form = len(obs_shape) == 3 and value_map  # False: one value from the whole image
         if self.map_form:
             C, H, W = obs_shape
-            self.body, self.head = PlanningMap(C - 1, H, W, gamma), nn.Identity()  # the static planes only
+            self.body, width = _body((C - 1, H, W), hidden)  # the static planes only
+            self.head = nn.Linear(width, H * W)
         elif len(obs_shape) == 1:
             # A one-hot position has nothing to generalise over, so the critic is a table: one value
             # per cell (and a shared offset), starting at 0. Hidden layers shared by every cell let

@@ -3,14 +3,11 @@ value map read off the agent plane."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
-from agent.policy import PlanningMap, PolicyNet, ValueNet
+from agent.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld, make_world
-from envs.oracle import value_iteration
 
 
 @pytest.mark.parametrize("obs_shape", [(25,), (4, 7, 7)])
@@ -69,23 +66,6 @@ def test_image_value_ignores_where_the_agent_is_not():
     moved = with_agent(obs, torch.roll(obs[:, 3], 2, dims=-2))
     torch.testing.assert_close(critic.value_map(obs[:, :3]), critic.value_map(moved[:, :3]))
     assert not torch.allclose(critic(obs), critic(moved))
-
-
-def test_the_planning_map_with_a_maze_s_own_model_gives_its_optimal_values():
-    # Entering the goal pays 1 and ends the episode; entering a wall is never worth it. With that
-    # model the backups are value iteration, and every open cell gets V* of the maze's tables.
-    mazes = make_world("maze:9x9").sample_many(4, seed=5)  # three of them 27 moves from the goal at most
-    planes = torch.stack([torch.from_numpy(m.layout.static_planes()) for m in mazes])  # (4, 3, 9, 9)
-    walls, goals = planes[:, 0], planes[:, 1]  # (4, 9, 9) each
-    plan = PlanningMap(3, 9, 9, gamma=0.99)
-    values = plan.backups(goals - 1e3 * walls, 0.99 * (1 - goals - walls))  # (4, 81)
-    farthest = 0.0
-    for w in range(4):
-        star = value_iteration(mazes[w], 0.99).values  # (81,)
-        open_cells = (walls[w] == 0).flatten() & (goals[w] == 0).flatten()
-        torch.testing.assert_close(values[w][open_cells].double(), star[open_cells], rtol=0, atol=1e-5)
-        farthest = max(farthest, math.log(star[open_cells].min()) / math.log(0.99))
-    assert plan.iters == 41 and round(farthest) == 27  # the far cells are reached too
 
 
 def test_the_one_hot_critic_is_a_table_of_cells_in_units_of_its_scale():
