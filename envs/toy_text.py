@@ -101,15 +101,23 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         spec = gym.spec(env_id)
     except gym.error.Error as e:
         raise ValueError(f"unknown gymnasium env {env_id!r} ({e})") from None
+    defaults = _constructor_defaults(spec)
+    accepted = list(defaults) if defaults is not None else None
+    unknown = sorted(set(kwargs) - set(accepted)) if accepted is not None else []
+    if unknown:
+        raise ValueError(f"{env_id} takes no keyword argument {', '.join(unknown)}; it accepts {', '.join(accepted)}")
+    for key, value in kwargs.items():  # a mistyped switch ("maybe", "yes") would be truthy: refuse it
+        default = (defaults or {}).get(key)
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise ValueError(f"{env_id} keyword {key}={value!r} must be true or false (--env-kwargs {key}:true)")
+        if isinstance(default, (int, float)) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{env_id} keyword {key}={value!r} must be a number (default {default})")
     for key, why in _OFF_TABLE.items():
         if kwargs.get(key):
             raise ValueError(f"{env_id} with {key}=True can't be imported: {why}")
     if isinstance(kwargs.get("desc"), str):
         kwargs = {**kwargs, "desc": kwargs["desc"].split("/")}
-    accepted = _accepted_kwargs(spec)
-    unknown = sorted(set(kwargs) - set(accepted)) if accepted is not None else []
-    if unknown:
-        raise ValueError(f"{env_id} takes no keyword argument {', '.join(unknown)}; it accepts {', '.join(accepted)}")
     try:
         return gym.make(env_id, **kwargs)
     except Exception as e:  # noqa: BLE001 (envs raise KeyError, TypeError, ValueError, ... for bad values)
@@ -118,8 +126,9 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
         raise ValueError(f"cannot make {env_id} with {kwargs} ({detail}){hint}") from None
 
 
-def _accepted_kwargs(spec) -> list[str] | None:
-    """The keyword arguments the env's constructor takes (None when it can't be told)."""
+def _constructor_defaults(spec) -> dict[str, Any] | None:
+    """The keyword arguments the env's constructor takes, each with its default (the spec's
+    where it sets one, None where there is none); None when they can't be told."""
     try:
         entry = (
             spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(spec.entry_point)
@@ -129,7 +138,12 @@ def _accepted_kwargs(spec) -> list[str] | None:
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return None
-    return [n for n in params if n not in ("self", "render_mode")]
+    given = spec.kwargs or {}
+    return {
+        n: given.get(n, None if p.default is inspect.Parameter.empty else p.default)
+        for n, p in params.items()
+        if n not in ("self", "render_mode")
+    }
 
 
 def _layout(u: Any, S: int) -> GridLayout | None:

@@ -135,6 +135,16 @@ def test_import_errors():
         from_gymnasium("FrozenLake-v1", map_name="9x9")
     with pytest.raises(ValueError, match="fickle_passenger=True can't be imported"):
         from_gymnasium("Taxi-v4", fickle_passenger=True)
+    # A switch or number given as a word would reach the env as a truthy string: refused.
+    with pytest.raises(ValueError, match=r"CliffWalking-v1 keyword is_slippery='maybe' must be true or false"):
+        from_gymnasium("CliffWalking-v1", is_slippery="maybe")
+    with pytest.raises(ValueError, match=r"Taxi-v4 keyword fickle_passenger='yes' must be true or false"):
+        from_gymnasium("Taxi-v4", fickle_passenger="yes")
+    with pytest.raises(ValueError, match=r"FrozenLake-v1 keyword success_rate='high' must be a number"):
+        from_gymnasium("FrozenLake-v1", success_rate="high")
+    with pytest.raises(ValueError, match=r"FrozenLake-v1 keyword success_rate=True must be a number"):
+        from_gymnasium("FrozenLake-v1", success_rate=True)
+    assert from_gymnasium("FrozenLake-v1", success_rate=1).num_states == 16  # an int is a number
 
 
 # --------------------------------------------------------------------------- parity, deterministic
