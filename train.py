@@ -69,6 +69,13 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     if resumed is not None:
         check_networks_fit(cfg, resumed)
     check_memory(cfg, world, device)
+    if cfg.capture_video:
+        try:
+            import imageio  # noqa: F401  (the [plots] extra)
+        except ImportError:
+            raise ValueError(
+                "--capture-video needs imageio to write its GIFs: pip install 'gumbel-gridworld[plots]'"
+            ) from None
     if cfg.wandb_mode == "online" and not has_wandb_credentials():
         raise ValueError(
             "--wandb-mode online: wandb finds no credentials (WANDB_API_KEY, or `wandb login`); log in, "

@@ -175,7 +175,8 @@ class TrainConfig:
     tags: tuple[str, ...] = ()
     """wandb tags."""
     capture_video: bool = False
-    """Log GIFs of evaluation episodes (needs imageio: pip install '.[plots]')."""
+    """At each evaluation, a GIF of one episode: runs/NAME/videos/, TensorBoard and wandb (needs
+    imageio: pip install '.[plots]')."""
     progress: bool = True
     """Show a live progress line on the terminal."""
 

@@ -203,16 +203,19 @@ class RunLogger:
             self.wandb.log({**metrics, "global_step": step})
 
     def log_video(self, key: str, frames, step: int, fps: int = 8) -> None:
-        """An episode's frames (H, W, 3) as a GIF: in TensorBoard's images tab and in wandb."""
-        import numpy as np
-
-        self.tb.file_writer.add_summary(_gif_summary(key, frames, fps), step)
+        """An episode's frames (H, W, 3) as a GIF: a file `videos/KEY-STEP.gif` in the run
+        directory, in TensorBoard's images tab and in wandb."""
+        gif = _gif_bytes(frames, fps)
+        path = self.run_dir / "videos" / f"{key.replace('/', '-')}-{step}.gif"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(gif)
+        self.tb.file_writer.add_summary(_gif_summary(key, gif, frames[0].shape), step)
         self._join()
         if self.wandb is not None:
             import wandb
 
-            video = np.stack(frames).transpose(0, 3, 1, 2)  # (T, C, H, W) as wandb expects
-            self.wandb.log({key: wandb.Video(video, fps=fps, format="gif"), "global_step": step})
+            # A file, not raw frames: wandb encodes raw frames with moviepy, which it does not install.
+            self.wandb.log({key: wandb.Video(str(path), format="gif"), "global_step": step})
 
     def finish(self, exit_code: int = 0) -> None:
         if self.file is not None:
@@ -231,18 +234,23 @@ class RunLogger:
             self.wandb = None
 
 
-def _gif_summary(tag: str, frames, fps: int):
-    """A TensorBoard image summary holding an animated GIF (TensorBoard shows it playing); the GIF
-    is written by imageio, the [plots] extra that --capture-video needs anyway."""
+def _gif_bytes(frames, fps: int) -> bytes:
+    """Frames (H, W, 3) uint8 -> a looping GIF, written by imageio (the [plots] extra)."""
     import io
 
     import imageio.v2 as imageio
-    from tensorboard.compat.proto.summary_pb2 import Summary
 
     buf = io.BytesIO()
     imageio.mimsave(buf, frames, format="GIF", duration=1000 / fps, loop=0)
-    h, w = frames[0].shape[:2]
-    image = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=buf.getvalue())
+    return buf.getvalue()
+
+
+def _gif_summary(tag: str, gif: bytes, shape: tuple[int, ...]):
+    """A TensorBoard image summary holding an animated GIF of frames of `shape` (H, W, 3):
+    TensorBoard shows it playing."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    image = Summary.Image(height=shape[0], width=shape[1], colorspace=3, encoded_image_string=gif)
     return Summary(value=[Summary.Value(tag=tag, image=image)])
 
 

@@ -152,6 +152,47 @@ def test_tensorboard_event_files_hold_the_metrics_a_run_logs(tmp_path):
     assert steps == logged  # the same rows as metrics.jsonl
     gif = events.Images("eval/episode")[-1]
     assert gif.encoded_image_string[:6] == b"GIF89a" and gif.step == 8192
+    assert (tmp_path / "r" / "videos" / "eval-episode-8192.gif").read_bytes() == gif.encoded_image_string
+
+
+def test_capture_video_without_imageio_is_refused_before_anything_is_written(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, assert_one_line_error, clean_env
+
+    hide = "import sys, train; sys.modules['imageio'] = None; sys.argv[0] = 'train.py'; raise SystemExit(train.main())"
+    proc = subprocess.run(
+        [sys.executable, "-c", hide, *TINY, "--capture-video", "--runs-dir", str(tmp_path / "runs")],
+        cwd=ROOT,
+        env=clean_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr)
+    assert "--capture-video needs imageio" in proc.stderr and "[plots]" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_capture_video_reaches_an_offline_wandb_run(tmp_path):
+    """--capture-video with wandb on: the evaluation GIFs are in the offline run's history and files
+    (wandb would need moviepy, which it does not install, to encode raw frames)."""
+    proc = run_train(
+        [*TINY, *"--capture-video --wandb-mode offline --runs-dir".split(), str(tmp_path / "runs"), "--run-name", "v"],
+        tmp_path / "home",
+    )
+    assert proc.returncode == 0, proc.stderr
+    history = wandb_history(tmp_path / "runs" / "v")
+    videos = [
+        (h["global_step"], h["eval/episode/path"]) for h in history if h.get("eval/episode/_type") == "video-file"
+    ]
+    assert [step for step, _ in videos] == [2048, 4096], history
+    (offline,) = (tmp_path / "runs" / "v" / "wandb").glob("offline-run-*")
+    assert (offline / "files" / videos[-1][1]).read_bytes() == (
+        tmp_path / "runs" / "v" / "videos" / "eval-episode-4096.gif"
+    ).read_bytes()
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to drive the terminal UI")
