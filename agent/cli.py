@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import decimal
 import io
 import re
 import sys
+import typing
 from typing import TypeVar
 
 import tyro
@@ -35,13 +37,38 @@ def parse(cls: type[T], argv: list[str], *, prog: str, description: str | None =
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            value = tyro.cli(cls, args=argv, prog=prog, description=description)
+            value = tyro.cli(cls, args=_integral_exponents(cls, argv), prog=prog, description=description)
     except SystemExit as e:
         if e.code in (0, None):  # --help
             sys.stderr.write(err.getvalue())
             raise
         raise CliError(_one_line(err.getvalue()) or f"cannot parse {' '.join(argv)}") from None
     return value, given_fields(cls, argv)
+
+
+_EXPONENT = re.compile(r"^[+-]?\d+(\.\d*)?[eE]\+?\d+$")  # 1e6, 2.5e5, 1E+6: no negative exponent
+
+
+def _integral_exponents(cls: type, argv: list[str]) -> list[str]:
+    """argv with whole numbers written with an exponent (`--total-timesteps 1e6`, as RL code often
+    writes budgets) given to integer flags as integers; exact (decimal), so 2.5e5 is 250000 and
+    1.5e0 stays as written for tyro to refuse."""
+    hints = typing.get_type_hints(cls)
+    ints = {
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(cls)
+        if hints[f.name] is int or (int in typing.get_args(hints[f.name]) and str not in typing.get_args(hints[f.name]))
+    }
+    out = list(argv)
+    for i, arg in enumerate(argv):
+        flag, eq, value = arg.partition("=")
+        if not eq and i > 0 and argv[i - 1] in ints:
+            flag, value = argv[i - 1], arg
+        elif not eq:
+            continue
+        if flag in ints and _EXPONENT.match(value) and (d := decimal.Decimal(value)) == d.to_integral_value():
+            out[i] = f"{flag}={int(d)}" if eq else str(int(d))
+    return out
 
 
 def given_fields(cls: type, argv: list[str]) -> set[str]:

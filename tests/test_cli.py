@@ -57,3 +57,40 @@ def test_given_fields_names_what_the_command_line_set():
     assert given_fields(Flags, "--num-envs=3 --no-fast --algo b value".split()) == {"num_envs", "fast", "algo"}
     value, given = parse(Flags, ["--num-envs", "3"], prog="x")
     assert value.num_envs == 3 and given == {"num_envs"}
+
+
+@dataclasses.dataclass
+class Budget:
+    steps: int = 10
+    """Env steps."""
+    lr: float = 0.1
+    """A rate."""
+    name: str = "x"
+    """A name."""
+    every: int | None = None
+    """Optional."""
+
+
+@pytest.mark.parametrize(
+    ("argv", "steps", "every"),
+    [
+        (["--steps", "1e6"], 1_000_000, None),
+        (["--steps=2.5e5"], 250_000, None),
+        (["--steps", "4E+3", "--every", "1e2"], 4_000, 100),
+        (["--steps", "123456789012345678e1"], 1234567890123456780, None),  # exact, not through a float
+    ],
+)
+def test_integer_flags_take_whole_numbers_written_with_an_exponent(argv, steps, every):
+    value, given = parse(Budget, argv, prog="x")
+    assert (value.steps, value.every) == (steps, every) and "steps" in given
+
+
+@pytest.mark.parametrize("argv", [["--steps", "1.5e0"], ["--steps", "1e-3"], ["--steps", "1.5"]])
+def test_an_integer_flag_refuses_a_fraction(argv):
+    with pytest.raises(CliError, match=f"--steps: invalid literal for int.*'{argv[1]}'"):
+        parse(Budget, argv, prog="x")
+
+
+def test_other_flags_keep_their_exponents_as_written():
+    value, _ = parse(Budget, ["--lr", "1e-3", "--name", "1e6"], prog="x")
+    assert value.lr == 1e-3 and value.name == "1e6"
