@@ -176,25 +176,6 @@ def test_capture_video_without_imageio_is_refused_before_anything_is_written(tmp
     assert not (tmp_path / "runs").exists()
 
 
-def test_capture_video_reaches_an_offline_wandb_run(tmp_path):
-    """--capture-video with wandb on: the evaluation GIFs are in the offline run's history and files
-    (wandb would need moviepy, which it does not install, to encode raw frames)."""
-    proc = run_train(
-        [*TINY, *"--capture-video --wandb-mode offline --runs-dir".split(), str(tmp_path / "runs"), "--run-name", "v"],
-        tmp_path / "home",
-    )
-    assert proc.returncode == 0, proc.stderr
-    history = wandb_history(tmp_path / "runs" / "v")
-    videos = [
-        (h["global_step"], h["eval/episode/path"]) for h in history if h.get("eval/episode/_type") == "video-file"
-    ]
-    assert [step for step, _ in videos] == [2048, 4096], history
-    (offline,) = (tmp_path / "runs" / "v" / "wandb").glob("offline-run-*")
-    assert (offline / "files" / videos[-1][1]).read_bytes() == (
-        tmp_path / "runs" / "v" / "videos" / "eval-episode-4096.gif"
-    ).read_bytes()
-
-
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux to drive the terminal UI")
 def test_wandb_leet_opens_an_offline_run_of_ours(tmp_path):
     """`wandb leet runs/<run>/wandb` (wandb's terminal dashboard) shows a run train.py logged
@@ -307,7 +288,14 @@ def test_wandb_offline_run_can_be_read_back(tmp_path):
     workdir = tmp_path
     home = workdir / "wandb_home"
     proc = run_train(
-        [*TINY, "--wandb-mode", "offline", "--runs-dir", str(workdir / "runs"), "--run-name", "offline"], home
+        [
+            *TINY,
+            *"--capture-video --wandb-mode offline --runs-dir".split(),
+            str(workdir / "runs"),
+            "--run-name",
+            "offline",
+        ],
+        home,
     )
     assert proc.returncode == 0, proc.stderr
     history = wandb_history(workdir / "runs" / "offline")
@@ -324,6 +312,16 @@ def test_wandb_offline_run_can_be_read_back(tmp_path):
         if "charts/episodic_return" in r
     }
     assert dict(returns) == pytest.approx(local)
+    # --capture-video's GIFs reach wandb as files (raw frames would need moviepy, which wandb does
+    # not install): the same bytes as the run directory's videos/.
+    videos = [
+        (h["global_step"], h["eval/episode/path"]) for h in history if h.get("eval/episode/_type") == "video-file"
+    ]
+    assert [step for step, _ in videos] == [2048, 4096], history
+    (offline,) = (workdir / "runs" / "offline" / "wandb").glob("offline-run-*")
+    assert (offline / "files" / videos[-1][1]).read_bytes() == (
+        workdir / "runs" / "offline" / "videos" / "eval-episode-4096.gif"
+    ).read_bytes()
 
 
 def test_wandb_auto_without_credentials_goes_offline_with_a_hint(tmp_path):
