@@ -96,7 +96,24 @@ SPEED = {
         ["env", "copies", "seeds solved", "learn() s (median)", "env steps/s (median)", "speed-up"],
         {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f", "speed-up": ".2f"},
     ),
+    "time_to_solve": ("table", None, {}),  # its rows are printed as the benchmark prints them
 }
+
+
+DECISION_COLUMNS = [
+    "run",
+    "split",
+    "worlds",
+    "decision states",
+    "policy optimal",
+    "critic optimal",
+    "value error",
+    "Q* gap",
+    "critic-greedy success",
+    "policy success",
+]
+DECISION_FORMATS = {k: ".3f" for k in ("policy optimal", "critic optimal", "critic-greedy success", "policy success")}
+DECISION_FORMATS |= {"value error": ".4f", "Q* gap": ".4f"}
 
 
 def speed_summary(results: Path) -> str | None:
@@ -153,6 +170,16 @@ def main(argv: list[str] | None = None) -> int:
     speed = speed_summary(Path(args.results))
     if speed:
         page += ["## Speed", "", speed, ""]
+    for path in sorted(Path(args.results).glob("decisions_*.json")):
+        data = json.loads(path.read_text())
+        page += [
+            f"## {path.stem}",
+            "",
+            f"`{data['command']}` at commit `{data['git_commit']}` (see `benchmarks/decisions.py`):",
+            "",
+            format_table(data["rows"], DECISION_COLUMNS, DECISION_FORMATS),
+            "",
+        ]
     Path(args.out).write_text("\n".join(page))
     print(f"wrote {args.out} from {len(files)} file(s)")
     if args.readme and update_readme(Path(args.readme), summary(files)):

@@ -308,6 +308,11 @@ def summarise(rows: list[dict]) -> list[dict]:
 
 def markdown(summary: list[dict], max_steps: int) -> str:
     """The summary as a markdown table; "not solved" where the median run hit the cap."""
+    return format_table(table_rows(summary, max_steps))
+
+
+def table_rows(summary: list[dict], max_steps: int) -> list[dict[str, str]]:
+    """The summary's rows as printed (each value a string), for `markdown` and the results page."""
 
     def num(v: float, fmt: str) -> str:
         return format(v, fmt) if math.isfinite(v) else f"not solved (cap {max_steps:,})"
@@ -330,7 +335,7 @@ def markdown(summary: list[dict], max_steps: int) -> str:
             row[f"{ref} / this, wall-clock"] = ratio(r.get("wall_clock_s"))
             row[f"{ref} / this, env steps"] = ratio(r.get("env_steps"))
         rows.append(row)
-    return format_table(rows)
+    return rows
 
 
 # ----------------------------------------------------------------------------- main
@@ -423,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
             "args": vars(args),
             "runs": rows,
             "summary": summary,
+            "table": table_rows(summary, args.max_steps),
         },
     )
     (out / "time_to_solve.md").write_text(note + "\n\n" + md + "\n")

@@ -277,3 +277,18 @@ def test_set_refuses_a_switch_that_is_not_true_or_false(capsys):
         parse_set(["anneal_lr=no"], "--set")
     err = capsys.readouterr().err
     assert "anneal_lr=true or anneal_lr=false" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_results_page_builds_from_the_committed_results(tmp_path):
+    """Every committed results file the page shows gets its section, under the command that made it."""
+    from benchmarks import report
+
+    root = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
+    page = tmp_path / "results.md"
+    assert report.main(["--results", str(root), "--out", str(page), "--readme", ""]) == 0
+    text = page.read_text()
+    for path in [*root.glob("generalisation_*.json"), *root.glob("decisions_*.json")]:
+        assert f"## {path.stem}" in text and json.loads(path.read_text())["command"] in text, path.stem
+    for stem in report.SPEED:
+        if (root / f"{stem}.json").exists():
+            assert json.loads((root / f"{stem}.json").read_text())["command"] in text, stem
