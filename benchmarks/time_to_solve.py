@@ -16,8 +16,9 @@ Learners:
   `stop_at_success=1.0`, greedy evaluation of `--eval-episodes` episodes every `--eval-every`
   steps, wandb disabled, run directories in a temporary folder.
 - `train.py`: the whole `python train.py --env ... --seed S --stop-at-success 1.0` process as a
-  user runs it, a subprocess with this process's environment (so wandb is offline unless you are
-  logged in) and every other flag at train.py's default (one thread, evaluation every 200k steps).
+  new user runs it: a subprocess with a new user's environment (a private HOME, no thread
+  variables, no wandb login, so wandb logs offline) and every other flag at train.py's default
+  (one thread, evaluation every 200k steps).
   Its wall-clock runs from launch to exit: interpreter, imports, wandb, training, files.
 - `sb3-ppo`: stable-baselines3 `PPO("MlpPolicy", env, seed=s, device="cpu")` with SB3's
   defaults (it one-hot encodes the Discrete observation) on a `make_vec_env` of `--sb3-envs`
@@ -138,9 +139,10 @@ def run_ours(world: str, learner: str, seed: int, args: Args, runs_dir: Path) ->
 def run_process(world: str, seed: int, args: Args, runs_dir: Path) -> dict:
     """`python train.py` as a user types it (train.py's defaults, `--stop-at-success 1.0`), timed
     from launch to exit: interpreter start, imports, wandb, training, evaluations, closing files."""
-    import os
     import subprocess
     import sys
+
+    from benchmarks.threads import ROOT, user_env
 
     name = f"{world}__train.py__{seed}"
     flags = ["--env", WORLDS[world].train["env"]]
@@ -151,9 +153,11 @@ def run_process(world: str, seed: int, args: Args, runs_dir: Path) -> dict:
         flags += ["--num-envs", "64", "--horizon", "8", "--eval-every", str(args.eval_every)]
     flags += ["--runs-dir", str(runs_dir), "--run-name", name]
     start = time.perf_counter()
+    home = runs_dir / f"home-{name}"
+    home.mkdir(parents=True, exist_ok=True)
     proc = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve().parent.parent / "train.py"), *flags],
-        env=os.environ,  # the caller's: its wandb login (or none: offline) and thread settings
+        [sys.executable, str(ROOT / "train.py"), *flags],
+        env=user_env(home),  # a new user's shell: no thread variables, no wandb login (so offline)
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
