@@ -57,9 +57,11 @@ def clean_env(home: Path) -> dict[str, str]:
     return env | {"HOME": str(home), "WANDB_DIR": str(home), "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
 
 
-def run_train(args: list[str], home: Path, *, timeout: float = 180, env: dict | None = None):
+def run_train(args: list[str], home: Path, *, timeout: float = 180, env: dict | None = None, script=("train.py",)):
+    """train.py with `args` as a user runs it (a private HOME); `script` replaces "train.py", e.g.
+    with ("-c", CODE) that calls train.main() after changing the process first."""
     return subprocess.run(
-        [sys.executable, "train.py", *args],
+        [sys.executable, *script, *args],
         cwd=ROOT,
         env=env or clean_env(home),
         stdin=subprocess.DEVNULL,

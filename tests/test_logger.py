@@ -156,19 +156,11 @@ def test_tensorboard_event_files_hold_the_metrics_a_run_logs(tmp_path):
 
 
 def test_capture_video_without_imageio_is_refused_before_anything_is_written(tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT, assert_one_line_error, clean_env
+    from conftest import assert_one_line_error
 
     hide = "import sys, train; sys.modules['imageio'] = None; sys.argv[0] = 'train.py'; raise SystemExit(train.main())"
-    proc = subprocess.run(
-        [sys.executable, "-c", hide, *TINY, "--capture-video", "--runs-dir", str(tmp_path / "runs")],
-        cwd=ROOT,
-        env=clean_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    proc = run_train(
+        [*TINY, "--capture-video", "--runs-dir", str(tmp_path / "runs")], tmp_path / "home", script=("-c", hide)
     )
     assert proc.returncode == 2
     assert_one_line_error(proc.stderr)
