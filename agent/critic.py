@@ -7,6 +7,7 @@ import torch
 
 from agent import interrupt
 from agent.ensemble import Ensemble
+from agent.optim import Adam
 from agent.policy import ValueNet
 
 
@@ -72,7 +73,7 @@ def cell_values(critic: ValueNet, env, worlds: torch.Tensor | None) -> torch.Ten
 
 def fit_critic(
     critic: ValueNet,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Adam,
     env,
     targets: torch.Tensor,
     *,

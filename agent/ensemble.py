@@ -2,7 +2,10 @@
 
 The members' parameters are stacked along a leading axis (N, ...) and the network is applied to
 each member's own inputs with `torch.func.vmap` over `functional_call`, so N policies cost the
-small ops of one, on N times the rows (as PureJaxRL vmaps over seeds). Members share no
+small ops of one, on N times the rows (as PureJaxRL vmaps over seeds). A network that lists its
+`layers()` as a plain stack of linear and elementwise layers (the MLP policy) runs without vmap,
+as one batched matmul per layer: the same numbers, with less of vmap's per-call overhead, which
+on a CPU is most of the cost of these small networks. Members share no
 parameter, and Adam is elementwise, so one optimiser over the stacked tensors steps each member
 exactly as its own optimiser would; only gradient clipping needs a norm per member
 (`clip_per_member`).
@@ -38,15 +41,33 @@ class Ensemble(nn.Module):
         # state_dict() see only the stacked tensors.
         object.__setattr__(self, "_template", copy.deepcopy(members[0]).to("meta"))
         object.__setattr__(self, "_member_type", members[0])
+        object.__setattr__(self, "_chain", _linear_chain(self._template))
 
     def _stacked(self) -> dict[str, torch.Tensor]:
         return {name: self.stacked(name) for name in self.param_names + self.buffer_names}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._chain is not None and x.dim() == 3:
+            return self._chain_forward(x)
+
         def one(state: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
             return functional_call(self._template, state, (inputs,))
 
         return vmap(one)(self._stacked(), x)  # (N, B, ...)
+
+    def _chain_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, B, in) -> (N, B, out) through the stack of layers, each linear one as a batched
+        matmul over the members."""
+        for name, layer in self._chain:
+            if isinstance(layer, nn.Linear):
+                weight = self.stacked(f"{name}.weight").transpose(1, 2)  # (N, in, out)
+                if layer.bias is None:
+                    x = torch.bmm(x, weight)
+                else:
+                    x = torch.baddbmm(self.stacked(f"{name}.bias").unsqueeze(1), x, weight)  # (N, B, out)
+            else:  # elementwise: the same for every member
+                x = layer(x)
+        return x
 
     def stacked(self, name: str) -> torch.Tensor:
         """The members' parameter or buffer `name` (as a member names it), stacked, (N, ...)."""
@@ -61,6 +82,19 @@ class Ensemble(nn.Module):
     def member_parameters(self) -> list[nn.Parameter]:
         """The stacked parameters in the order of a member's own `parameters()`."""
         return [self.stacked(name) for name in self.param_names]
+
+
+_ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Identity)
+
+
+def _linear_chain(net: nn.Module) -> list[tuple[str, nn.Module]] | None:
+    """The network's `layers()` (name, module), in the order its forward applies them, when that
+    method exists and every layer is linear or elementwise; None otherwise (vmap is used)."""
+    layers = getattr(net, "layers", None)
+    if layers is None:
+        return None
+    chain = list(layers())
+    return chain if all(isinstance(m, (nn.Linear, *_ELEMENTWISE)) for _, m in chain) else None
 
 
 def member_count(net: nn.Module) -> int:

@@ -11,6 +11,7 @@ from torch import nn
 from agent.config import TrainConfig
 from agent.critic import fit_critic
 from agent.ensemble import clip_per_member, member_count
+from agent.optim import Adam
 from agent.policy import PolicyNet, ValueNet
 from agent.rollout import VisitBonus
 
@@ -60,10 +61,8 @@ class Learner:
         self.cfg, self.policy, self.critic, self.generator, self.bonus = cfg, policy, critic, generator, bonus
         self.members = member_count(policy)  # agents trained side by side (--num-seeds)
         self.return_scale = ReturnScale(members=self.members)
-        # Not fused=True: on CPU its constructor costs ~1.8 s of start-up (benchmarks/startup.py) for
-        # ~10% faster updates.
-        self.optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.learning_rate)
-        self.critic_optimizer = torch.optim.Adam(critic.parameters(), lr=cfg.critic_learning_rate)
+        self.optimizer = Adam(policy.parameters(), lr=cfg.learning_rate)
+        self.critic_optimizer = Adam(critic.parameters(), lr=cfg.critic_learning_rate)
 
     def set_learning_rates(self, global_step: int) -> None:
         """Set both learning rates for the update that starts at `global_step`, a function of the
@@ -95,7 +94,7 @@ class Learner:
         if self.members == 1:
             return self.state_dict()
 
-        def sliced(optimizer: torch.optim.Optimizer) -> dict:
+        def sliced(optimizer: Adam) -> dict:
             state = optimizer.state_dict()
             return {
                 "state": {
@@ -164,7 +163,7 @@ def per_member(x: torch.Tensor) -> float | list[float]:
     return float(x[0]) if x.numel() == 1 else x.tolist()
 
 
-def clip_and_step(params, optimizer: torch.optim.Optimizer, max_grad_norm: float, members: int = 1) -> torch.Tensor:
+def clip_and_step(params, optimizer: Adam, max_grad_norm: float, members: int = 1) -> torch.Tensor:
     """Clip the gradient to `max_grad_norm` (if > 0), each member's by its own norm, step, and
     return the pre-clip norms, (members,)."""
     params = list(params)

@@ -46,6 +46,10 @@ class PolicyNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(obs))  # (B, A)
 
+    def layers(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) of every layer, in the order `forward` applies them."""
+        return [(f"body.{i}", m) for i, m in enumerate(self.body)] + [("head", self.head)]
+
 
 class ValueNet(nn.Module):
     """Observation -> state value (B,).

@@ -30,6 +30,22 @@ def test_each_member_computes_what_it_would_alone():
             torch.testing.assert_close(Ensemble(nets).member(k)(x[k]), net(x[k]), rtol=0, atol=0)
 
 
+def test_the_mlp_policy_runs_as_batched_matmuls_with_the_numbers_and_gradients_of_vmap():
+    torch.manual_seed(2)
+    fast = Ensemble([PolicyNet((9,), 4, 16) for _ in range(3)])
+    slow = copy.deepcopy(fast)
+    object.__setattr__(slow, "_chain", None)  # the general path: vmap over functional_call
+    assert fast._chain is not None
+    assert Ensemble([PolicyNet((2, 3, 3), 4, 16) for _ in range(2)])._chain is None  # a CNN: vmap
+    x = torch.randn(3, 5, 9)
+    out_fast, out_slow = fast(x), slow(x)
+    torch.testing.assert_close(out_fast, out_slow, rtol=0, atol=1e-6)
+    (out_fast * torch.arange(4.0)).sum().backward()
+    (out_slow * torch.arange(4.0)).sum().backward()
+    for p_fast, p_slow in zip(fast.parameters(), slow.parameters(), strict=True):
+        torch.testing.assert_close(p_fast.grad, p_slow.grad, rtol=1e-5, atol=1e-6)
+
+
 def test_each_member_is_clipped_by_its_own_norm():
     torch.manual_seed(1)
     nets = [PolicyNet((9,), 4, 16) for _ in range(3)]

@@ -1,0 +1,103 @@
+"""Adam, the learners' optimiser.
+
+Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1) with
+betas (0.9, 0.999) and eps 1e-8, in the arithmetic of `torch.optim.Adam`'s default CPU path, op for
+op, so a run steps exactly as it would with `torch.optim.Adam` (tests/test_optim.py), and the
+same `state_dict` layout, so checkpoints load in either. Why not `torch.optim.Adam` itself: its
+first call imports `torch._dynamo`, 1.3-2 s of every process's start on this CPU
+(benchmarks/startup.py), longer than many runs' training.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_TORCH_DEFAULTS = {
+    "weight_decay": 0.0,
+    "amsgrad": False,
+    "maximize": False,
+    "foreach": None,
+    "capturable": False,
+    "differentiable": False,
+    "fused": None,
+    "decoupled_weight_decay": False,
+}
+
+
+class Adam:
+    """`param_groups` (one group, its "lr" set by the learner each update), `zero_grad`, `step`,
+    `state_dict` and `load_state_dict`, as `torch.optim.Adam` has them."""
+
+    def __init__(self, params, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+        # torch.optim.Adam's group keys, so a state saved here loads there too; only these defaults are implemented.
+        self.param_groups = [{"params": list(params), "lr": lr, "betas": betas, "eps": eps, **_TORCH_DEFAULTS}]
+        self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = {}
+
+    def _params(self) -> list[torch.nn.Parameter]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self._params():
+            if p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.get(p)
+                if state is None:  # as torch's: a float32 step count, moments in the parameter's layout
+                    state = self.state[p] = {
+                        "step": torch.tensor(0.0),
+                        "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
+                        "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+                    }
+                state["step"] += 1
+                step = state["step"].item()
+                m, v = state["exp_avg"], state["exp_avg_sq"]
+                m.lerp_(p.grad, 1 - beta1)  # m <- beta1 m + (1 - beta1) g
+                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)  # v <- beta2 v + (1 - beta2) g^2
+                step_size = lr / (1 - beta1**step)
+                denom = (v.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)  # sqrt(v_hat) + eps
+                p.addcdiv_(m, denom, value=-step_size)  # p <- p - lr m_hat / (sqrt(v_hat) + eps)
+
+    def state_dict(self) -> dict:
+        """torch.optim's layout: parameters by their index in the groups."""
+        index = {p: i for i, p in enumerate(self._params())}
+        groups, start = [], 0
+        for group in self.param_groups:
+            groups.append(
+                {
+                    **{k: v for k, v in group.items() if k != "params"},
+                    "params": list(range(start, start + len(group["params"]))),
+                }
+            )
+            start += len(group["params"])
+        return {"state": {index[p]: dict(s) for p, s in self.state.items()}, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state of this layout (this class's or `torch.optim.Adam`'s) for parameters of the
+        same shapes in the same order."""
+        params = self._params()
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups) or any(
+            len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups, strict=True)
+        ):
+            raise ValueError("the optimiser state holds other parameter groups than this optimiser")
+        for group, s in zip(self.param_groups, saved, strict=True):
+            group.update({k: s[k] for k in ("lr", "betas", "eps") if k in s})
+        self.state = {}
+        for i, moments in state_dict["state"].items():
+            p = params[int(i)]
+            self.state[p] = {
+                "step": torch.as_tensor(moments["step"], dtype=torch.float32).clone().cpu(),
+                "exp_avg": moments["exp_avg"].to(p.device, p.dtype).clone(),
+                "exp_avg_sq": moments["exp_avg_sq"].to(p.device, p.dtype).clone(),
+            }
