@@ -191,9 +191,9 @@ class RunLogger:
         row = {"global_step": step, **{k: v for k, v in metrics.items() if _is_number(v)}}
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()
-        for key, value in row.items():
-            if key != "global_step":
-                self.tb.add_scalar(key, value, step)
+        # One event holding every scalar, as a Summary may: add_scalar writes an event per key,
+        # which at --num-seeds 8 is seconds of a run.
+        self.tb.file_writer.add_summary(_scalars_summary({k: v for k, v in row.items() if k != "global_step"}), step)
         self._begin()
         if self._thread is not None and self._thread.is_alive():
             self._pending.append({**metrics, "global_step": step})
@@ -252,6 +252,13 @@ def _gif_summary(tag: str, gif: bytes, shape: tuple[int, ...]):
 
     image = Summary.Image(height=shape[0], width=shape[1], colorspace=3, encoded_image_string=gif)
     return Summary(value=[Summary.Value(tag=tag, image=image)])
+
+
+def _scalars_summary(scalars: dict[str, float]):
+    """A TensorBoard summary of scalars, one value per tag (what add_scalar writes for one)."""
+    from tensorboard.compat.proto.summary_pb2 import Summary
+
+    return Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in scalars.items()])
 
 
 def _is_number(v: Any) -> bool:

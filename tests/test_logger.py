@@ -144,12 +144,11 @@ def test_tensorboard_event_files_hold_the_metrics_a_run_logs(tmp_path):
         assert tag in tags["scalars"], tag
     steps = [e.step for e in events.Scalars("charts/episodic_return")]
     assert len(steps) >= 3 and steps == sorted(steps) and len(set(steps)) == len(steps)
-    logged = [
-        r["global_step"]
-        for r in (json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").open())
-        if "charts/episodic_return" in r
-    ]
-    assert steps == logged  # the same rows as metrics.jsonl
+    rows = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").open()]
+    for tag in tags["scalars"]:  # the same rows and values as metrics.jsonl (TensorBoard keeps float32)
+        logged = [(r["global_step"], r[tag]) for r in rows if tag in r]
+        assert [e.step for e in events.Scalars(tag)] == [step for step, _ in logged], tag
+        assert [e.value for e in events.Scalars(tag)] == pytest.approx([v for _, v in logged], rel=1e-6, abs=1e-30)
     gif = events.Images("eval/episode")[-1]
     assert gif.encoded_image_string[:6] == b"GIF89a" and gif.step == 8192
     assert (tmp_path / "r" / "videos" / "eval-episode-8192.gif").read_bytes() == gif.encoded_image_string
