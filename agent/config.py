@@ -120,6 +120,10 @@ class TrainConfig:
     in: this many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables, from its
     own values (k steps of value iteration). It learns the value of acting greedily, not of the
     current soft policy, wherever the agent may step, visited or not."""
+    actor_backups: int = 0
+    """pathwise: the values the actor's look-aheads close with are the critic's table after this
+    many greedy backups through the env's tables (as its targets are, --backup-steps), not the
+    critic itself: exact within that many moves of a reward. 0: the critic itself."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4
@@ -365,6 +369,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gamma": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
     "gae_lambda": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
     "backup_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "actor_backups": (lambda v: v >= 0, "an integer >= 0"),
     "update_epochs": (lambda v: v >= 1, "an integer >= 1"),
     "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
     "clip_coef": (lambda v: _finite(v) and v > 0, "a finite number > 0"),

@@ -50,6 +50,18 @@ class PathwiseLearner(Learner):
             return world_id
         return torch.arange(self.members, device=env.device).repeat_interleave(env.num_envs // self.members)
 
+    def _closing_values(self, env, values: torch.Tensor | None) -> torch.Tensor | None:
+        """With `actor_backups` k: the critic's tables `values` (rows as `_value_tables`) after k
+        greedy backups, in every world, (N or 1, W, S); None without (the actor reads `values`)."""
+        if values is None or not self.cfg.actor_backups:
+            return None
+        worlds = torch.arange(env.num_worlds, device=env.device)
+        if env.obs_mode == "onehot":  # a table per member, the same in every world
+            start = values[:, None, :].expand(-1, env.num_worlds, -1)  # (N, W, S)
+        else:
+            start = values[None]  # (1, W, S)
+        return greedy_backups(env, start, worlds, self.cfg.gamma, self.cfg.actor_backups)
+
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
             eye = torch.eye(env.S, device=env.device)
@@ -92,6 +104,9 @@ class PathwiseLearner(Learner):
             k: [] for k in ("cells", "worlds", "rewards", "terminated", "truncated")
         }
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
+        closing = self._closing_values(env, values)  # (N or 1, W, S) what the look-aheads close with
+        # (B,) each env's row of `closing`: its agent's (one-hot), or the one row (images).
+        owner = torch.arange(N, device=env.device).repeat_interleave(B // N) if env.obs_mode == "onehot" else 0
         policy = self._policy_reader(env)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
         # The gradient one return-scale unit of objective sends to an action: the loss is the
@@ -117,7 +132,9 @@ class PathwiseLearner(Learner):
             self.bonus.visit(info["final_state"], world_id)
             # V of the true successor, 0 after an ending transition (the live position is empty
             # there); after a time limit the state goes on, so it is closed with its value too.
-            if values is not None:
+            if closing is not None:
+                next_value = (info["live_pos"] * closing[owner, world_id]).sum(-1)  # (B,)
+            elif values is not None:
                 next_value = (info["live_pos"] * values[rows if len(values) > 1 else 0]).sum(-1)  # (B,)
             else:
                 next_value = torch.zeros_like(reward)

@@ -86,17 +86,26 @@ class _TablePolicy(torch.nn.Module):
 
 
 @pytest.mark.parametrize(
-    ("slip", "penalty", "state_norm"),
-    [(0.0, 0.0, False), (0.3, 0.0, False), (0.0, 0.05, False), (0.0, 0.0, True), (0.3, 0.05, True)],
+    ("slip", "penalty", "state_norm", "backups"),
+    [
+        (0.0, 0.0, False, 0),
+        (0.3, 0.0, False, 0),
+        (0.0, 0.05, False, 0),
+        (0.0, 0.0, True, 0),
+        (0.3, 0.05, True, 0),
+        (0.0, 0.0, False, 3),
+        (0.3, 0.0, False, 2),
+    ],
 )
-def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, penalty, state_norm):
+def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, penalty, state_norm, backups):
     # With a one-step look-ahead the objective at each action is linear in the one-hot action:
     # f(D) = sum_a D_a Q(s, a), Q(s, a) = E_o[r + gamma (1 - done) V(s')], read through the env and
     # the critic. ST at tau = 1 back-propagates J(pi) Q, the exact gradient of E_pi[Q]; with slip
     # the expected-outcome backward makes Q the expectation over outcomes. The logit penalty adds
     # its own gradient, 2 * penalty * (z - mean z) / A per visit, which does not vanish however
     # unlikely an action has become. With --state-norm, Q is standardised over each state's
-    # actions first, (Q - mean Q) / max(rms, floor * scale), in units of the return scale.
+    # actions first, (Q - mean Q) / max(rms, floor * scale), in units of the return scale. With
+    # --actor-backups k, V is the critic after k greedy backups V <- max_a Q.
     from agent.pathwise import PathwiseLearner, StateNorm
     from agent.rollout import EpisodeStats, VisitBonus
     from envs import load_map
@@ -119,6 +128,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
         entropy_coef=0.0,
         logit_penalty=penalty,
         state_norm=state_norm,
+        actor_backups=backups,
         max_grad_norm=0.0,
         hidden=16,
     )
@@ -129,12 +139,19 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     learner = PathwiseLearner(cfg, policy, critic, torch.Generator().manual_seed(0), VisitBonus(1, S, 0.0))
     learner.optimizer.step = lambda: None  # keep the gradient, skip the step
     with torch.no_grad():
+        torch.nn.init.normal_(critic.head.weight, std=0.3)  # a critic with something to say (a table starts at 0)
         V = critic(torch.eye(S))  # (S,) the critic the actor reads (it is fitted after the actor)
         z = policy.logits.clone()  # (S, A)
         pi = z.softmax(-1)
     (scale,) = learner.return_scale.values  # the actor steps in the units known before its rollout
     learner.update(env, obs, 1.0, EpisodeStats())
-    Q = (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)  # (S, A)
+
+    def q_of(V):  # (S,) -> (S, A)
+        return (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)
+
+    for _ in range(backups):
+        V = q_of(V).max(-1).values
+    Q = q_of(V)
     J = torch.diag_embed(pi) - pi[:, :, None] * pi[:, None, :]  # (S, A, A)
     expected = torch.zeros(S, 4)
     if state_norm:
