@@ -23,7 +23,15 @@ import torch
 from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
 from agent.cli import parse
-from agent.config import FIXED_ON_RESUME, TrainConfig, flag, member_configs, resolve, run_record
+from agent.config import (
+    FIXED_ON_RESUME,
+    TrainConfig,
+    flag,
+    member_configs,
+    refuse_other_learners_flags,
+    resolve,
+    run_record,
+)
 from agent.factory import (
     build_env,
     build_eval_env,
@@ -63,6 +71,7 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     else:
         cfg = cli
         run_dir = run_path(cfg.runs_dir, cfg.run_name or cfg.default_run_name())
+    refuse_other_learners_flags(cfg, given)
     cfg, world = resolve(cfg)
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)

@@ -114,7 +114,8 @@ class TrainConfig:
     gamma: float = 0.99
     """Discount factor."""
     gae_lambda: float = 0.95
-    """lambda of the GAE / TD(lambda) targets of reinforce and ppo (pathwise: --backup-steps)."""
+    """lambda of ppo's GAE targets (reinforce's returns are Monte-Carlo within the window, lambda 1;
+    pathwise: --backup-steps)."""
     backup_steps: int = 16
     """pathwise: the critic's target at every reachable cell of the worlds an update's rollout was
     in: this many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables, from its
@@ -408,6 +409,28 @@ FIXED_ON_RESUME = frozenset(
 
 def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+# Fields only one learner reads: given to another, they would be dropped without a word.
+ONLY_FOR = {
+    "pathwise": (
+        "estimator", "tau", "tau_schedule", "tau_min", "tau_anneal_rate", "critic", "actor_steps",
+        "state_norm", "lookahead", "slip_gradient", "logit_penalty", "entropy_over", "backup_steps",
+        "actor_backups",
+    ),
+    "ppo": ("gae_lambda", "clip_coef"),
+}  # fmt: skip
+
+
+def refuse_other_learners_flags(cfg: TrainConfig, given: set[str]) -> None:
+    """Raise ValueError (one line) if a flag in `given` belongs to another learner than `cfg.algo`."""
+    for algo, names in ONLY_FOR.items():
+        dropped = [flag(n) for n in names if n in given and cfg.algo != algo]
+        if dropped:
+            raise ValueError(
+                f"{' '.join(dropped)} {'applies' if len(dropped) == 1 else 'apply'} to --algo {algo} only, "
+                f"and this run is --algo {cfg.algo}: drop {'it' if len(dropped) == 1 else 'them'}"
+            )
 
 
 def validate(cfg: TrainConfig) -> None:

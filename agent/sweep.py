@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli import CliError, parse
-from agent.config import TrainConfig, validate
+from agent.config import TrainConfig, refuse_other_learners_flags, validate
 
 PLAN_ATTR = "train_args"  # the study's user attribute holding the flags every trial shares
 SPACE_ATTR = "space"  # ... and the values of each parameter
@@ -144,6 +144,7 @@ def plan(args: Plan, train_args: list[str]) -> str:
         )
     for params in grid(args):
         validate(dataclasses.replace(cfg, **params))
+        refuse_other_learners_flags(dataclasses.replace(cfg, **params), set(params))
     try:
         study = optuna.create_study(storage=_storage(args.storage), study_name=args.study, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
