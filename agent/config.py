@@ -121,10 +121,12 @@ class TrainConfig:
     in: this many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables, from its
     own values (k steps of value iteration). It learns the value of acting greedily, not of the
     current soft policy, wherever the agent may step, visited or not."""
-    actor_backups: int = 0
+    actor_backups: int = 32
     """pathwise: the values the actor's look-aheads close with are the critic's table after this
-    many greedy backups through the env's tables (as its targets are, --backup-steps), not the
-    critic itself: exact within that many moves of a reward. 0: the critic itself."""
+    many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables (as its targets are,
+    --backup-steps), not the critic itself: exact within that many moves of a reward, so the
+    actor no longer follows the critic's errors where they are as large as the gaps between the
+    actions' values (procedural mazes). 0: the critic itself."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4
@@ -208,6 +210,7 @@ class TrainConfig:
         kw.setdefault("state_norm", False)
         kw.setdefault("anneal_lr", False)
         kw.setdefault("save_every_s", 60.0)
+        kw.setdefault("actor_backups", 0)  # before it existed the actor read the critic itself
         kw.pop("overwrite", None)  # a stored run never asks to overwrite itself
         return cls(**kw)
 

@@ -3,8 +3,9 @@ the differentiable env into the policy.
 
 Each update rolls the B envs T steps forward. Every action's gradient looks `lookahead` steps
 ahead through the model (the graph is cut at each look-ahead's start, truncated
-back-propagation) and is closed there, with `critic=True`, by a learned value V of the live
-position it reaches, itself differentiable in that position: a short-horizon actor-critic whose
+back-propagation) and is closed there, with `critic=True`, by a value V of the live position it
+reaches, itself differentiable in that position: the learned critic's table after
+`actor_backups` greedy backups through the env's tables. A short-horizon actor-critic whose
 look-ahead does not depend on the rollout length T. With `state_norm`, the gradient reaching each
 action is standardised over the actions, so every state has the same say (`StateNorm`). The
 critic learns the value of the greedy policy by value iteration through the env's tables, at every
@@ -85,10 +86,10 @@ class PathwiseLearner(Learner):
         """T steps of B envs on the differentiable path.
 
         Actor: the loss is minus the mean over the steps of each step's look-ahead return, the
-        rewards of the next `lookahead` steps and the critic's value of the live position after
-        them, discounted, back-propagated through the actions, the env and (within a look-ahead)
-        the positions. With the default look-ahead of 1 each action's gradient is that of
-        r + gamma V(next) alone.
+        rewards of the next `lookahead` steps and the value of the live position after them (the
+        critic's, after `actor_backups` greedy backups), discounted, back-propagated through the
+        actions, the env and (within a look-ahead) the positions. With the default look-ahead of 1
+        each action's gradient is that of r + gamma V(next) alone.
 
         Critic: at every reachable cell of the worlds the rollout was in, V regresses onto
         `backup_steps` greedy backups max_a E[r + gamma V(s')] of its own values through the env's
