@@ -71,8 +71,8 @@ def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, P
     else:
         cfg = cli
         run_dir = run_path(cfg.runs_dir, cfg.run_name or cfg.default_run_name())
-    refuse_other_learners_flags(cfg, given)
     cfg, world = resolve(cfg)
+    refuse_other_learners_flags(cfg, given)  # after the ranges: a value out of range is named as such
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if resumed is not None:

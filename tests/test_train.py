@@ -307,7 +307,7 @@ RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
         (["--device", "cuda"], "CUDA is not available"),
         (["--env", "RAGGED"], "row 2 has 6 cells"),
         (["--resume", "MISSING"], "no checkpoint at"),
-        (["--algo", "ppo", "--estimator", "gumbel"], "--estimator applies to --algo pathwise only"),
+        (["--algo", "ppo", "--estimator", "st-gs"], "--estimator applies to --algo pathwise only"),
         (["--algo", "reinforce", "--tau", "2", "--lookahead", "2"], "--tau --lookahead apply to --algo pathwise"),
         (["--clip-coef", "0.1"], "--clip-coef applies to --algo ppo only, and this run is --algo pathwise"),
     ],
