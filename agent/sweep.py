@@ -144,7 +144,7 @@ def plan(args: Plan, train_args: list[str]) -> str:
         )
     for params in grid(args):
         validate(dataclasses.replace(cfg, **params))
-        refuse_other_learners_flags(dataclasses.replace(cfg, **params), set(params))
+        refuse_other_learners_flags(dataclasses.replace(cfg, **params), given | set(params))
     try:
         study = optuna.create_study(storage=_storage(args.storage), study_name=args.study, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:
