@@ -49,6 +49,19 @@ from agent.scoring import evaluate, record_episode, reference_returns
 from agent.temperature import TauSchedule
 
 
+def next_eval_step(step: int, every: int, update_size: int) -> int | None:
+    """The first evaluation point after `step`: 1, 2, 4, 8, ... updates of `update_size` env steps
+    while below `every`, then every multiple of `every` (None with `every` 0: only at the end).
+    Doubling keeps the early evaluations to about log2(every / update_size) in all, whatever the
+    world, while a quick solution is seen within twice the steps it took."""
+    if not every:
+        return None
+    point = update_size
+    while point <= step and point < every:
+        point *= 2
+    return point if step < point < every else (step // every + 1) * every
+
+
 def plan(cli: TrainConfig, given: set[str]) -> tuple[TrainConfig, dict | None, Path, torch.device]:
     """The command line (or, with --resume, the stored config with the flags given on top) ->
     (the resolved config, the checkpoint resumed from, the run directory, the device).
@@ -263,7 +276,8 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
     try:
         # --- the loop: one window of B x T env steps per member per update
         obs, _ = env.reset()
-        next_eval = (global_step // cfg.eval_every + 1) * cfg.eval_every if cfg.eval_every else None
+        update_size = cfg.num_envs * cfg.horizon
+        next_eval = next_eval_step(global_step, cfg.eval_every, update_size)
         next_save = (global_step // cfg.save_every + 1) * cfg.save_every if cfg.save_every else None
         start_time, start_step = time.time(), global_step
         saved_at = start_time
@@ -285,7 +299,7 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
                     results = [run_eval(member) for member in members]
                     last_eval_step = global_step
                     progress.note(global_step, results[0])
-                    next_eval += cfg.eval_every
+                    next_eval = next_eval_step(global_step, cfg.eval_every, update_size)
                     if cfg.stop_at_success is not None and all(
                         r["exact_success_rate"] >= cfg.stop_at_success for r in results
                     ):

@@ -153,7 +153,9 @@ class TrainConfig:
     runs_dir: str = "runs"
     """Where run directories are created."""
     eval_every: int = 200_000
-    """Evaluate the greedy policy every this many env steps (0 = only at the end)."""
+    """Evaluate the greedy policy every this many env steps (0 = only at the end). Before the
+    first of these, also after 1, 2, 4, 8, ... updates: a few evaluations in all, so an early
+    solution is seen (and kept, and --stop-at-success stops) without waiting for this step."""
     eval_episodes: int = 256
     """Episodes per evaluation."""
     save_every: int = 500_000

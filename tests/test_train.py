@@ -80,6 +80,8 @@ def test_each_algo_writes_a_complete_run(algo, workdir, pathwise_run):
     assert 0.0 <= final["success_rate"] <= 1.0
     steps = [r["global_step"] for r in rows(run_dir)]
     assert steps[0] == 512 and steps[-1] == 4096 and steps == sorted(steps)
+    # --eval-every 2048 with updates of 512 steps: after 1 and 2 updates, then every 2048.
+    assert [r["global_step"] for r in rows(run_dir) if "eval/success_rate" in r] == [512, 1024, 2048, 4096]
     assert load_checkpoint(run_dir)["global_step"] == 4096
 
 
@@ -178,6 +180,45 @@ def test_same_seed_gives_identical_metrics(workdir, pathwise_run):
     assert {k: v for k, v in final[0].items() if k not in TIMING_KEYS} == {
         k: v for k, v in final[1].items() if k not in TIMING_KEYS
     }
+
+
+def test_evaluations_leave_training_as_it_was(workdir, pathwise_run):
+    """The training rows of a run that never evaluates until the end are those of one that
+    evaluates four times on the way: evaluation draws from none of training's generators."""
+    no_evals = [*TINY]
+    no_evals[no_evals.index("--eval-every") + 1] = "0"
+    proc = run_train(
+        [*no_evals, *"--wandb-mode disabled --runs-dir".split(), str(workdir / "runs"), "--run-name", "no_evals"],
+        workdir / "home",
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    def training(run_dir: Path) -> list[dict]:
+        return [
+            {k: v for k, v in r.items() if k not in TIMING_KEYS}
+            for r in rows(run_dir)
+            if "losses/policy_loss" in r
+        ]
+
+    assert training(workdir / "runs" / "no_evals") == training(pathwise_run) != []
+
+
+@pytest.mark.parametrize(
+    ("step", "every", "update", "expected"),
+    [
+        (0, 200_000, 4096, 4096),  # after the first update,
+        (4096, 200_000, 4096, 8192),  # the second,
+        (8192, 200_000, 4096, 16384),  # the fourth...
+        (131072, 200_000, 4096, 200_000),  # ... then at the multiples of --eval-every
+        (200_704, 200_000, 4096, 400_000),
+        (12288, 200_000, 4096, 16384),  # a resumed run picks the schedule up where it stands
+        (0, 1000, 4096, 1000),  # updates larger than --eval-every: its multiples only
+        (4096, 1000, 4096, 5000),
+        (0, 0, 4096, None),  # only at the end
+    ],
+)
+def test_evaluations_double_their_gap_until_eval_every(step, every, update, expected):
+    assert train.next_eval_step(step, every, update) == expected
 
 
 # ------------------------------------------------------------------ resume
