@@ -6,7 +6,6 @@ written out."""
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from agent.config import TrainConfig
 from agent.critic import fit_critic
@@ -169,9 +168,10 @@ def clip_and_step(params, optimizer: Adam, max_grad_norm: float, members: int = 
     params = list(params)
     if members > 1:
         norm = clip_per_member(params, members, max_grad_norm)
-    elif max_grad_norm > 0:
-        norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
-    else:
-        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+    else:  # torch.nn.utils.clip_grad_norm_'s arithmetic, in one _foreach call per op
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        if max_grad_norm > 0:
+            torch._foreach_mul_(grads, (max_grad_norm / (norm + 1e-6)).clamp(max=1.0))
     optimizer.step()
     return norm.detach().reshape(members)

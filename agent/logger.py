@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
+import string
 import sys
 import threading
 from pathlib import Path
@@ -30,6 +32,9 @@ def has_wandb_credentials() -> bool:
     default). No network is used."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
+    netrc_files = [os.environ["NETRC"]] if os.environ.get("NETRC") else ["~/.netrc", "~/_netrc"]
+    if not any(Path(f).expanduser().exists() for f in netrc_files):
+        return False  # no file wandb reads a login from: known without importing wandb (0.7 s)
     import wandb
 
     host = os.environ.get("WANDB_BASE_URL") or wandb.Settings().base_url
@@ -98,16 +103,19 @@ class RunLogger:
         self._error: BaseException | None = None
         self._thread = None
         self._pending: list[dict[str, Any]] = []  # rows logged before wandb was up
-        self._wandb_args = (cfg, wandb_id) if self.mode != "disabled" else None
+        # The wandb run's id, chosen here (a resumed run's is its own), so that a checkpoint can
+        # record it without waiting for wandb's start.
+        self._run_id = None if self.mode == "disabled" else (wandb_id or _new_run_id())
+        self._wandb_args = (cfg, wandb_id is not None) if self.mode != "disabled" else None
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: on resume TensorBoard drops the events a killed run wrote after its checkpoint.
         self.tb = SummaryWriter(str(run_dir), flush_secs=5, purge_step=None if resume_step is None else resume_step + 1)
 
-    def _start_wandb(self, cfg, wandb_id: str | None) -> None:
+    def _start_wandb(self, cfg, resuming: bool) -> None:
         try:
             try:
-                self.wandb = self._init(cfg, self.mode, wandb_id)
+                self.wandb = self._init(cfg, self.mode, resuming)
             except Exception as e:  # noqa: BLE001 (wandb raises many kinds)
                 _abandon()
                 if cfg.wandb_mode != "auto" or self.mode != "online":
@@ -117,7 +125,9 @@ class RunLogger:
                     ) from None
                 print(f"wandb: could not start an online run ({_reason(e)}); logging offline instead", file=sys.stderr)
                 self.mode = "offline"
-                self.wandb = self._init(cfg, "offline", wandb_id)
+                if not resuming:  # wandb's service still holds the failed run's id
+                    self._run_id = _new_run_id()
+                self.wandb = self._init(cfg, "offline", resuming)
             if self.mode == "offline" and cfg.wandb_mode == "auto":
                 print(
                     f"wandb: logging offline; upload later with `wandb sync {self.run_dir}/wandb/offline-run-*`",
@@ -159,7 +169,7 @@ class RunLogger:
         while self._pending and self.wandb is not None:
             self.wandb.log(self._pending.pop(0))
 
-    def _init(self, cfg, mode: str, wandb_id: str | None):
+    def _init(self, cfg, mode: str, resuming: bool):
         import wandb
 
         os.environ.setdefault("WANDB_SILENT", "true")
@@ -173,8 +183,8 @@ class RunLogger:
             config=cfg.to_dict(),
             dir=str(self.run_dir),
             mode=mode,
-            id=wandb_id,
-            resume="allow" if wandb_id else None,
+            id=self._run_id,
+            resume="allow" if resuming else None,
             settings=wandb.Settings(init_timeout=timeout),
         )
         run.define_metric("global_step")
@@ -183,8 +193,11 @@ class RunLogger:
 
     @property
     def wandb_id(self) -> str | None:
-        self._join()
-        return self.wandb.id if self.wandb is not None else None
+        """The wandb run's id (None when disabled). Offline it is known from the start; online, a
+        start that fails goes on offline under a new id, so this waits for the start."""
+        if self.mode == "online":
+            self._join()
+        return self._run_id
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
         self.start()
@@ -232,6 +245,13 @@ class RunLogger:
         if self.wandb is not None:
             self.wandb.finish(exit_code=exit_code)
             self.wandb = None
+
+
+def _new_run_id() -> str:
+    """A fresh wandb run id, as wandb makes them (8 of a-z0-9), from the OS's randomness: runs
+    seeded alike must not share one."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _gif_bytes(frames, fps: int) -> bytes:

@@ -47,26 +47,35 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
+        # The same arithmetic as the loop over parameters in torch's default CPU path, op for op,
+        # done for all of a group's parameters at once by torch's _foreach ops (one call per op,
+        # not one per op and parameter: the learners step after every env step).
         for group in self.param_groups:
             lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.get(p)
-                if state is None:  # as torch's: a float32 step count, moments in the parameter's layout
-                    state = self.state[p] = {
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            for p in params:
+                if p not in self.state:  # as torch's: a float32 step count, moments in the parameter's layout
+                    self.state[p] = {
                         "step": torch.tensor(0.0),
                         "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                         "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                     }
-                state["step"] += 1
-                step = state["step"].item()
-                m, v = state["exp_avg"], state["exp_avg_sq"]
-                m.lerp_(p.grad, 1 - beta1)  # m <- beta1 m + (1 - beta1) g
-                v.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)  # v <- beta2 v + (1 - beta2) g^2
-                step_size = lr / (1 - beta1**step)
-                denom = (v.sqrt() / (1 - beta2**step) ** 0.5).add_(eps)  # sqrt(v_hat) + eps
-                p.addcdiv_(m, denom, value=-step_size)  # p <- p - lr m_hat / (sqrt(v_hat) + eps)
+            states = [self.state[p] for p in params]
+            counts = [s["step"] for s in states]
+            torch._foreach_add_(counts, 1.0)
+            steps = [c.item() for c in counts]
+            m, v = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
+            torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- beta1 m + (1 - beta1) g
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)  # v <- beta2 v + (1 - beta2) g^2
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, [(1 - beta2**t) ** 0.5 for t in steps])
+            torch._foreach_add_(denom, eps)  # sqrt(v_hat) + eps
+            # p <- p - lr m_hat / (sqrt(v_hat) + eps)
+            torch._foreach_addcdiv_(params, m, denom, [-lr / (1 - beta1**t) for t in steps])
 
     def state_dict(self) -> dict:
         """torch.optim's layout: parameters by their index in the groups."""

@@ -63,6 +63,19 @@ class PathwiseLearner(Learner):
             start = values[None]  # (1, W, S)
         return greedy_backups(env, start, worlds, self.cfg.gamma, self.cfg.actor_backups)
 
+    def _closing_reader(self, env, closing: torch.Tensor | None):
+        """world_id (B,) -> the row of `closing` (N or 1, W, S) each env's look-ahead closes with,
+        (B, S): its agent's table (one-hot) or the one table (images), in its world. A single
+        row (one agent, one world) is broadcast rather than gathered B times."""
+        if closing is None:
+            return None
+        if closing.shape[0] * closing.shape[1] == 1:
+            return lambda world_id: closing.reshape(1, -1)  # (1, S)
+        flat = closing.flatten(0, 1)  # (N * W, S)
+        W, B = closing.shape[1], env.num_envs
+        owner = torch.arange(closing.shape[0], device=env.device).repeat_interleave(B // closing.shape[0])  # (B,)
+        return lambda world_id: flat.index_select(0, owner * W + world_id)  # (B, S)
+
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
             eye = torch.eye(env.S, device=env.device)
@@ -80,7 +93,7 @@ class PathwiseLearner(Learner):
         worlds where each move has one outcome) or over the actions."""
         if self.cfg.entropy_over == "cells" and env.O == 1:
             return cell_entropy(logits, env.next_state[world_id, state, :, 0])
-        return torch.distributions.Categorical(logits=logits).entropy()
+        return action_entropy(logits)
 
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
         """T steps of B envs on the differentiable path.
@@ -106,8 +119,7 @@ class PathwiseLearner(Learner):
         }
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
         closing = self._closing_values(env, values)  # (N or 1, W, S) what the look-aheads close with
-        # (B,) each env's row of `closing`: its agent's (one-hot), or the one row (images).
-        owner = torch.arange(N, device=env.device).repeat_interleave(B // N) if env.obs_mode == "onehot" else 0
+        closing_rows = self._closing_reader(env, closing)
         policy = self._policy_reader(env)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
         # The gradient one return-scale unit of objective sends to an action: the loss is the
@@ -134,7 +146,7 @@ class PathwiseLearner(Learner):
             # V of the true successor, 0 after an ending transition (the live position is empty
             # there); after a time limit the state goes on, so it is closed with its value too.
             if closing is not None:
-                next_value = (info["live_pos"] * closing[owner, world_id]).sum(-1)  # (B,)
+                next_value = (info["live_pos"] * closing_rows(world_id)).sum(-1)  # (B,)
             elif values is not None:
                 next_value = (info["live_pos"] * values[rows if len(values) > 1 else 0]).sum(-1)  # (B,)
             else:
@@ -274,6 +286,14 @@ class _Chunk:
             -objective / lookaheads / scale - entropy_coef * entropy + logit_penalty * self.logit_size / self.steps,
             entropy,
         )
+
+
+def action_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of softmax(logits) over the last dim, (B,): -sum_a pi_a log pi_a, with log pi
+    clamped at the dtype's lowest finite value so that a zero probability adds 0, not NaN (as
+    torch.distributions.Categorical computes it, without its per-call checks)."""
+    log_pi = logits - logits.logsumexp(-1, keepdim=True)  # (B, A)
+    return -(softmax(logits) * log_pi.clamp(min=torch.finfo(log_pi.dtype).min)).sum(-1)
 
 
 def cell_entropy(logits: torch.Tensor, next_cell: torch.Tensor) -> torch.Tensor:

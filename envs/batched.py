@@ -40,7 +40,7 @@ from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
 from agent.gumbel import gumbel_max_sample
-from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot
+from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot, one_hot
 from envs.grid_env import OBS_MODES
 from envs.maze import MazeSpec
 from envs.mdp import TabularMDP, stack_tables
@@ -173,7 +173,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         never needs it, so there it is only built (from `state`) when asked for: writing a
         (B, S) float tensor per step was most of that path's time at B = 65536."""
         if self._pos is None:
-            self._pos = torch.nn.functional.one_hot(self.state, self.S).float()
+            self._pos = one_hot(self.state, self.S)
         return self._pos
 
     @pos.setter
@@ -220,7 +220,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             if forced.min() < 0 or forced.max() >= self.S:
                 raise ValueError(f"start state {state} out of range [0, {self.S})")
             self.state = forced.clone()
-            self.pos = torch.nn.functional.one_hot(self.state, self.S).float()
+            self.pos = one_hot(self.state, self.S)
         return self._obs(self.pos), {"state": self.state.clone()}
 
     def close(self, **kwargs: Any) -> None:
@@ -242,7 +242,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             self.explored = torch.where(mask, explore, self.explored)
         self.state = torch.where(mask, start, self.state)
         if self._pos is not None:
-            self._pos = torch.where(mask[:, None], torch.nn.functional.one_hot(self.state, self.S).float(), self._pos)
+            self._pos = torch.where(mask[:, None], one_hot(self.state, self.S), self._pos)
         self.elapsed = torch.where(mask, 0, self.elapsed)
         self.episode_return = torch.where(mask, 0.0, self.episode_return)
         self.started_at = torch.where(mask, time.perf_counter(), self.started_at)
@@ -297,7 +297,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         self.episode_return = self.episode_return + reward.detach()
         self.state = next_state
         if next_pos is None and self.obs_mode != "index":
-            next_pos = torch.nn.functional.one_hot(next_state, S).float()
+            next_pos = one_hot(next_state, S)
         self._pos = next_pos  # None: built from `state` when asked for
         info["final_obs"] = self._obs(next_pos)
         if next_pos is not None:

@@ -47,6 +47,10 @@ class StepTables:
         self.ns_by_action, self.r_by_action, self.c_by_action = map(by_action, (next_state, reward, self.cont))
         self.ns_by_state, self.r_by_state, self.c_by_state = map(by_state, (next_state, reward, self.cont))
 
+    def flat_rows(self, w: torch.Tensor, s: torch.Tensor, a: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        _, S, A, O = self.shape
+        return ((w * S + s) * A + a) * O + o  # (B,) the row of (w, s, a, o) in the flattened tables
+
     def action_rows(self, w: torch.Tensor, o: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         _, _, A, O = self.shape
         return (w * O + o) * A + a  # (B,)
@@ -54,6 +58,13 @@ class StepTables:
     def state_rows(self, w: torch.Tensor, s: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         _, S, _, O = self.shape
         return (w * S + s) * O + o  # (B,)
+
+
+def one_hot(index: torch.Tensor, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(B,) cell indices -> (B, n) one-hot rows of `dtype`: the values of
+    `torch.nn.functional.one_hot(index, n).to(dtype)`, written once in place of an int64 tensor
+    and then a converted copy (the (B, S) positions are written every env step)."""
+    return torch.zeros(index.shape[0], n, dtype=dtype, device=index.device).scatter_(1, index[:, None], 1.0)
 
 
 def _pull(g_next, g_reward, g_live, ns, r, c):
@@ -66,10 +77,12 @@ class OneHotStep(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, pos, act, tables: StepTables, w, s, a, o, expected=False):  # noqa: D102
-        next_state = tables.next_state[w, s, a, o]  # (B,)
-        reward = tables.reward[w, s, a, o].to(pos.dtype)  # (B,)
-        next_pos = torch.nn.functional.one_hot(next_state, pos.shape[1]).to(pos.dtype)  # (B, S)
-        live = next_pos * tables.cont[w, s, a, o].to(pos.dtype)[:, None]  # (B, S)
+        row = tables.flat_rows(w, s, a, o)  # (B,)
+        next_state = tables.next_state.view(-1).index_select(0, row)  # (B,)
+        reward = tables.reward.view(-1).index_select(0, row).to(pos.dtype)  # (B,)
+        cont = tables.cont.view(-1).index_select(0, row).to(pos.dtype)  # (B,)
+        next_pos = one_hot(next_state, pos.shape[1], pos.dtype)  # (B, S)
+        live = torch.zeros_like(next_pos).scatter_(1, next_state[:, None], cont[:, None])  # (B, S)
         ctx.tables, ctx.expected = tables, expected and tables.shape[3] > 1
         ctx.save_for_backward(w, s, a, o)
         ctx.mark_non_differentiable(next_state)

@@ -1,4 +1,4 @@
-"""agent.learner: the learning rates over a run (`--actor-warmup`, `--anneal-lr`)."""
+"""agent.learner: the learning rates over a run (`--actor-warmup`, `--anneal-lr`) and the clipped step."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import torch
 
 from agent.config import TrainConfig, build_world, resolve_defaults
 from agent.factory import build_env, build_learner, build_networks, value_scale
+from agent.learner import clip_and_step
+from agent.optim import Adam
 from agent.rollout import EpisodeStats
 
 
@@ -57,3 +59,22 @@ def test_anneal_lr_lowers_the_policy_rate_linearly_to_zero_at_the_budget(step, l
     warm = min(1.0, (step + 1) / 1000)
     assert learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.02 * warm * left)
     assert learner.critic_optimizer.param_groups[0]["lr"] == 0.01  # the critic's stays
+
+
+@pytest.mark.parametrize("max_norm", [1.0, 1e6, 0.0])
+def test_clip_and_step_clips_as_torchs_clip_grad_norm(max_norm):
+    """The norm returned and the gradients left are torch.nn.utils.clip_grad_norm_'s, bit for bit
+    (0: no clipping, the norm still reported)."""
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(5, 7), torch.nn.Tanh(), torch.nn.Linear(7, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    x = torch.randn(11, 5)
+    for net in nets:
+        (net(x).pow(2).sum() * 10).backward()
+    norm = clip_and_step(nets[0].parameters(), Adam(nets[0].parameters(), lr=0.0), max_norm)
+    expected = torch.nn.utils.clip_grad_norm_(nets[1].parameters(), max_norm or float("inf"))
+    assert norm.shape == (1,) and norm[0].item() == expected.item() > 1.0
+    for mine, theirs in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(mine.grad, theirs.grad)
+    clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets[0].parameters()]))
+    assert clipped.item() == pytest.approx(min(max_norm or float("inf"), expected.item()), rel=1e-5)

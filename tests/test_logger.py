@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import TINY, rows, run_train
 
+from agent.checkpoint import load_checkpoint
 from agent.config import TrainConfig
 from agent.logger import METRICS_FILE, RunLogger, has_wandb_credentials, read_metrics, resolve_wandb_mode
 
@@ -308,8 +309,16 @@ def test_wandb_offline_run_can_be_read_back(tmp_path):
     videos = [
         (h["global_step"], h["eval/episode/path"]) for h in history if h.get("eval/episode/_type") == "video-file"
     ]
-    assert [step for step, _ in videos] == [2048, 4096], history
+    assert [step for step, _ in videos] == [512, 1024, 2048, 4096], history
     (offline,) = (workdir / "runs" / "offline" / "wandb").glob("offline-run-*")
+    # The id the checkpoint records (chosen before wandb started) is the wandb run's own.
+    run_id = load_checkpoint(workdir / "runs" / "offline")["wandb_id"]
+    assert offline.name.endswith("-" + run_id)
+    # A resumed run goes on in the same wandb run.
+    proc = run_train(["--resume", str(workdir / "runs" / "offline"), "--total-timesteps", "4608"], home)
+    assert proc.returncode == 0, proc.stderr
+    runs = sorted((workdir / "runs" / "offline" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and all(r.name.endswith("-" + run_id) for r in runs), runs
     assert (offline / "files" / videos[-1][1]).read_bytes() == (
         workdir / "runs" / "offline" / "videos" / "eval-episode-4096.gif"
     ).read_bytes()

@@ -9,7 +9,7 @@ import torch
 
 from agent.config import TrainConfig, build_world, resolve_defaults
 from agent.factory import build_env, build_learner, build_networks, value_scale
-from agent.pathwise import cell_entropy
+from agent.pathwise import action_entropy, cell_entropy
 
 
 def test_cell_entropy_is_the_action_entropy_when_every_move_lands_elsewhere():
@@ -18,6 +18,22 @@ def test_cell_entropy_is_the_action_entropy_when_every_move_lands_elsewhere():
     next_cell = torch.tensor([[1, 2, 3, 4]]).expand(6, 4)
     expected = torch.distributions.Categorical(logits=logits).entropy()
     torch.testing.assert_close(cell_entropy(logits, next_cell), expected)
+
+
+def test_action_entropy_and_its_gradient_are_categoricals():
+    """The entropy and its gradient are torch.distributions.Categorical's, computed in float64,
+    to float32 rounding (Categorical's own float32 gradient is off from that by as much)."""
+    torch.manual_seed(0)
+    logits = torch.randn(300, 4) * 5
+    logits[0, 1] = -1e30  # a probability that underflows to 0 adds 0, not NaN
+    weights = torch.randn(300)
+    mine, exact = logits.clone().requires_grad_(), logits.double().requires_grad_()
+    got, expected = action_entropy(mine), torch.distributions.Categorical(logits=exact).entropy()
+    (got * weights).sum().backward()
+    (expected * weights.double()).sum().backward()
+    assert torch.isfinite(got).all() and torch.isfinite(mine.grad).all()
+    torch.testing.assert_close(got, expected.float(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mine.grad, exact.grad.float(), rtol=1e-4, atol=1e-5)
 
 
 def test_cell_entropy_is_the_entropy_of_the_next_cell_distribution():

@@ -195,9 +195,7 @@ def test_evaluations_leave_training_as_it_was(workdir, pathwise_run):
 
     def training(run_dir: Path) -> list[dict]:
         return [
-            {k: v for k, v in r.items() if k not in TIMING_KEYS}
-            for r in rows(run_dir)
-            if "losses/policy_loss" in r
+            {k: v for k, v in r.items() if k not in TIMING_KEYS} for r in rows(run_dir) if "losses/policy_loss" in r
         ]
 
     assert training(workdir / "runs" / "no_evals") == training(pathwise_run) != []
