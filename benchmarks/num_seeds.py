@@ -68,14 +68,14 @@ class Args:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.num_seeds", __doc__)
     if args.smoke:
-        args.seeds, args.steps, args.repeats = 2, 8192, 1
+        args.seeds, args.steps, args.repeats = 2, 2048, 1
     if args.seeds < 2 or args.steps < 1 or args.repeats < 1:
         fail(f"--seeds {args.seeds} must be at least 2, --steps {args.steps} and --repeats {args.repeats} at least 1")
     machine, stamp = machine_info(), provenance("benchmarks.num_seeds", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     common = ["--env", args.env, "--total-timesteps", str(args.steps)]
     if args.smoke:  # seconds: what CI checks is that both sides run and are reported
-        common += "--num-envs 64 --horizon 8 --eval-every 4096 --eval-episodes 16 --wandb-mode disabled".split()
+        common += "--num-envs 64 --horizon 8 --eval-every 1024 --eval-episodes 16 --wandb-mode disabled".split()
     times: dict[str, list[float]] = {"sequential": [], "one process": []}
     kept: dict[str, list[float]] = {"sequential": [], "one process": []}
     with tempfile.TemporaryDirectory() as tmp:

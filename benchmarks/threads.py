@@ -35,8 +35,8 @@ def user_env(home: Path) -> dict[str, str]:
     return env | {"HOME": str(home)}
 
 
-def launch(threads: int, seeds: list[int], steps: int, work: Path) -> list[dict]:
-    """Start one train.py per seed at once; wait for all -> per run: seconds, SPS."""
+def launch(threads: int, seeds: list[int], steps: int, work: Path, extra: tuple[str, ...] = ()) -> list[dict]:
+    """Start one train.py per seed at once (with `extra` flags); wait for all -> per run: seconds, SPS."""
     procs = []
     for seed in seeds:
         run = work / f"t{threads}_s{seed}_{time.monotonic_ns()}"
@@ -54,6 +54,7 @@ def launch(threads: int, seeds: list[int], steps: int, work: Path) -> list[dict]
             str(work / "runs"),
             "--run-name",
             run.name,
+            *extra,
         ]
         procs.append(
             (
@@ -92,15 +93,16 @@ class Args:
     out: str = DEFAULT_OUT
     """Directory for the results JSON."""
     smoke: bool = False
-    """A tiny budget, one repeat (what CI runs)."""
+    """A tiny budget, one repeat, wandb disabled (what CI runs)."""
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.threads", __doc__)
     if min(args.threads) < 1:
         fail(f"--threads {' '.join(map(str, args.threads))}: each must be at least 1")
-    if args.smoke:
-        args.steps, args.repeats = 16_384, 1
+    extra: tuple[str, ...] = ()
+    if args.smoke:  # what CI checks is that every setting runs and is reported: no wandb
+        args.steps, args.repeats, extra = 4096, 1, ("--wandb-mode", "disabled")
     machine, stamp = machine_info(), provenance("benchmarks.threads", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     settings = [(n, mode) for n in args.threads for mode in ("alone", "pair")]
@@ -110,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         (work / "home").mkdir()
         for _ in range(args.repeats):
             for n, mode in settings:
-                result = launch(n, [0] if mode == "alone" else [0, 1], args.steps, work)
+                result = launch(n, [0] if mode == "alone" else [0, 1], args.steps, work, extra)
                 # A pair is done when its slower run is: that is what the user waits for.
                 runs[f"{n} thread(s), {mode}"].append(
                     {"seconds": max(r["seconds"] for r in result), "sps": min(r["sps"] for r in result)}

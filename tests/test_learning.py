@@ -90,7 +90,7 @@ def test_learning_with_negative_rewards_of_different_scales(tmp_path, algo):
             CLIFF,
             *"--step-reward -1 --hazard-reward -100 --algo".split(),
             algo,
-            *("--seed 0 --num-envs 64 --total-timesteps 200000 --eval-every 16384 --eval-episodes 8").split(),
+            *("--seed 0 --num-envs 64 --total-timesteps 50000 --eval-every 16384 --eval-episodes 8").split(),
         ],
         tmp_path,
         timeout=120,

@@ -18,8 +18,8 @@ optuna = pytest.importorskip("optuna")
 from agent import sweep  # noqa: E402
 
 TRAIN = (
-    "--env empty --num-envs 64 --horizon 8 --total-timesteps 32768 "
-    "--eval-every 16384 --eval-episodes 16 --wandb-mode disabled "
+    "--env empty --num-envs 64 --horizon 8 --total-timesteps 16384 "
+    "--eval-every 8192 --eval-episodes 16 --wandb-mode disabled "
     "--no-progress"
 ).split()
 
