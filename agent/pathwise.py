@@ -51,17 +51,23 @@ class PathwiseLearner(Learner):
             return world_id
         return torch.arange(self.members, device=env.device).repeat_interleave(env.num_envs // self.members)
 
-    def _closing_values(self, env, values: torch.Tensor | None) -> torch.Tensor | None:
+    def _every_world_backups(self, env, values: torch.Tensor | None) -> dict[int, torch.Tensor]:
         """With `actor_backups` k: the critic's tables `values` (rows as `_value_tables`) after k
-        greedy backups, in every world, (N or 1, W, S); None without (the actor reads `values`)."""
+        greedy backups, in every world, (N or 1, W, S), under the key k; and after `backup_steps`,
+        the critic's own targets, under that key: one run of value iteration gives both. Empty
+        without (the actor reads `values`, and the targets are backed up in the worlds visited only)."""
         if values is None or not self.cfg.actor_backups:
-            return None
+            return {}
         worlds = torch.arange(env.num_worlds, device=env.device)
         if env.obs_mode == "onehot":  # a table per member, the same in every world
-            start = values[:, None, :].expand(-1, env.num_worlds, -1)  # (N, W, S)
+            table = values[:, None, :].expand(-1, env.num_worlds, -1)  # (N, W, S)
         else:
-            start = values[None]  # (1, W, S)
-        return greedy_backups(env, start, worlds, self.cfg.gamma, self.cfg.actor_backups)
+            table = values[None]  # (1, W, S)
+        out, done = {}, 0
+        for steps in sorted({self.cfg.actor_backups, self.cfg.backup_steps}):
+            table = greedy_backups(env, table, worlds, self.cfg.gamma, steps - done)  # backups are a pure iteration
+            out[steps], done = table, steps
+        return out
 
     def _closing_reader(self, env, closing: torch.Tensor | None):
         """world_id (B,) -> the row of `closing` (N or 1, W, S) each env's look-ahead closes with,
@@ -118,7 +124,8 @@ class PathwiseLearner(Learner):
             k: [] for k in ("cells", "worlds", "rewards", "terminated", "truncated")
         }
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
-        closing = self._closing_values(env, values)  # (N or 1, W, S) what the look-aheads close with
+        backed_up = self._every_world_backups(env, values)
+        closing = backed_up.get(cfg.actor_backups)  # (N or 1, W, S) what the look-aheads close with
         closing_rows = self._closing_reader(env, closing)
         policy = self._policy_reader(env)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
@@ -181,7 +188,9 @@ class PathwiseLearner(Learner):
 
         rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B)
         if values is not None:
-            visited, (targets, *fit_on) = self._backup_targets(env, values, rec["cells"], rec["worlds"])
+            visited, (targets, *fit_on) = self._backup_targets(
+                env, values, rec["cells"], rec["worlds"], backed_up.get(cfg.backup_steps)
+            )
         else:  # no critic: the discounted rewards within the window, for the return scale only
             continues = (~(rec["terminated"] | rec["truncated"])).float()
             visited = lambda_returns(rec["rewards"], torch.zeros_like(rec["rewards"]), continues, gamma, 1.0)
@@ -202,13 +211,19 @@ class PathwiseLearner(Learner):
         return obs.detach(), metrics
 
     def _backup_targets(
-        self, env, values: torch.Tensor, cells: torch.Tensor, worlds: torch.Tensor
+        self,
+        env,
+        values: torch.Tensor,
+        cells: torch.Tensor,
+        worlds: torch.Tensor,
+        every_world: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """The critic's targets from `backup_steps` greedy backups of its value tables `values`
-        (rows as `_value_tables`), at every reachable cell of the worlds the rollout (cells,
-        worlds: (T, B)) was in. Returns (the targets at the rollout's own cells, (T, B), for the
-        return scale; then, to fit on, the targets, cells and worlds, each (1, N * n): member 0's
-        n samples first, as `fit_critic_and_report` reads an ensemble's (T, N * B) layout)."""
+        (rows as `_value_tables`; `every_world`, (R, W, S): those backups already made in every
+        world), at every reachable cell of the worlds the rollout (cells, worlds: (T, B)) was in.
+        Returns (the targets at the rollout's own cells, (T, B), for the return scale; then, to
+        fit on, the targets, cells and worlds, each (1, N * n): member 0's n samples first, as
+        `fit_critic_and_report` reads an ensemble's (T, N * B) layout)."""
         T, B, N = *cells.shape, self.members
         if env.obs_mode == "onehot":  # one table per member, the same for every world
             fit_worlds = torch.arange(env.num_worlds, device=env.device)  # (k,)
@@ -219,7 +234,10 @@ class PathwiseLearner(Learner):
             fit_worlds, where = torch.unique(worlds, return_inverse=True)  # (k,), (T, B)
             start = values.index_select(0, fit_worlds)[None]  # (1, k, S)
             row = torch.zeros_like(cells)
-        table = greedy_backups(env, start, fit_worlds, self.cfg.gamma, self.cfg.backup_steps)  # (R, k, S)
+        if every_world is not None:
+            table = every_world.index_select(1, fit_worlds)  # (R, k, S)
+        else:
+            table = greedy_backups(env, start, fit_worlds, self.cfg.gamma, self.cfg.backup_steps)  # (R, k, S)
         w, s = env.reachable.index_select(0, fit_worlds).nonzero(as_tuple=True)  # (n,) each
         R = table.shape[0]
         fit = (table[:, w, s], s.expand(R, -1), fit_worlds[w].expand(R, -1))  # (R, n) each
