@@ -41,7 +41,7 @@ from agent.factory import (
     resolve_device,
     value_scale,
 )
-from agent.logger import RunLogger, WandbError, has_wandb_credentials, wandb_holds_exit
+from agent.logger import RunLogger, WandbError, has_wandb_credentials
 from agent.progress import Progress
 from agent.rollout import EpisodeStats
 from agent.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
@@ -404,11 +404,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    code = main()
-    if wandb_holds_exit():
-        # A wandb start that failed or was interrupted leaves threads that would hold the exit for
-        # up to half a minute (a hung network); the run is saved and its files closed by now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    sys.exit(code)
+    sys.exit(main())

@@ -6,15 +6,17 @@ offline (`wandb sync` uploads later) and keeps wandb's own types (videos) and st
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
-import secrets
-import string
+import subprocess
 import sys
 import threading
 from pathlib import Path
 from typing import Any
+
+from agent.wandb_process import new_run_id as _new_run_id
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -60,143 +62,165 @@ def resolve_wandb_mode(mode: str) -> str:
     return "online" if has_wandb_credentials() else "offline"
 
 
-def _reason(e: BaseException) -> str:
-    text = " ".join(str(e).split()) or type(e).__name__
-    return f"{type(e).__name__}: {text}"[:200]
+class _WandbProcess:
+    """The process `agent/wandb_process.py` that wandb runs in, shared by a training process's
+    runs (one per --num-seeds member): requests go to its stdin, its answers are read by a thread
+    into `answers`, by run key."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("wandb_process.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            # Its lines reach the user through this process: a pipe it held itself would keep a
+            # reader of this process's output waiting until wandb's process is done.
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            start_new_session=True,  # Ctrl-C at a terminal reaches training only, which finishes the runs
+        )
+        self.answers: dict[str, dict] = {}
+        self.lost = False  # the process has ended (its answers are all read)
+        self.changed = threading.Condition()
+        self.open: set[str] = set()  # runs asked for and not yet finished
+        self.closed = False  # asked to end: a later run needs a new process
+        threading.Thread(target=self._read, name="wandb-answers", daemon=True).start()
+        threading.Thread(target=self._say, name="wandb-lines", daemon=True).start()
+
+    def _say(self) -> None:
+        for line in self.proc.stderr:
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):  # a closed stderr: nobody to tell
+                pass
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                continue
+            with self.changed:
+                self.answers.setdefault(answer["key"], {}).update(answer)
+                self.changed.notify_all()
+        with self.changed:
+            self.lost = True
+            self.changed.notify_all()
+
+    def send(self, request: dict) -> None:
+        try:
+            self.proc.stdin.write(json.dumps(request, default=_plain) + "\n")
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # it has ended: what it would have said is in its answers
+            pass
+
+    def close(self) -> None:
+        """No more requests: the process finishes what it was asked and ends (its runs are written
+        by then; what remains is wandb's own shutdown, which nothing here waits for)."""
+        self.closed = True
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+
+    def answer(self, key: str, *fields: str, wait: bool = True) -> dict:
+        """The answers for `key` once one of `fields` is among them (or the process has ended);
+        without `wait`, whatever has come so far. The wait is in short steps, so Ctrl-C is not held
+        up meanwhile."""
+        with self.changed:
+            while wait and not self.lost and not any(f in self.answers.get(key, {}) for f in fields):
+                self.changed.wait(timeout=0.1)
+            return dict(self.answers.get(key, {}))
 
 
-_abandoned = False  # a wandb start failed or was interrupted in this process
+_process: _WandbProcess | None = None
 
 
-def wandb_holds_exit() -> bool:
-    """Whether a wandb start failed or was interrupted and wandb's threads still run: they keep the
-    interpreter from exiting until their requests time out (half a minute on a hung network)."""
-    return _abandoned and any(t.name.startswith("wandb-") and t.is_alive() for t in threading.enumerate())
-
-
-def _abandon() -> None:
-    global _abandoned
-    _abandoned = True
-
-
-_START_THREAD = "wandb-start"
+def _wandb_process() -> _WandbProcess:
+    global _process
+    if _process is None or _process.closed or _process.proc.poll() is not None:
+        _process = _WandbProcess()
+    return _process
 
 
 class RunLogger:
     """One run's metric sink. `global_step` is the x-axis everywhere.
 
-    wandb never stops a run: its start is bounded (INIT_TIMEOUT_S), and in auto mode a failure
-    to go online (no network, a refused key) is one line, then the run logs offline. An explicit
-    --wandb-mode online that can't start raises `WandbError` from `start(wait_for_wandb=True)`.
+    wandb runs in a process of its own (`agent.wandb_process`), started when the logger starts:
+    its import, start and logging (seconds of Python work) then take another core instead of half
+    of training's. Rows logged before it is up wait there. wandb never stops a run: its start is
+    bounded (INIT_TIMEOUT_S), and in auto mode a failure to go online (no network, a refused key)
+    is one line, then the run logs offline. An explicit --wandb-mode online that can't start raises
+    `WandbError` from `start(wait_for_wandb=True)`, before training."""
 
-    wandb starts in a background thread at the first `log` (after the first update), so its import
-    and start (about 2 s of a run's start-up otherwise, benchmarks/startup.py) don't hold up
-    training: rows logged before it is up are kept and handed to it once it is. `start()` opens the
-    local files before the first `log`; with `wait_for_wandb` (an explicit --wandb-mode online) it
-    starts wandb and waits for it, so a failure comes before training."""
+    _keys = itertools.count()
 
     def __init__(self, cfg, run_dir: Path, *, wandb_id: str | None = None, resume_step: int | None = None) -> None:
         self.run_dir = run_dir
         self.mode = resolve_wandb_mode(cfg.wandb_mode)
-        self.wandb = None
         self.file = None
-        self._error: BaseException | None = None
-        self._thread = None
-        self._pending: list[dict[str, Any]] = []  # rows logged before wandb was up
+        self._key = str(next(self._keys))
+        self._wandb: _WandbProcess | None = None
         # The wandb run's id, chosen here (a resumed run's is its own), so that a checkpoint can
         # record it without waiting for wandb's start.
         self._run_id = None if self.mode == "disabled" else (wandb_id or _new_run_id())
-        self._wandb_args = (cfg, wandb_id is not None) if self.mode != "disabled" else None
+        self._init = None
+        if self.mode != "disabled":
+            self._init = {
+                "op": "init",
+                "key": self._key,
+                "id": self._run_id,
+                "mode": self.mode,
+                "asked": cfg.wandb_mode,
+                "resuming": wandb_id is not None,
+                "timeout": float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S)),
+                "kwargs": {
+                    "project": cfg.wandb_project,
+                    "entity": cfg.wandb_entity,
+                    "group": cfg.wandb_group,
+                    "tags": list(cfg.tags) or None,
+                    "name": run_dir.name,
+                    "config": cfg.to_dict(),
+                    "dir": str(run_dir),
+                },
+            }
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: on resume TensorBoard drops the events a killed run wrote after its checkpoint.
         self.tb = SummaryWriter(str(run_dir), flush_secs=5, purge_step=None if resume_step is None else resume_step + 1)
 
-    def _start_wandb(self, cfg, resuming: bool) -> None:
-        try:
-            try:
-                self.wandb = self._init(cfg, self.mode, resuming)
-            except Exception as e:  # noqa: BLE001 (wandb raises many kinds)
-                _abandon()
-                if cfg.wandb_mode != "auto" or self.mode != "online":
-                    raise WandbError(
-                        f"--wandb-mode {cfg.wandb_mode}: wandb could not start ({_reason(e)}); check "
-                        "`wandb login` and the network, or use --wandb-mode offline"
-                    ) from None
-                print(f"wandb: could not start an online run ({_reason(e)}); logging offline instead", file=sys.stderr)
-                self.mode = "offline"
-                if not resuming:  # wandb's service still holds the failed run's id
-                    self._run_id = _new_run_id()
-                self.wandb = self._init(cfg, "offline", resuming)
-            if self.mode == "offline" and cfg.wandb_mode == "auto":
-                print(
-                    f"wandb: logging offline; upload later with `wandb sync {self.run_dir}/wandb/offline-run-*`",
-                    file=sys.stderr,
-                )
-        except BaseException as e:  # noqa: BLE001 (handed to the main thread by _join())
-            _abandon()
-            self._error = e
+    def _begin(self) -> None:
+        """Ask wandb's process for this run (once)."""
+        if self._init is not None:
+            self._wandb = _wandb_process()
+            self._wandb.open.add(self._key)
+            self._wandb.send(self._init)
+            self._init = None
+
+    def _send(self, request: dict) -> None:
+        self._begin()
+        if self._wandb is not None:
+            self._wandb.send({**request, "key": self._key})
 
     def start(self, *, wait_for_wandb: bool = False) -> RunLogger:
-        """Open metrics.jsonl; with `wait_for_wandb`, first start wandb and wait for it (raising what
-        stopped it)."""
-        if wait_for_wandb:
-            self._begin()
-            self._join()
+        """Open metrics.jsonl and start wandb; with `wait_for_wandb`, wait for it and raise what
+        stopped it."""
+        self._begin()
+        if wait_for_wandb and self._wandb is not None:
+            answer = self._wandb.answer(self._key, "started", "error")
+            if "started" not in answer:
+                raise WandbError(answer.get("error", f"--wandb-mode {self.mode}: wandb's process ended"))
         if self.file is None:
             self.file = open(self.run_dir / METRICS_FILE, "a", encoding="utf-8")  # noqa: SIM115 (open for the run)
         return self
-
-    def _begin(self) -> None:
-        """Start wandb in the background (once)."""
-        if self._wandb_args is not None:
-            self._thread = threading.Thread(
-                target=self._start_wandb, args=self._wandb_args, name=_START_THREAD, daemon=True
-            )
-            self._wandb_args = None
-            self._thread.start()
-
-    def _join(self) -> None:
-        """Start wandb if it isn't yet, wait for it, and raise what stopped it."""
-        self._begin()
-        if self._thread is not None:
-            while self._thread.is_alive():  # a timed join, so Ctrl-C is not held up meanwhile
-                self._thread.join(timeout=0.1)
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        while self._pending and self.wandb is not None:
-            self.wandb.log(self._pending.pop(0))
-
-    def _init(self, cfg, mode: str, resuming: bool):
-        import wandb
-
-        os.environ.setdefault("WANDB_SILENT", "true")
-        timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
-        run = wandb.init(
-            project=cfg.wandb_project,
-            entity=cfg.wandb_entity,
-            group=cfg.wandb_group,
-            tags=list(cfg.tags) or None,
-            name=self.run_dir.name,
-            config=cfg.to_dict(),
-            dir=str(self.run_dir),
-            mode=mode,
-            id=self._run_id,
-            resume="allow" if resuming else None,
-            settings=wandb.Settings(init_timeout=timeout),
-        )
-        run.define_metric("global_step")
-        run.define_metric("*", step_metric="global_step")
-        return run
 
     @property
     def wandb_id(self) -> str | None:
         """The wandb run's id (None when disabled). Offline it is known from the start; online, a
         start that fails goes on offline under a new id, so this waits for the start."""
-        if self.mode == "online":
-            self._join()
+        if self.mode == "online" and self._wandb is not None:
+            return self._wandb.answer(self._key, "started", "error").get("id", self._run_id)
         return self._run_id
 
     def log(self, metrics: dict[str, Any], step: int) -> None:
@@ -207,13 +231,7 @@ class RunLogger:
         # One event holding every scalar, as a Summary may: add_scalar writes an event per key,
         # which at --num-seeds 8 is seconds of a run.
         self.tb.file_writer.add_summary(_scalars_summary({k: v for k, v in row.items() if k != "global_step"}), step)
-        self._begin()
-        if self._thread is not None and self._thread.is_alive():
-            self._pending.append({**metrics, "global_step": step})
-            return
-        self._join()
-        if self.wandb is not None:
-            self.wandb.log({**metrics, "global_step": step})
+        self._send({"op": "log", "row": {**metrics, "global_step": step}})
 
     def log_video(self, key: str, frames, step: int, fps: int = 8) -> None:
         """An episode's frames (H, W, 3) as a GIF: a file `videos/KEY-STEP.gif` in the run
@@ -223,35 +241,30 @@ class RunLogger:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(gif)
         self.tb.file_writer.add_summary(_gif_summary(key, gif, frames[0].shape), step)
-        self._join()
-        if self.wandb is not None:
-            import wandb
-
-            # A file, not raw frames: wandb encodes raw frames with moviepy, which it does not install.
-            self.wandb.log({key: wandb.Video(str(path), format="gif"), "global_step": step})
+        self._send({"op": "video", "name": key, "path": str(path), "step": step})
 
     def finish(self, exit_code: int = 0) -> None:
+        """Close the files and the wandb run, waiting for wandb to have written it all, except
+        for a failed or interrupted run whose wandb is still starting: that one is closed (as
+        failed) by wandb's process on its own once its start is over."""
         if self.file is not None:
             self.file.close()
         self.tb.close()
-        if exit_code != 0 and self.wandb is None and self.mode != "disabled":
-            _abandon()  # stopped while wandb was starting (or after it failed)
-        if exit_code != 0 and self._thread is not None and self._thread.is_alive():
-            return  # a failed or interrupted run does not wait out wandb's start (a daemon thread)
-        try:
-            self._join()
-        except BaseException:  # noqa: BLE001 (wandb never started: nothing of it to finish)
+        if self._wandb is None:
+            self._init = None
             return
-        if self.wandb is not None:
-            self.wandb.finish(exit_code=exit_code)
-            self.wandb = None
+        wandb, self._wandb = self._wandb, None
+        wandb.send({"op": "finish", "key": self._key, "exit_code": exit_code})
+        wandb.open.discard(self._key)
+        if exit_code == 0 or wandb.answer(self._key, wait=False):
+            wandb.answer(self._key, "finished")
+        if not wandb.open:  # the last run of this process's wandb
+            wandb.close()
 
 
-def _new_run_id() -> str:
-    """A fresh wandb run id, as wandb makes them (8 of a-z0-9), from the OS's randomness: runs
-    seeded alike must not share one."""
-    alphabet = string.ascii_lowercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(8))
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for, as wandb would log it: a numpy or torch scalar as its number."""
+    return value.item() if hasattr(value, "item") else str(value)
 
 
 def _gif_bytes(frames, fps: int) -> bytes:

@@ -26,7 +26,10 @@ def test_optimal_values_are_value_iteration_s_for_every_world():
 
 @pytest.mark.parametrize("world", ["empty", "maze:7x7"])
 def test_a_run_s_decisions_are_counted(tmp_path, world):
-    proc = run_train([*TINY, "--env", world, "--runs-dir", str(tmp_path), "--run-name", "r"], tmp_path / "home")
+    proc = run_train(
+        [*TINY, "--env", world, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path), "--run-name", "r"],
+        tmp_path / "home",
+    )
     assert proc.returncode == 0, proc.stderr
     assert main([str(tmp_path / "r"), "--out", str(tmp_path / "out")]) == 0
     data = json.loads((tmp_path / "out" / "decisions.json").read_text())
