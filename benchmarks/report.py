@@ -35,12 +35,24 @@ def section(path: Path) -> str:
         )
         + " (a finished run is reused by later invocations).",
         "",
+        kept_against_final(data["runs"]),
+        "",
         format_table(data["totals"], TOTAL_COLUMNS, FORMATS),
         "",
         format_table(data["worlds"], WORLD_COLUMNS, FORMATS),
         "",
     ]
     return "\n".join(lines)
+
+
+def kept_against_final(runs: list[dict]) -> str:
+    """How the kept policy (best.pt, what is scored) compares with the run's last one."""
+    last = sum(r["kept_step"] == r["steps"] for r in runs)
+    drop = max(r["normalized_score"] - r["final_policy_score"] for r in runs)
+    return (
+        f"The kept policy is the run's last in {last} of {len(runs)} runs; the last policy scores at most "
+        f"{drop:.3g} below the kept one."
+    )
 
 
 BEGIN, END = "<!-- results: begin (python -m benchmarks.report) -->", "<!-- results: end -->"

@@ -14,7 +14,6 @@ update) comes from timing the same calls train.py makes, in a separate process.
 from __future__ import annotations
 
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -78,8 +77,9 @@ def time_import_torch(home: str) -> float:
 
 
 def time_to_first_update(mode: str, home: str, work: str) -> float:
-    run = Path(work) / "runs" / "r"
-    shutil.rmtree(Path(work) / "runs", ignore_errors=True)
+    # A run directory of its own each time: the killed run's wandb process may still be closing
+    # its wandb run in the last one.
+    run = Path(work) / "runs" / f"r{time.monotonic_ns()}"
     start = time.perf_counter()
     proc = subprocess.Popen(
         [
@@ -91,7 +91,7 @@ def time_to_first_update(mode: str, home: str, work: str) -> float:
             "--runs-dir",
             str(Path(work) / "runs"),
             "--run-name",
-            "r",
+            run.name,
         ],
         cwd=ROOT,
         env=clean_env(home),
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         "train.py to its first update, wandb auto": [],
         "train.py to its first update, wandb disabled": [],
     }
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as work:  # a wandb process may still write
         home = str(Path(work) / "home")
         Path(home).mkdir()
         for _ in range(repeats):  # interleaved, so a busy moment touches all three
