@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, TINY, assert_one_line_error, clean_env, rows
-from test_logger import wandb_history
+from test_logger import read_wandb_records, wandb_history
 
 # A run that takes a while: B x T = 512 env steps an update on the 13x13 four-rooms map.
 LONG = (
@@ -58,6 +58,40 @@ def checkpoint_step(run_dir: Path) -> int:
 
 
 # --------------------------------------------------------------------------- kills and resumes
+def test_sigkill_leaves_the_wandb_run_closed_with_every_step_sent(tmp_path):
+    """wandb's own process outlives a training process killed outright: it logs every row it was
+    sent and closes the run as failed (exit code 1), so `wandb sync` has a whole run to upload."""
+    from wandb.proto import wandb_internal_pb2
+
+    run_dir = tmp_path / "runs" / "killed"
+    proc = start(
+        [*LONG[:-2], "--wandb-mode", "offline", "--runs-dir", str(tmp_path / "runs"), "--run-name", "killed"],
+        tmp_path / "home",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: len(logged_steps(run_dir)) > 6, what="progress")
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    local = logged_steps(run_dir)
+
+    def records() -> list:
+        logs = list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+        out = []
+        for raw in read_wandb_records(logs[0]) if logs else []:
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(raw)
+            out.append(record)
+        return out
+
+    wait_for(lambda: any(r.WhichOneof("record_type") == "exit" for r in records()), what="the wandb run to close")
+    (exit_record,) = [r for r in records() if r.WhichOneof("record_type") == "exit"]
+    assert exit_record.exit.exit_code == 1
+    sent = [h["global_step"] for h in wandb_history(run_dir) if "losses/policy_loss" in h]
+    # Each row goes to metrics.jsonl, then to wandb: the kill can fall between the two.
+    assert sent in (local, local[:-1]), (sent, local)
+
+
 def test_sigkill_then_resume_leaves_every_step_once(tmp_path):
     run_dir = tmp_path / "runs" / "killed"
     proc = start(
