@@ -29,10 +29,11 @@ def _table(tables: TabularMDP | dict[str, torch.Tensor], name: str) -> torch.Ten
     return tables[name] if isinstance(tables, dict) else getattr(tables, name)
 
 
-def _backup(tables, values: torch.Tensor, gamma: float, payoff: torch.Tensor) -> torch.Tensor:
+def _backup(tables, values: torch.Tensor, gamma: float | torch.Tensor, payoff: torch.Tensor) -> torch.Tensor:
     """Q(s, a) = sum_o p(o | s, a) [payoff(s, a, o) + gamma (1 - done) V(s'_o)], shape (..., S, A).
 
-    `values` (..., S); the tables (..., S, A, O) share its leading dims (none, or W worlds)."""
+    `values` (..., S); the tables (..., S, A, O) share its trailing leading dims (none, or W
+    worlds), and any dims before those are batches of values (`gamma` and `payoff` broadcast)."""
     ns, prob, done = _table(tables, "next_state"), _table(tables, "prob"), _table(tables, "done")
     S = values.shape[-1]
     lead = values.shape[:-1]
@@ -92,16 +93,16 @@ def policy_metrics(tables, policy: torch.Tensor, gamma: float, horizon: int) -> 
     the leading world dims."""
     pi = policy.double()
     reward = _table(tables, "reward").double()
-    success = _table(tables, "success").double()
-    ones = torch.ones_like(reward)
-    v = torch.zeros(pi.shape[:-1], dtype=torch.float64, device=pi.device)  # (..., S)
-    p, n = v.clone(), v.clone()
+    # The three quantities are backed up together, as a leading dim of 3 (one gather a step, not
+    # three): return (discounted, paid the reward), success (paid on success), length (paid 1).
+    payoff = torch.stack([reward, _table(tables, "success").double(), torch.ones_like(reward)])  # (3, ..., S, A, O)
+    discount = torch.tensor([gamma, 1.0, 1.0], dtype=torch.float64, device=pi.device)
+    discount = discount.reshape(3, *[1] * (payoff.dim() - 1))  # (3, 1, ...)
+    values = torch.zeros(3, *pi.shape[:-1], dtype=torch.float64, device=pi.device)  # (3, ..., S)
     for _ in range(horizon):
-        v = (pi * _backup(tables, v, gamma, reward)).sum(-1)
-        p = (pi * _backup(tables, p, 1.0, success)).sum(-1)
-        n = (pi * _backup(tables, n, 1.0, ones)).sum(-1)
-    start = _table(tables, "start").double()
-    return {"return": (start * v).sum(-1), "success": (start * p).sum(-1), "length": (start * n).sum(-1)}
+        values = (pi * _backup(tables, values, discount, payoff)).sum(-1)
+    v, p, n = (_table(tables, "start").double() * values).sum(-1)
+    return {"return": v, "success": p, "length": n}
 
 
 def uniform_policy(tables) -> torch.Tensor:
