@@ -283,7 +283,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
                 self._soft = True
             else:
                 next_pos, reward, live, next_state = OneHotStep.apply(
-                    self.pos, action, self.tables, w, s, a_idx, o, self.slip_gradient == "expected"
+                    self.pos, action, self.tables, w, s, a_idx, o, self.slip_gradient == "expected", row
                 )
             info["live_pos"] = live  # (B, S)
             info["terminated_soft"] = (next_pos - live).sum(-1)  # (B,) sum of pos act done: bilinear
@@ -323,8 +323,8 @@ class BatchedGridWorld(gym.vector.VectorEnv):
     def _table_row(self, w: torch.Tensor, s: torch.Tensor, a: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Row of (w, s, a, o) in the flattened (W, S, A, O) tables."""
         if self.num_worlds == 1 and self.O == 1:
-            return s * self.A + a
-        return ((w * self.S + s) * self.A + a) * self.O + o
+            return s * self.A + a  # w = o = 0: the same row, in two ops
+        return self.tables.flat_rows(w, s, a, o)
 
     def _check_action(self, action: Any) -> torch.Tensor:
         if not isinstance(action, torch.Tensor):

@@ -76,8 +76,8 @@ class OneHotStep(torch.autograd.Function):
     """(pos, act) one-hot -> (next_pos, reward, live, next_state), with the gather backward above."""
 
     @staticmethod
-    def forward(ctx, pos, act, tables: StepTables, w, s, a, o, expected=False):  # noqa: D102
-        row = tables.flat_rows(w, s, a, o)  # (B,)
+    def forward(ctx, pos, act, tables: StepTables, w, s, a, o, expected=False, row=None):  # noqa: D102
+        row = tables.flat_rows(w, s, a, o) if row is None else row  # (B,) the caller may have it already
         next_state = tables.next_state.view(-1).index_select(0, row)  # (B,)
         reward = tables.reward.view(-1).index_select(0, row).to(pos.dtype)  # (B,)
         cont = tables.cont.view(-1).index_select(0, row).to(pos.dtype)  # (B,)
@@ -94,7 +94,7 @@ class OneHotStep(torch.autograd.Function):
         w, s, a, o = ctx.saved_tensors
         g_pos = g_act = None
         if ctx.expected:
-            return (*_expected_backward(tables, g_next, g_reward, g_live, w, s, a, ctx.needs_input_grad), *[None] * 6)
+            return (*_expected_backward(tables, g_next, g_reward, g_live, w, s, a, ctx.needs_input_grad), *[None] * 7)
         if ctx.needs_input_grad[0]:
             rows = tables.action_rows(w, o, a)
             g_pos = _pull(
@@ -115,7 +115,7 @@ class OneHotStep(torch.autograd.Function):
                 tables.r_by_state.index_select(0, rows),
                 tables.c_by_state.index_select(0, rows),
             )  # (B, A)
-        return g_pos, g_act, None, None, None, None, None, None
+        return g_pos, g_act, None, None, None, None, None, None, None
 
 
 def _expected_backward(tables: StepTables, g_next, g_reward, g_live, w, s, a, needs):
