@@ -55,10 +55,22 @@ class Ensemble(nn.Module):
 
         return vmap(one)(self._stacked(), x)  # (N, B, ...)
 
-    def _chain_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, B, in) -> (N, B, out) through the stack of layers, each linear one as a batched
-        matmul over the members."""
-        for name, layer in self._chain:
+    def every_cell(self, S: int) -> torch.Tensor:
+        """Each member's output at every one-hot input of size S, (N, S, out): forward(eye(S)),
+        with the first linear layer's product with the identity read off as its weight, the
+        same numbers and gradients (each sum has one nonzero term) for one matmul fewer."""
+        if self._chain is None or not _has_bias(self._chain[0][1]):
+            eye = torch.eye(S, device=self.stacked(self.param_names[0]).device)
+            return self(eye.expand(self.size, -1, -1))
+        name = self._chain[0][0]
+        x = self.stacked(f"{name}.weight").transpose(1, 2) + self.stacked(f"{name}.bias").unsqueeze(1)
+        x = x.contiguous()  # (N, S, h), laid out as the matmul's output: the next layers' kernels round alike
+        return self._chain_forward(x, self._chain[1:])
+
+    def _chain_forward(self, x: torch.Tensor, chain: list | None = None) -> torch.Tensor:
+        """(N, B, in) -> (N, B, out) through the stack of layers (or the tail `chain` of it),
+        each linear one as a batched matmul over the members."""
+        for name, layer in self._chain if chain is None else chain:
             if isinstance(layer, nn.Linear):
                 weight = self.stacked(f"{name}.weight").transpose(1, 2)  # (N, in, out)
                 if layer.bias is None:
@@ -85,6 +97,10 @@ class Ensemble(nn.Module):
 
 
 _ELEMENTWISE = (nn.Tanh, nn.ReLU, nn.Identity)
+
+
+def _has_bias(layer: nn.Module) -> bool:
+    return isinstance(layer, nn.Linear) and layer.bias is not None
 
 
 def _linear_chain(net: nn.Module) -> list[tuple[str, nn.Module]] | None:

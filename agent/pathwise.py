@@ -84,11 +84,9 @@ class PathwiseLearner(Learner):
 
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
-            eye = torch.eye(env.S, device=env.device)
+            logit_table = self.policy.every_cell(env.S)  # (S, A) or, for an ensemble, (N, S, A); differentiable
             if isinstance(self.policy, Ensemble):
-                logit_table = self.policy(eye.expand(self.members, -1, -1)).flatten(0, 1)  # (N*S, A)
-            else:
-                logit_table = self.policy(eye)  # (S, A), differentiable
+                logit_table = logit_table.flatten(0, 1)  # (N*S, A)
             offset = self._rows(env, env.world_id) * env.S  # (B,) where each env's agent's rows begin
             # Each step's position is one-hot and cut from the graph, so its logits are a row of L.
             return lambda obs: logit_table.index_select(0, env.state + offset)

@@ -46,6 +46,19 @@ class PolicyNet(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(obs))  # (B, A)
 
+    def every_cell(self, S: int) -> torch.Tensor:
+        """The logits at every one-hot observation of size S, (S, A): forward(eye(S)), with the
+        first layer's product with the identity read off as its weight, the same numbers and
+        gradients (each sum has one nonzero term) for one matmul fewer."""
+        first, *rest = self.layers()
+        if not isinstance(first[1], nn.Linear) or first[1].bias is None or first[1].in_features != S:
+            return self(torch.eye(S, device=self.head.weight.device))
+        # Contiguous as the matmul's output is: the next layers' kernels then round alike.
+        x = (first[1].weight.t() + first[1].bias).contiguous()  # (S, hidden)
+        for _, layer in rest:
+            x = layer(x)
+        return x
+
     def layers(self) -> list[tuple[str, nn.Module]]:
         """(name, module) of every layer, in the order `forward` applies them."""
         return [(f"body.{i}", m) for i, m in enumerate(self.body)] + [("head", self.head)]

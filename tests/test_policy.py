@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from agent.ensemble import Ensemble
 from agent.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld, make_world
 
@@ -85,3 +86,25 @@ def test_the_one_hot_critic_is_a_table_of_cells_in_units_of_its_scale():
     unit = ValueNet((S,), 32, scale=1.0)
     unit.load_state_dict({**critic.state_dict(), "scale": torch.tensor(1.0)})
     torch.testing.assert_close(unit(cells) * 100.0, values)
+
+
+@pytest.mark.parametrize("members", [1, 3])
+def test_every_cell_is_the_forward_on_the_identity_bit_for_bit_gradients_included(members):
+    """The pathwise learner's logit table skips the first layer's product with eye(S): each of its
+    sums has one nonzero term, so nothing may differ, not even in the last bit."""
+    torch.manual_seed(4)
+    nets = [PolicyNet((9,), 4, 16) for _ in range(members)]
+    net = nets[0] if members == 1 else Ensemble(nets)
+    eye = torch.eye(9) if members == 1 else torch.eye(9).expand(members, -1, -1)
+    fast, slow = net.every_cell(9), net(eye)  # (S, A) or (N, S, A)
+    assert fast.shape == slow.shape == (*eye.shape[:-1], 4)
+    assert torch.equal(fast, slow)
+    g = torch.randn_like(fast)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            torch.autograd.grad(fast, list(net.parameters()), g),
+            torch.autograd.grad(slow, list(net.parameters()), g),
+            strict=True,
+        )
+    )
