@@ -23,6 +23,7 @@ from agent.gumbel import softmax
 from agent.learner import Learner, clip_and_step, per_member
 from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
+from envs.diffstep import ActionStep
 
 
 class PathwiseLearner(Learner):
@@ -69,22 +70,25 @@ class PathwiseLearner(Learner):
             out[steps], done = table, steps
         return out
 
-    def _closing_reader(self, env, closing: torch.Tensor | None):
-        """world_id (B,) -> the row of `closing` (N or 1, W, S) each env's look-ahead closes with,
-        (B, S): its agent's table (one-hot) or the one table (images), in its world. A single
-        row (one agent, one world) is broadcast rather than gathered B times."""
-        if closing is None:
+    def _closing_values(self, env, closing: torch.Tensor | None, values: torch.Tensor | None) -> _CellTable | None:
+        """What each env's look-ahead closes with: the critic's tables after `actor_backups`
+        backups, `closing` (N or 1, W, S), each env reading its agent's (one-hot) or the one
+        table (images) in its world; without those, its tables `values` (rows as
+        `_value_tables`); None without a critic."""
+        if closing is not None:
+            if closing.shape[0] * closing.shape[1] == 1:
+                return _CellTable(closing.reshape(1, -1))
+            N, W, B = closing.shape[0], closing.shape[1], env.num_envs
+            owner = torch.arange(N, device=env.device).repeat_interleave(B // N)  # (B,)
+            return _CellTable(closing.flatten(0, 1), lambda world_id: owner * W + world_id)  # (N * W, S)
+        if values is None:
             return None
-        if closing.shape[0] * closing.shape[1] == 1:
-            return lambda world_id: closing.reshape(1, -1)  # (1, S)
-        flat = closing.flatten(0, 1)  # (N * W, S)
-        W, B = closing.shape[1], env.num_envs
-        owner = torch.arange(closing.shape[0], device=env.device).repeat_interleave(B // closing.shape[0])  # (B,)
-        return lambda world_id: flat.index_select(0, owner * W + world_id)  # (B, S)
+        return _CellTable(values, None if len(values) == 1 else lambda world_id: self._rows(env, world_id))
 
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
-            logit_table = self.policy.every_cell(env.S)  # (S, A) or, for an ensemble, (N, S, A); differentiable
+            every_cell = getattr(self.policy, "every_cell", None)  # PolicyNet's and Ensemble's shortcut
+            logit_table = every_cell(env.S) if every_cell else self.policy(torch.eye(env.S, device=env.device))
             if isinstance(self.policy, Ensemble):
                 logit_table = logit_table.flatten(0, 1)  # (N*S, A)
             offset = self._rows(env, env.world_id) * env.S  # (B,) where each env's agent's rows begin
@@ -123,9 +127,9 @@ class PathwiseLearner(Learner):
         }
         values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
         backed_up = self._every_world_backups(env, values)
-        closing = backed_up.get(cfg.actor_backups)  # (N or 1, W, S) what the look-aheads close with
-        closing_rows = self._closing_reader(env, closing)
+        closing = self._closing_values(env, backed_up.get(cfg.actor_backups), values)
         policy = self._policy_reader(env)
+        positionless = steps_without_positions(cfg)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
         # The gradient one return-scale unit of objective sends to an action: the loss is the
         # mean over a member's B / N envs and its look-aheads, in units of its return scale.
@@ -139,23 +143,30 @@ class PathwiseLearner(Learner):
                 obs = obs.detach()
                 chunk.discount = torch.ones_like(chunk.discount)
             logits = policy(obs)  # (B, A)
-            action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A)
+            action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A), (B,)
             if cfg.state_norm:
                 action = StateNorm.apply(action, unit)
             world_id, state = env.world_id, env.state
-            rows = self._rows(env, world_id)  # (B,)
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            stats.add(info)
-            reward = reward + self.bonus(info["live_pos"], world_id)  # (B,) differentiable
-            self.bonus.visit(info["final_state"], world_id)
-            # V of the true successor, 0 after an ending transition (the live position is empty
-            # there); after a time limit the state goes on, so it is closed with its value too.
-            if closing is not None:
-                next_value = (info["live_pos"] * closing_rows(world_id)).sum(-1)  # (B,)
-            elif values is not None:
-                next_value = (info["live_pos"] * values[rows if len(values) > 1 else 0]).sum(-1)  # (B,)
+            # The reward (with the visit bonus) and V of the true successor, 0 after an ending
+            # transition (read off the live position, empty there); after a time limit the state
+            # goes on, so it is closed with its value too. Both (B,), differentiable.
+            if positionless:
+                next_obs, _, terminated, truncated, info = env.step(index)
+                outcome = info["outcome"]
+                cells, r, c, p = env.tables.every_action(world_id, state, outcome, env.slip_gradient == "expected")
+                bonus = self.bonus.at_cells(cells, world_id)
+                value = None if closing is None else closing.at(world_id, cells)
+                read_off = [u for u in (bonus, value) if u is not None]  # cell tables read off the live position
+                reward, *reads = ActionStep.apply(action, r, c, p, index, outcome, *read_off)
+                reward = reward if bonus is None else reward + reads.pop(0)
+                next_value = torch.zeros_like(reward) if value is None else reads[0]
             else:
-                next_value = torch.zeros_like(reward)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                reward = reward + self.bonus(info["live_pos"], world_id)
+                live = info["live_pos"]  # (B, S)
+                next_value = torch.zeros_like(reward) if closing is None else (live * closing.rows(world_id)).sum(-1)
+            stats.add(info)
+            self.bonus.visit(info["final_state"], world_id)
             closes_here = (t + 1) % K == 0 or t + 1 == cfg.horizon  # the look-ahead ends with this step
             closes = torch.ones_like(reward) if closes_here else truncated.float()
             chunk.add(
@@ -240,6 +251,32 @@ class PathwiseLearner(Learner):
         R = table.shape[0]
         fit = (table[:, w, s], s.expand(R, -1), fit_worlds[w].expand(R, -1))  # (R, n) each
         return table[row, where, cells], tuple(x.reshape(1, -1) for x in fit)
+
+
+def steps_without_positions(cfg) -> bool:
+    """With a look-ahead of one, every step starts from a position cut from the graph, so a
+    one-hot action (every estimator but the soft "gs") needs no (B, S) positions: ActionStep
+    gives the one-hot path's numbers, bit for bit."""
+    return cfg.lookahead == 1 and cfg.estimator != "gs"
+
+
+class _CellTable:
+    """A table of cell values (R, S) and, given the envs' worlds (B,), which row each env reads
+    (`row` None: the one row, broadcast rather than gathered B times)."""
+
+    def __init__(self, table: torch.Tensor, row=None) -> None:
+        self.table, self.row = table, row
+
+    def rows(self, world_id: torch.Tensor) -> torch.Tensor:
+        """Each env's row, (B, S) (or the one row, (1, S))."""
+        return self.table if self.row is None else self.table.index_select(0, self.row(world_id))
+
+    def at(self, world_id: torch.Tensor, cells: torch.Tensor) -> torch.Tensor:
+        """Each env's row at cells (B, ...), (B, ...)."""
+        if self.row is None:
+            return self.table[0][cells]
+        row = self.row(world_id).view(-1, *[1] * (cells.dim() - 1))  # (B, 1, ...)
+        return self.table.reshape(-1)[row * self.table.shape[1] + cells]
 
 
 class StateNorm(torch.autograd.Function):

@@ -80,6 +80,13 @@ class VisitBonus:
             return torch.zeros(state.shape[0], device=state.device)
         return self.beta * torch.rsqrt(1.0 + self.counts[world_id, state]) * live  # (B,)
 
+    def at_cells(self, cells: torch.Tensor, world_id: torch.Tensor) -> torch.Tensor | None:
+        """The bonus table at cells (B, ...) of each env's world, (B, ...); None when switched off."""
+        if self.beta == 0:
+            return None
+        table = self.beta * torch.rsqrt(1.0 + self.counts)  # (W, S)
+        return table[0][cells] if table.shape[0] == 1 else table[world_id.view(-1, *[1] * (cells.dim() - 1)), cells]
+
     def visit(self, state: torch.Tensor, world_id: torch.Tensor) -> None:
         if self.beta:
             self.counts.index_put_((world_id, state), torch.ones_like(state, dtype=self.counts.dtype), accumulate=True)

@@ -241,8 +241,10 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             start = torch.where(explore, self._uniform_reachable(), start)
             self.explored = torch.where(mask, explore, self.explored)
         self.state = torch.where(mask, start, self.state)
-        if self._pos is not None:
+        if self._pos is not None and (self._soft or self._pos.requires_grad):
             self._pos = torch.where(mask[:, None], one_hot(self.state, self.S), self._pos)
+        elif self._pos is not None:  # a constant one-hot of the old states: the new states' is the same rows elsewhere
+            self._pos = one_hot(self.state, self.S)
         self.elapsed = torch.where(mask, 0, self.elapsed)
         self.episode_return = torch.where(mask, 0.0, self.episode_return)
         self.started_at = torch.where(mask, time.perf_counter(), self.started_at)

@@ -59,6 +59,17 @@ class StepTables:
         _, S, _, O = self.shape
         return (w * S + s) * O + o  # (B,)
 
+    def every_action(
+        self, w: torch.Tensor, s: torch.Tensor, o: torch.Tensor, expected: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(next cell, reward, continues, probability) from each env's state s under every
+        action: at outcome o, (B, A) each and no probability; with `expected` (and more than one
+        outcome), under every outcome, (B, A, O) each."""
+        if expected and self.shape[3] > 1:
+            return tuple(t[w, s] for t in (self.next_state, self.reward, self.cont, self.prob))
+        rows = self.state_rows(w, s, o)
+        return (*(t.index_select(0, rows) for t in (self.ns_by_state, self.r_by_state, self.c_by_state)), None)
+
 
 def one_hot(index: torch.Tensor, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(B,) cell indices -> (B, n) one-hot rows of `dtype`: the values of
@@ -106,16 +117,43 @@ class OneHotStep(torch.autograd.Function):
                 tables.c_by_action.index_select(0, rows),
             )  # (B, S)
         if ctx.needs_input_grad[1]:
-            rows = tables.state_rows(w, s, o)
-            g_act = _pull(
-                g_next,
-                g_reward,
-                g_live,
-                tables.ns_by_state.index_select(0, rows),
-                tables.r_by_state.index_select(0, rows),
-                tables.c_by_state.index_select(0, rows),
-            )  # (B, A)
+            g_act = _pull(g_next, g_reward, g_live, *tables.every_action(w, s, o)[:3])  # (B, A)
         return g_pos, g_act, None, None, None, None, None, None, None
+
+
+class ActionStep(torch.autograd.Function):
+    """The one-hot step for a position that carries no gradient (the first step of a look-ahead),
+    without (B, S) positions: act (B, A) one-hot at a_b (B,), slip outcome o (B,) -> the reward
+    R[s_b, a_b, o_b] and, for each cell table u_i given at the next cells, the read
+    C[s_b, a_b, o_b] u_i[next cell] that `live . u_i` gives, all (B,) and differentiable in
+    `act`. `r`, `c`, `p` and the `reads` are the tables from the state under every action
+    (`StepTables.every_action`): at the drawn outcome, (B, A) with `p` None, or under every
+    outcome, (B, A, O) with its probabilities `p`. The backward is OneHotStep's action gradient
+    with g_live = sum_i g_i u_i, term for term, so the same numbers bit for bit:
+        d/d act[b, k] = g_r R[s_b, k] + (sum_i g_i u_i[b, k]) C[s_b, k]     (drawn outcome)
+        d/d act[b, k] = sum_o p[s_b, k, o] (the same at outcome o)          (expected)"""
+
+    @staticmethod
+    def forward(ctx, act, r, c, p, a_idx, o, *reads):  # noqa: D102
+        b = torch.arange(act.shape[0], device=act.device)
+        taken = (b, a_idx) if p is None else (b, a_idx, o)  # the action taken, at the outcome drawn
+        live = c[taken]  # (B,) 1 where the episode goes on
+        ctx.save_for_backward(r, c, p, *reads)
+        return (r[taken], *(live * u[taken] for u in reads))
+
+    @staticmethod
+    def backward(ctx, g_reward, *g_reads):  # noqa: D102
+        r, c, p, *reads = ctx.saved_tensors
+        at = (slice(None), None) if p is None else (slice(None), None, None)  # g (B,) against (B, A[, O])
+        g_live = None
+        for g, u in zip(g_reads, reads, strict=True):
+            g_live = g[at] * u if g_live is None else g_live + g[at] * u  # at the next cells
+        if p is None:
+            g_act = g_reward[at] * r if g_live is None else g_reward[at] * r + g_live * c  # (B, A)
+        else:
+            g = g_reward[at] * r if g_live is None else g_live * c + g_reward[at] * r  # (B, A, O)
+            g_act = (p * g).sum(-1)  # (B, A)
+        return (g_act, *[None] * (5 + len(reads)))
 
 
 def _expected_backward(tables: StepTables, g_next, g_reward, g_live, w, s, a, needs):

@@ -9,7 +9,7 @@ import torch
 
 from agent.config import TrainConfig, build_world, resolve_defaults
 from agent.factory import build_env, build_learner, build_networks, value_scale
-from agent.pathwise import action_entropy, cell_entropy
+from agent.pathwise import action_entropy, cell_entropy, steps_without_positions
 
 
 def test_cell_entropy_is_the_action_entropy_when_every_move_lands_elsewhere():
@@ -183,8 +183,8 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
 def test_each_step_reads_the_value_map_of_the_world_the_env_is_in_now():
     # Procedural mazes: an env whose episode ends resets into another maze mid-update, and from
     # then on its successor values must come from that maze's value map. Every step asks for the
-    # rows with the worlds the envs are in at that step (a stale row, read once per update, was a
-    # bug of the --num-seeds change).
+    # rows with the worlds the envs acted in at that step (a stale row, read once per update, was
+    # a bug of the --num-seeds change).
     from agent.rollout import EpisodeStats
 
     cfg = resolve_defaults(
@@ -194,22 +194,60 @@ def test_each_step_reads_the_value_map_of_the_world_the_env_is_in_now():
     env = build_env(cfg, torch.device("cpu"), maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
     policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
     learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
-    calls = []
-    real = learner._rows
+    acted_in, asked = [], []  # the envs' worlds at each step, and those each read of the values was given
+    real_step, real_values = env.step, learner._closing_values
 
-    def recording(env_, world_id):
-        rows = real(env_, world_id)
-        calls.append((rows.clone(), env_.world_id.clone()))
-        return rows
+    def step(action):
+        acted_in.append(env.world_id.clone())
+        return real_step(action)
 
-    learner._rows = recording
-    obs = env.reset()[0]
-    first_worlds = env.world_id.clone()
-    learner.update(env, obs, cfg.tau, EpisodeStats())
-    assert len(calls) >= cfg.horizon
-    assert any(not torch.equal(w, first_worlds) for _, w in calls), "no env changed maze: the test shows nothing"
-    for rows, world_id in calls:
-        assert torch.equal(rows, world_id)
+    def closing_values(*args):
+        table = real_values(*args)
+        row = table.row
+        table.row = lambda world_id: asked.append((world_id.clone(), row(world_id))) or asked[-1][1]
+        return table
+
+    env.step, learner._closing_values = step, closing_values
+    learner.update(env, env.reset()[0], cfg.tau, EpisodeStats())
+    assert len(asked) == len(acted_in) == cfg.horizon
+    assert any(not torch.equal(w, acted_in[0]) for w in acted_in), "no env changed maze: the test shows nothing"
+    for (given, rows), world_id in zip(asked, acted_in, strict=True):
+        assert torch.equal(given, world_id) and torch.equal(rows, world_id)  # one agent: world w's map is row w
+
+
+@pytest.mark.parametrize(
+    "flags",
+    [
+        {"env": "lake8x8", "num_seeds": 2},
+        {"env": "maze:5x5", "maze_pool": 4, "explore_bonus": 0.1},  # images, worlds that change on reset
+        {"env": "FrozenLake-v1", "explore_bonus": 0.1},  # slip, the expected-outcome gradient
+        {"env": "FrozenLake-v1", "slip_gradient": "sampled", "actor_backups": 0},
+    ],
+)
+def test_steps_without_positions_are_the_one_hot_path_bit_for_bit(flags, monkeypatch):
+    """A look-ahead of one steps without (B, S) positions (`steps_without_positions`); two whole
+    updates leave the networks, the optimiser and the metrics exactly as the one-hot path does."""
+    from agent import pathwise
+    from agent.rollout import EpisodeStats
+
+    def two_updates(positionless: bool):
+        monkeypatch.setattr(pathwise, "steps_without_positions", lambda cfg: positionless)
+        cfg = TrainConfig(**flags, num_envs=32, horizon=8, device="cpu", wandb_mode="disabled")
+        cfg = resolve_defaults(cfg, build_world(cfg))
+        torch.manual_seed(0)
+        env = build_env(cfg, torch.device("cpu"), maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
+        policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
+        learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
+        obs, metrics = env.reset(seed=0)[0], []
+        for _ in range(2):
+            obs, m = learner.update(env, obs, cfg.tau, EpisodeStats(learner.members))
+            metrics.append(m)
+        return [*policy.state_dict().values(), *critic.state_dict().values(), obs], metrics
+
+    assert steps_without_positions(TrainConfig())  # what train.py's defaults take
+    (fast, fast_metrics), (slow, slow_metrics) = two_updates(True), two_updates(False)
+    assert fast_metrics == slow_metrics
+    assert all(torch.equal(a, b) for a, b in zip(fast, slow, strict=True))
 
 
 def test_the_critic_learns_the_optimal_values_of_every_reachable_cell():
