@@ -135,12 +135,12 @@ class PathwiseLearner(Learner):
         # mean over a member's B / N envs and its look-aheads, in units of its return scale.
         unit = torch.tensor(1.0 / ((B // N) * -(-every // K)), device=env.device)
         losses, entropies, norms = [], [], []
-        chunk = _Chunk(B, obs.device, K)
+        chunk = _Chunk(B, env.device, K)
         for t in range(cfg.horizon):
             interrupt.check()
             if t % K == 0:  # a look-ahead begins: cut the graph, so its gradient looks no further back
                 env.detach()
-                obs = obs.detach()
+                obs = None if obs is None else obs.detach()
                 chunk.discount = torch.ones_like(chunk.discount)
             logits = policy(obs)  # (B, A)
             action, index = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)  # (B, A), (B,)
@@ -150,8 +150,8 @@ class PathwiseLearner(Learner):
             # The reward (with the visit bonus) and V of the true successor, 0 after an ending
             # transition (read off the live position, empty there); after a time limit the state
             # goes on, so it is closed with its value too. Both (B,), differentiable.
-            if positionless:
-                next_obs, _, terminated, truncated, info = env.step(index)
+            if positionless:  # a one-hot observation is read as the state: the env need not build it
+                next_obs, _, terminated, truncated, info = env.step(index, observe=env.obs_mode != "onehot")
                 outcome = info["outcome"]
                 cells, r, c, p = env.tables.every_action(world_id, state, outcome, env.slip_gradient == "expected")
                 bonus = self.bonus.at_cells(cells, world_id)
@@ -191,7 +191,7 @@ class PathwiseLearner(Learner):
                 norms.append(clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm, N))
                 losses.append(chunk_loss.detach())
                 entropies.append(entropy.detach())
-                chunk = _Chunk(B, obs.device, K)
+                chunk = _Chunk(B, env.device, K)
                 if t + 1 < cfg.horizon:
                     policy = self._policy_reader(env)  # the policy has moved
 
@@ -217,7 +217,7 @@ class PathwiseLearner(Learner):
                 "losses/entropy": per_member(entropy),
                 "losses/grad_norm": per_member(grad_norm),
             }
-        return obs.detach(), metrics
+        return (env.pos if obs is None else obs).detach(), metrics  # a one-hot observation is the position
 
     def _backup_targets(
         self,

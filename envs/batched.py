@@ -255,12 +255,16 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             self._pos = self._pos.detach()
 
     # ----------------------------------------------------------------- step
-    def step(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    def step(
+        self, action: torch.Tensor, observe: bool = True
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
         """Step all envs. `action`: (B,) int64 (fast path) or (B, A) one-hot float (differentiable).
 
         Returns obs, reward (B,), terminated (B,) bool, truncated (B,) bool, info.
         `info["final_pos"]` (the (B, S) position before any reset) is there except on the integer
         path with index observations, which never builds positions; `final_state` always is.
+        `observe=False`, for a caller that reads `state`: obs and `info["final_obs"]` are None,
+        and the integer path builds no positions (`pos` is then built when asked for).
         On the differentiable path `info["live_pos"]` is the next position where the episode goes
         on (zero rows after an ending transition) and `info["terminated_soft"]` the mass that
         ended (the sum of next_pos - live_pos), both with gradient.
@@ -298,10 +302,10 @@ class BatchedGridWorld(gym.vector.VectorEnv):
         done = terminated | truncated
         self.episode_return = self.episode_return + reward.detach()
         self.state = next_state
-        if next_pos is None and self.obs_mode != "index":
+        if next_pos is None and self.obs_mode != "index" and observe:
             next_pos = one_hot(next_state, S)
         self._pos = next_pos  # None: built from `state` when asked for
-        info["final_obs"] = self._obs(next_pos)
+        info["final_obs"] = self._obs(next_pos) if observe else None
         if next_pos is not None:
             info["final_pos"] = next_pos  # (B, S) before any reset; differentiable on that path
         info["final_state"] = next_state  # (B,) before any reset
@@ -317,7 +321,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             }
             info["_episode"] = done
             self._reset_where(done)
-            obs = self._obs(self._pos)
+            obs = self._obs(self._pos) if observe else None
         else:
             obs = info["final_obs"]
         return obs, reward, terminated, truncated, info

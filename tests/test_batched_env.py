@@ -352,6 +352,26 @@ def test_expected_slip_gradient_averages_the_outcomes():
     torch.testing.assert_close(_grad((info["final_obs"] * v).sum(), pos), expected_pos)
 
 
+def test_a_step_that_does_not_observe_moves_the_envs_alike():
+    """observe=False (a caller that reads `state`): no observations, the same transitions,
+    resets and draws, and `pos` is still the position when asked for."""
+    envs = [BatchedGridWorld("FrozenLake-v1", 64, obs_mode="onehot", seed=2) for _ in range(2)]
+    for env in envs:
+        env.reset(seed=2)
+    actions = torch.randint(4, (30, 64), generator=torch.Generator().manual_seed(0))
+    ended = 0
+    for a in actions:
+        seen, blind = envs[0].step(a), envs[1].step(a, observe=False)
+        assert blind[0] is None and blind[4]["final_obs"] is None
+        for x, y in zip(seen[1:4], blind[1:4], strict=True):
+            assert torch.equal(x, y)
+        assert torch.equal(seen[4]["final_state"], blind[4]["final_state"])
+        assert torch.equal(envs[0].state, envs[1].state) and torch.equal(seen[0], one_hot(envs[1].state, 16).float())
+        ended += int(seen[4]["done"].sum())
+    assert ended > 0  # resets happened on the way
+    assert torch.equal(envs[1].pos, envs[0].pos)
+
+
 @pytest.mark.parametrize("slip_gradient", ["sampled", "expected"])
 def test_action_step_is_the_one_hot_step_without_positions_bit_for_bit(slip_gradient):
     """ActionStep (a look-ahead of one: no (B, S) positions) gives the reward, the reads of cell

@@ -197,9 +197,9 @@ def test_each_step_reads_the_value_map_of_the_world_the_env_is_in_now():
     acted_in, asked = [], []  # the envs' worlds at each step, and those each read of the values was given
     real_step, real_values = env.step, learner._closing_values
 
-    def step(action):
+    def step(action, **kwargs):
         acted_in.append(env.world_id.clone())
-        return real_step(action)
+        return real_step(action, **kwargs)
 
     def closing_values(*args):
         table = real_values(*args)
