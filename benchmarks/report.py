@@ -109,6 +109,11 @@ SPEED = {
         {"learn() s (median)": ".1f", "env steps/s (median)": ",.0f", "speed-up": ".2f"},
     ),
     "time_to_solve": ("table", None, {}),  # its rows are printed as the benchmark prints them
+    "train_throughput": (
+        "rows",
+        ["learner", "variant", "world", "B", "T", "update_ms", "steps_per_s"],
+        {"update_ms": ".1f", "steps_per_s": ",.0f"},
+    ),
 }
 
 
@@ -130,7 +135,7 @@ DECISION_FORMATS |= {"value error": ".4f", "Q* gap": ".4f"}
 
 def speed_summary(results: Path) -> str | None:
     """The results page's speed tables (start-up, threads, many seeds in one process, SB3 on our
-    env), each under its command."""
+    env, time to solve, the learner's updates), each under its command."""
     parts = []
     for stem, (key, columns, formats) in SPEED.items():
         path = results / f"{stem}.json"

@@ -7,7 +7,7 @@ import torch
 
 from agent.config import TrainConfig, build_world, resolve_defaults
 from agent.factory import build_env, build_learner, build_networks, value_scale
-from agent.learner import clip_and_step
+from agent.learner import clip_and_step, percentiles
 from agent.optim import Adam
 from agent.rollout import EpisodeStats
 
@@ -78,3 +78,16 @@ def test_clip_and_step_clips_as_torchs_clip_grad_norm(max_norm):
         assert torch.equal(mine.grad, theirs.grad)
     clipped = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in nets[0].parameters()]))
     assert clipped.item() == pytest.approx(min(max_norm or float("inf"), expected.item()), rel=1e-5)
+
+
+def test_percentiles_are_torch_quantile_bit_for_bit():
+    """The return scale's 5th and 95th percentiles by selection equal torch.quantile's, ties,
+    tiny rows and rows of one repeated value included."""
+    gen = torch.Generator().manual_seed(0)
+    rows = [torch.randn(3, n, generator=gen) for n in (2, 3, 7, 20, 101, 4096, 65_536)]
+    rows += [torch.randint(-3, 4, (4, n), generator=gen).float() for n in (5, 21, 1000, 8192)]  # many ties
+    rows += [torch.full((2, 50), 0.25), torch.randn(1, 1, generator=gen)]
+    for x in rows:
+        for qs in ((0.05, 0.95), (0.0, 0.5, 1.0), (0.37,)):
+            want = torch.quantile(x, torch.tensor(qs), dim=1)
+            assert torch.equal(percentiles(x, qs), want), (tuple(x.shape), qs)
