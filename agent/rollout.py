@@ -18,7 +18,8 @@ class EpisodeStats:
 
     def __init__(self, members: int = 1) -> None:
         self.members = members
-        self.finished: list[list[tuple[float, int, bool]]] = [[] for _ in range(members)]  # (return, length, success)
+        # Each member's finished episodes in the order they ended: returns, lengths, successes.
+        self.finished: list[tuple[list[float], list[int], list[bool]]] = [([], [], []) for _ in range(members)]
 
     def add(self, info: dict) -> None:
         if "episode" not in info:  # no episode ended this step
@@ -27,25 +28,28 @@ class EpisodeStats:
         # from the world's own start.
         done = info["_episode"] & ~info["explored"]
         if done.any():
-            which = done.nonzero().squeeze(1)  # (k,) the envs whose episode ended
+            which = done.nonzero().squeeze(1)  # (k,) the envs whose episode ended, in order
+            columns = (info["episode"]["r"][which].tolist(), info["episode"]["l"][which].tolist())
+            columns += (info["success"][which].tolist(),)
+            # Member m owns envs [m B/N, (m+1) B/N), so `which` holds member 0's first, then 1's, ...
             per_member = len(done) // self.members
-            rows = zip(
-                (which // per_member).tolist(),
-                info["episode"]["r"][which].tolist(),
-                info["episode"]["l"][which].tolist(),
-                info["success"][which].tolist(),
-                strict=True,
+            counts = (
+                torch.bincount(which // per_member, minlength=self.members).tolist()
+                if self.members > 1
+                else [len(which)]
             )
-            for member, ret, length, success in rows:
-                self.finished[member].append((ret, length, success))
+            start = 0
+            for member, count in enumerate(counts):
+                for mine, column in zip(self.finished[member], columns, strict=True):
+                    mine.extend(column[start : start + count])
+                start += count
 
     def pop(self, member: int = 0) -> dict[str, float]:
         """Means of a member's finished episodes (empty dict when none finished), then forget them."""
-        episodes, self.finished[member] = self.finished[member], []
-        if not episodes:
+        (returns, lengths, successes), self.finished[member] = self.finished[member], ([], [], [])
+        if not returns:
             return {}
-        n = len(episodes)
-        returns, lengths, successes = zip(*episodes, strict=True)
+        n = len(returns)
         return {
             "charts/episodic_return": sum(returns) / n,
             "charts/episodic_length": sum(lengths) / n,
