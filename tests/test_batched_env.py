@@ -11,7 +11,6 @@ from scipy import stats
 from torch.nn.functional import one_hot
 
 from envs import BUILTIN_MAPS, BatchedGridWorld, GridWorldEnv, load_map
-from envs.diffstep import ActionStep
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 # See tests/test_toy_text.py: fixed seeds, a correct sampler fails at 1e-3 in 0.1% of seeds.
@@ -370,41 +369,6 @@ def test_a_step_that_does_not_observe_moves_the_envs_alike():
         ended += int(seen[4]["done"].sum())
     assert ended > 0  # resets happened on the way
     assert torch.equal(envs[1].pos, envs[0].pos)
-
-
-@pytest.mark.parametrize("slip_gradient", ["sampled", "expected"])
-def test_action_step_is_the_one_hot_step_without_positions_bit_for_bit(slip_gradient):
-    """ActionStep (a look-ahead of one: no (B, S) positions) gives the reward, the reads of cell
-    tables off the live position and their action gradient exactly as OneHotStep and autograd
-    do through the positions, under either slip gradient, ending transitions included."""
-    mdp = load_map("lava_gap", slip=0.6, step_reward=-0.01, hazard_reward=-3.0)
-    live = torch.tensor(_live_states(mdp))
-    B, S = len(live), mdp.num_states
-    gen = torch.Generator().manual_seed(5)
-    per_env, shared = torch.randn(B, S, generator=gen), torch.randn(1, S, generator=gen)  # two cell tables
-    w_r, w_1, w_2 = (torch.randn(B, generator=gen) for _ in range(3))  # upstream weights of the three outputs
-    taken = torch.arange(B) % 4
-    outs = {}
-    for path in ("positions", "action step"):
-        env = BatchedGridWorld(mdp, B, obs_mode="onehot", seed=3, slip_gradient=slip_gradient)
-        env.reset(options={"state": live})[0]
-        a = one_hot(taken, 4).float().requires_grad_()
-        w, s = env.world_id, env.state
-        if path == "positions":
-            _, reward, terminated, _, info = env.step(a)
-            reads = [(info["live_pos"] * per_env).sum(-1), (info["live_pos"] * shared).sum(-1)]
-        else:
-            _, _, terminated, _, info = env.step(taken)
-            o = info["outcome"]
-            cells, r, c, p = env.tables.every_action(w, s, o, slip_gradient == "expected")  # (B, A[, O]) each
-            at_cells = per_env.gather(1, cells.reshape(B, -1)).reshape(cells.shape)
-            reward, *reads = ActionStep.apply(a, r, c, p, taken, o, at_cells, shared[0][cells])
-        loss = (w_r * reward + w_1 * reads[0] + w_2 * reads[1]).sum()
-        outs[path] = (reward, *reads, _grad(loss, a), info["outcome"], terminated)
-    assert outs["positions"][-1].any() and not outs["positions"][-1].all()  # some transitions end
-    assert len(torch.unique(outs["positions"][-2])) == 3  # all three slip outcomes occurred
-    for x, y in zip(outs["positions"], outs["action step"], strict=True):
-        assert torch.equal(x, y)
 
 
 def test_detach_cuts_the_graph():
