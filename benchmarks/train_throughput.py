@@ -8,9 +8,10 @@
 One update is exactly what `train.py` runs per loop iteration: `learner.update(env, obs, tau,
 stats)` on a `BatchedGridWorld` of B envs for `--horizon` steps (policy forward, env steps, the
 loss's backward, the optimiser step, and the critic regression every learner does after it).
-Steps/s = B * T / (median seconds per update over `--repeats` repeats). Networks, env and
-learner are built by `agent.factory` from a `TrainConfig` with train.py's defaults, so the
-numbers are train.py's (less logging and evaluation, which are timed by neither).
+Steps/s = B * T / (median seconds per update over `--repeats` repeats), times N with
+`num_seeds=N` (each of the N agents steps B envs). Networks, env and learner are built by
+`agent.factory` from a `TrainConfig` with train.py's defaults, so the numbers are train.py's
+(less logging and evaluation, which are timed by neither).
 `--variants` times other settings side by side in the same run: each is a comma-separated list
 of FIELD=VALUE TrainConfig overrides ("" = train.py's defaults).
 
@@ -140,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                     "B": B,
                     "T": args.horizon,
                     "update_ms": t.median * 1e3,
-                    "steps_per_s": B * args.horizon / t.median,
+                    "steps_per_s": cfg.num_seeds * B * args.horizon / t.median,  # every member's B envs
                     "critic_fit_share": share,
                     "spread": t.spread,
                     "timing": t,
