@@ -64,8 +64,9 @@ def test_train_throughput_smoke(tmp_path):
     assert {r["learner"] for r in data["rows"]} == {"pathwise", "reinforce", "ppo"}
     for r in data["rows"]:
         assert _positive(r["steps_per_s"]) and _positive(r["update_ms"]), r
-        # steps/s is B*T per update time, so the two columns must agree.
-        assert math.isclose(r["steps_per_s"], r["B"] * r["T"] / (r["update_ms"] / 1e3), rel_tol=1e-9)
+        # steps/s is every member's B*T per update time, so the two columns must agree.
+        steps = r["config"]["num_seeds"] * r["B"] * r["T"]
+        assert math.isclose(r["steps_per_s"], steps / (r["update_ms"] / 1e3), rel_tol=1e-9)
         assert 0.0 < r["critic_fit_share"] < 1.0, r
     ops = data["profile"]["top_ops"]
     assert ops and all(o["calls"] >= 1 and 0.0 <= o["share"] <= 1.0 for o in ops)
@@ -75,12 +76,15 @@ def test_train_throughput_smoke(tmp_path):
 def test_train_throughput_times_each_variant_with_its_settings(tmp_path, capsys):
     from benchmarks import train_throughput
 
-    args = ["--smoke", "--learners", "pathwise", "--variants", "", "actor_steps=1,state_norm=false"]
+    args = ["--smoke", "--learners", "pathwise", "--variants", "", "actor_steps=1,state_norm=false", "num_seeds=2"]
     assert train_throughput.main([*args, "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "train_throughput.json").read_text())["rows"]
-    assert [r["variant"] for r in rows] == ["defaults", "actor_steps=1,state_norm=false"]
+    assert [r["variant"] for r in rows] == ["defaults", "actor_steps=1,state_norm=false", "num_seeds=2"]
     # --actor-steps 0 resolves to T / --lookahead (the smoke's T = 4); the variant's is as given.
-    assert [(r["config"]["actor_steps"], r["config"]["state_norm"]) for r in rows] == [(4, True), (1, False)]
+    assert [(r["config"]["actor_steps"], r["config"]["state_norm"]) for r in rows[:2]] == [(4, True), (1, False)]
+    # Two agents of B envs each: their steps count twice.
+    seeds = rows[2]
+    assert math.isclose(seeds["steps_per_s"], 2 * seeds["B"] * seeds["T"] / (seeds["update_ms"] / 1e3), rel_tol=1e-9)
     with pytest.raises(SystemExit):
         train_throughput.main(["--smoke", "--variants", "actor_steps", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
