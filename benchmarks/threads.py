@@ -2,6 +2,7 @@
 
     python -m benchmarks.threads              # 3 repeats, medians
     python -m benchmarks.threads --smoke      # tiny budget, for CI
+    python -m benchmarks.threads --threads 1 --env lake8x8 --num-envs 4096 --name threads_lake8x8_B4096
 
 Each launch is the user's command as they run it (`python train.py --threads N --total-timesteps
 STEPS`, wandb in its default mode with no credentials, a private HOME, no OMP_NUM_THREADS), timed
@@ -94,6 +95,12 @@ class Args:
     """Directory for the results JSON."""
     smoke: bool = False
     """A tiny budget, one repeat, wandb disabled (what CI runs)."""
+    env: str | None = None
+    """train.py --env (default: train.py's)."""
+    num_envs: int | None = None
+    """train.py --num-envs B (default: train.py's)."""
+    name: str = "threads"
+    """Results file name, without .json (the smoke adds _smoke)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     extra: tuple[str, ...] = ()
     if args.smoke:  # what CI checks is that every setting runs and is reported: no wandb
         args.steps, args.repeats, extra = 4096, 1, ("--wandb-mode", "disabled")
+    if args.env is not None:
+        extra += ("--env", args.env)
+    if args.num_envs is not None:
+        extra += ("--num-envs", str(args.num_envs))
     machine, stamp = machine_info(), provenance("benchmarks.threads", argv)
     print(f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}", flush=True)
     settings = [(n, mode) for n in args.threads for mode in ("alone", "pair")]
@@ -128,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(format_table(rows, None, {"process seconds (median)": ".1f", "SPS (median)": ",.0f"}))
     write_json(
-        Path(args.out) / ("threads_smoke.json" if args.smoke else "threads.json"),
+        Path(args.out) / f"{args.name}{'_smoke' if args.smoke else ''}.json",
         stamp | {"machine": machine, "steps": args.steps, "rows": rows, "runs": runs},
     )
     return 0

@@ -293,6 +293,6 @@ def test_the_results_page_builds_from_the_committed_results(tmp_path):
     text = page.read_text()
     for path in [*root.glob("generalisation_*.json"), *root.glob("decisions_*.json")]:
         assert f"## {path.stem}" in text and json.loads(path.read_text())["command"] in text, path.stem
-    for stem in report.SPEED:
-        if (root / f"{stem}.json").exists():
-            assert json.loads((root / f"{stem}.json").read_text())["command"] in text, stem
+    for path in [*(root / f"{stem}.json" for stem in report.SPEED), *root.glob("threads_*.json")]:
+        if path.exists():
+            assert json.loads(path.read_text())["command"] in text, path.stem
