@@ -114,6 +114,11 @@ SPEED = {
         ["learner", "variant", "world", "B", "T", "update_ms", "steps_per_s"],
         {"update_ms": ".1f", "steps_per_s": ",.0f"},
     ),
+    "fusion": (
+        "rows",
+        ["variant", "B", "step_ms", "vs rows, eager", "first_call_s", "graphs", "max_grad_diff"],
+        {"step_ms": ".3f", "vs rows, eager": ".2f", "first_call_s": ".2f", "max_grad_diff": ".1e"},
+    ),
 }
 
 
@@ -135,7 +140,7 @@ DECISION_FORMATS |= {"value error": ".4f", "Q* gap": ".4f"}
 
 def speed_summary(results: Path) -> str | None:
     """The results page's speed tables (start-up, threads, many seeds in one process, SB3 on our
-    env, time to solve, the learner's updates), each under its command."""
+    env, time to solve, the learner's updates, a fused step's piece), each under its command."""
     parts = []
     for stem, (key, columns, formats) in SPEED.items():
         # threads.py --name writes its other settings (a world, a B) beside the defaults' file

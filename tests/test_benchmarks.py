@@ -203,6 +203,17 @@ def test_num_seeds_smoke(tmp_path):
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.num_seeds")
 
 
+def test_fusion_smoke(tmp_path):
+    run_smoke(["-m", "benchmarks.fusion"], ["--out", str(tmp_path)])
+    data = json.loads((tmp_path / "fusion_smoke.json").read_text())
+    rows = {r["variant"]: r for r in data["rows"]}
+    assert set(rows) == {"rows, eager", "actions first, eager"}  # the smoke compiles nothing
+    assert all(_positive(r["step_ms"]) and _positive(r["vs rows, eager"]) for r in rows.values())
+    # The actions-first transcription takes the learner's gradient from the same noise.
+    assert rows["rows, eager"]["max_grad_diff"] == 0 and rows["actions first, eager"]["max_grad_diff"] < 1e-5
+    assert data["git_commit"] and data["command"].startswith("python -m benchmarks.fusion")
+
+
 def test_reference_gap_smoke(tmp_path):
     proc = run_smoke(["-m", "benchmarks.reference_gap"], ["--out", str(tmp_path)])
     data = json.loads((tmp_path / "reference_gap_smoke.json").read_text())
