@@ -1,11 +1,11 @@
 """Adam, the learners' optimiser.
 
 Adam (Kingma & Ba 2015, "Adam: A Method for Stochastic Optimization", Algorithm 1) with
-betas (0.9, 0.999) and eps 1e-8, in the arithmetic of `torch.optim.Adam`'s default CPU path, op for
-op, so a run steps exactly as it would with `torch.optim.Adam` (tests/test_optim.py), and the
-same `state_dict` layout, so checkpoints load in either. Why not `torch.optim.Adam` itself: its
-first call imports `torch._dynamo`, 1.3-2 s of every process's start on this CPU
-(benchmarks/startup.py), longer than many runs' training.
+betas (0.9, 0.999) and eps 1e-8, in the arithmetic of `torch.optim.Adam(fused=True)` on CPU (one
+fused kernel per parameter), so a run steps exactly as it would with that optimiser
+(tests/test_optim.py), and the same `state_dict` layout, so checkpoints load in either. Why not
+`torch.optim.Adam` itself: its first call imports `torch._dynamo`, 1.3-2 s of every process's start
+on this CPU (benchmarks/startup.py), longer than many runs' training.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _TORCH_DEFAULTS = {
     "foreach": None,
     "capturable": False,
     "differentiable": False,
-    "fused": None,
+    "fused": True,
     "decoupled_weight_decay": False,
 }
 
@@ -47,15 +47,13 @@ class Adam:
 
     @torch.no_grad()
     def step(self) -> None:
-        # The same arithmetic as the loop over parameters in torch's default CPU path, op for op,
-        # done for all of a group's parameters at once by torch's _foreach ops (one call per op,
-        # not one per op and parameter: the learners step after every env step).
+        # torch.optim.Adam(fused=True)'s CPU path: the moments and the parameter are updated in
+        # one pass by one kernel per parameter, where the _foreach path makes seven passes of
+        # small ops (the learners step after every env step, so those ops are most of the cost).
         for group in self.param_groups:
-            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-            params = [p for p in group["params"] if p.grad is not None]
+            (beta1, beta2), params = group["betas"], [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            grads = [p.grad for p in params]
             for p in params:
                 if p not in self.state:  # as torch's: a float32 step count, moments in the parameter's layout
                     self.state[p] = {
@@ -65,17 +63,22 @@ class Adam:
                     }
             states = [self.state[p] for p in params]
             counts = [s["step"] for s in states]
-            torch._foreach_add_(counts, 1.0)
-            steps = [c.item() for c in counts]
-            m, v = [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states]
-            torch._foreach_lerp_(m, grads, 1 - beta1)  # m <- beta1 m + (1 - beta1) g
-            torch._foreach_mul_(v, beta2)
-            torch._foreach_addcmul_(v, grads, grads, value=1 - beta2)  # v <- beta2 v + (1 - beta2) g^2
-            denom = torch._foreach_sqrt(v)
-            torch._foreach_div_(denom, [(1 - beta2**t) ** 0.5 for t in steps])
-            torch._foreach_add_(denom, eps)  # sqrt(v_hat) + eps
-            # p <- p - lr m_hat / (sqrt(v_hat) + eps)
-            torch._foreach_addcdiv_(params, m, denom, [-lr / (1 - beta1**t) for t in steps])
+            torch._foreach_add_(counts, 1)
+            torch._fused_adam_(
+                params,
+                [p.grad for p in params],
+                [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states],
+                [],  # no amsgrad
+                counts,
+                amsgrad=False,
+                lr=group["lr"],
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=group["eps"],
+                maximize=False,
+            )
 
     def state_dict(self) -> dict:
         """torch.optim's layout: parameters by their index in the groups."""

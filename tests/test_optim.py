@@ -1,4 +1,4 @@
-"""agent.optim.Adam steps exactly as torch.optim.Adam does, and their states load into each other."""
+"""agent.optim.Adam steps exactly as torch.optim.Adam(fused=True) does, and their states load into each other."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def _train(net, params, opt, steps: int, lr_at, seed: int) -> None:
         opt.step()
 
 
-def test_steps_are_bit_for_bit_those_of_torch_adam():
+def test_steps_are_bit_for_bit_those_of_torch_fused_adam():
     ours_params, ours, theirs_params, theirs = _nets()
-    opt_ours, opt_theirs = Adam(ours_params, lr=3e-3), torch.optim.Adam(theirs_params, lr=3e-3)
+    opt_ours, opt_theirs = Adam(ours_params, lr=3e-3), torch.optim.Adam(theirs_params, lr=3e-3, fused=True)
     lr_at = lambda t: 3e-3 * (1 - t / 50)  # noqa: E731 (a learning rate that moves, as annealing does)
     _train(ours, ours_params, opt_ours, 40, lr_at, seed=1)
     _train(theirs, theirs_params, opt_theirs, 40, lr_at, seed=1)
@@ -50,11 +50,11 @@ def test_steps_are_bit_for_bit_those_of_torch_adam():
 def test_states_load_into_each_other_and_resume_identically():
     lr_at = lambda t: 1e-2  # noqa: E731
     a_params, a, b_params, b = _nets(2)
-    opt_a, opt_b = torch.optim.Adam(a_params, lr=1e-2), Adam(b_params, lr=1e-2)
+    opt_a, opt_b = torch.optim.Adam(a_params, lr=1e-2, fused=True), Adam(b_params, lr=1e-2)
     _train(a, a_params, opt_a, 10, lr_at, seed=3)
     _train(b, b_params, opt_b, 10, lr_at, seed=3)
     # Swap: ours takes torch's state and torch takes ours; both go on as one run would.
-    swapped_ours, swapped_theirs = Adam(a_params, lr=1e-2), torch.optim.Adam(b_params, lr=1e-2)
+    swapped_ours, swapped_theirs = Adam(a_params, lr=1e-2), torch.optim.Adam(b_params, lr=1e-2, fused=True)
     swapped_ours.load_state_dict(opt_a.state_dict())
     swapped_theirs.load_state_dict(opt_b.state_dict())
     _train(a, a_params, swapped_ours, 10, lr_at, seed=4)
