@@ -55,9 +55,9 @@ class Adam:
             if not params:
                 continue
             for p in params:
-                if p not in self.state:  # as torch's: a float32 step count, moments in the parameter's layout
+                if p not in self.state:  # as torch's fused: a float32 step count on the parameter's device
                     self.state[p] = {
-                        "step": torch.tensor(0.0),
+                        "step": torch.zeros((), dtype=torch.float32, device=p.device),
                         "exp_avg": torch.zeros_like(p, memory_format=torch.preserve_format),
                         "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
                     }
@@ -109,7 +109,7 @@ class Adam:
         for i, moments in state_dict["state"].items():
             p = params[int(i)]
             self.state[p] = {
-                "step": torch.as_tensor(moments["step"], dtype=torch.float32).clone().cpu(),
+                "step": torch.as_tensor(moments["step"], dtype=torch.float32).to(p.device).clone(),
                 "exp_avg": moments["exp_avg"].to(p.device, p.dtype).clone(),
                 "exp_avg_sq": moments["exp_avg_sq"].to(p.device, p.dtype).clone(),
             }
