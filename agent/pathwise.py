@@ -279,6 +279,9 @@ class _CellTable:
         return self.table.reshape(-1)[row * self.table.shape[1] + cells]
 
 
+_FLOOR = 1e-3  # StateNorm.FLOOR, read as a module constant in backward: torch.compile traces it there
+
+
 class StateNorm(torch.autograd.Function):
     """Identity in the forward; in the backward, each row of the gradient g (B, A) reaching the
     actions is centred and rescaled to a root mean square of `unit`, the gradient that one
@@ -289,7 +292,7 @@ class StateNorm(torch.autograd.Function):
     fraction of one. The estimators' backwards pass the gradient through softmax Jacobians, which
     ignore a constant added to a row, so the centring alone changes nothing."""
 
-    FLOOR = 1e-3
+    FLOOR = _FLOOR
 
     @staticmethod
     def forward(ctx, action, unit):  # noqa: D102
@@ -301,7 +304,7 @@ class StateNorm(torch.autograd.Function):
         (unit,) = ctx.saved_tensors  # ()
         centred = g - g.mean(-1, keepdim=True)  # (B, A)
         rms = centred.pow(2).mean(-1, keepdim=True).sqrt()  # (B, 1)
-        return centred * unit / torch.maximum(rms, StateNorm.FLOOR * unit), None
+        return centred * unit / torch.maximum(rms, _FLOOR * unit), None
 
 
 class _Chunk:

@@ -14,7 +14,7 @@ this is the part built of many small ops on (B, A) tensors, the one a fused step
 - `rows, eager`: the learner's own code (`straight_through`, `StateNorm`, `action_entropy`), the
   logits as the learner holds them, a row of A actions per env.
 - `rows, compiled`: the same function under `torch.compile` (inductor's C++ on CPU); the learner's
-  generator and its autograd Function split it into several graphs (reported).
+  generator splits it into several graphs (reported).
 - `actions first, eager` / `compiled`: the same maths written over (A, B) tensors, every
   reduction over the A rows instead of within a row of A, compiled as one graph.
 
@@ -51,22 +51,6 @@ def rows_step(table, rows, q, unit, tau: float, generator):
     return -(action * q).sum(-1).mean() - ENTROPY * action_entropy(logits).mean() + PENALTY * size
 
 
-class _ColumnNorm(torch.autograd.Function):
-    """`StateNorm` over (A, B) gradients: each column centred and rescaled."""
-
-    @staticmethod
-    def forward(ctx, action, unit):  # noqa: D102
-        ctx.save_for_backward(unit)
-        return action.view_as(action)
-
-    @staticmethod
-    def backward(ctx, g):  # noqa: D102
-        (unit,) = ctx.saved_tensors
-        centred = g - g.mean(0, keepdim=True)  # (A, B)
-        rms = centred.pow(2).mean(0, keepdim=True).sqrt()  # (1, B)
-        return centred * unit / torch.maximum(rms, 1e-3 * unit), None
-
-
 def columns_loss(table_t, rows, noise, q_t, unit, tau: float):
     """`rows_step`'s maths over (A, B): table_t (A, S), noise and q_t (A, B)."""
     logits = table_t.index_select(1, rows)  # (A, B)
@@ -76,7 +60,7 @@ def columns_loss(table_t, rows, noise, q_t, unit, tau: float):
     pi1 = (onehot + torch.softmax(logits.detach() / tau, 0)) / 2  # (A, B) ReinMax's
     x = torch.where(pi1 > 0, logits, torch.zeros_like(logits))
     surrogate = 2 * pi1 * (x - (pi1 * x).sum(0, keepdim=True)) - 0.5 * pi0  # backward 2 J(pi1) - J(pi0) / 2
-    action = _ColumnNorm.apply(onehot + (surrogate - surrogate.detach()), unit)  # (A, B)
+    action = StateNorm.apply((onehot + (surrogate - surrogate.detach())).t(), unit).t()  # (A, B), normed per env
     log_pi = logits - logits.logsumexp(0, keepdim=True)
     entropy = -(pi0 * log_pi.clamp(min=torch.finfo(log_pi.dtype).min)).sum(0)  # (B,)
     size = (logits - logits.mean(0, keepdim=True)).pow(2).mean()
