@@ -32,15 +32,7 @@ from agent.config import (
     resolve,
     run_record,
 )
-from agent.factory import (
-    build_env,
-    build_eval_env,
-    build_learner,
-    build_networks,
-    check_memory,
-    resolve_device,
-    value_scale,
-)
+from agent.factory import build_env, build_eval_env, build_learner, build_networks, check_memory, resolve_device
 from agent.logger import RunLogger, WandbError, has_wandb_credentials
 from agent.progress import Progress
 from agent.rollout import EpisodeStats
@@ -198,7 +190,7 @@ def _train(cfg: TrainConfig, resumed: dict | None, run_dir: Path, device: torch.
         for k, (m, d) in enumerate(zip(configs, dirs, strict=True))
     ]
     reference = reference_returns(members[0].eval_env, cfg.gamma)  # the normalised score's ends, computed once
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, device, value_scale(env))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, device)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     learner = build_learner(cfg, env, policy, critic, generator)
     schedule = TauSchedule(

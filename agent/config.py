@@ -34,8 +34,9 @@ class TrainConfig:
     algo: Literal["pathwise", "reinforce", "ppo"] = "pathwise"
     """pathwise: back-propagate the return through Gumbel straight-through actions and the
     differentiable env. reinforce / ppo: score-function baselines on the same batched env."""
-    estimator: str = "reinmax"
-    """Straight-through gradient estimator for pathwise (st, st-gs, gumbel-rao, reinmax, zgr, gs)."""
+    estimator: str = "st"
+    """pathwise: gradient estimator through the sampled one-hot action (st, exact, st-gs,
+    gumbel-rao, reinmax, zgr, gs). st at tau 1 is the exact gradient at --lookahead 1."""
     tau: float = 1.0
     """Gumbel-Softmax temperature (initial value when annealed)."""
     tau_schedule: Literal["constant", "exponential", "linear"] = "constant"
@@ -44,9 +45,11 @@ class TrainConfig:
     """Lowest temperature reached by an annealing schedule."""
     tau_anneal_rate: float = 1e-6
     """Rate r of the exponential schedule max(tau_min, tau0 * exp(-r * step))."""
-    critic: bool = True
-    """Bootstrap each pathwise window with a learned value (short-horizon actor-critic);
-    the score-function learners always use one as a baseline."""
+    critic: Literal["visited", "oracle", "none"] = "visited"
+    """pathwise: what closes each look-ahead. visited: a critic learnt from experience, its targets
+    greedy backups at the cells the rollout was in (the simulator class). oracle: value iteration
+    over the env's whole tables (the model class: a labelled ceiling, never a baseline's rival).
+    none: no critic; the return within the look-ahead alone."""
     value_map: bool = True
     """Image observations: the critic is a value map of the world's static planes, read off at the
     agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
@@ -117,16 +120,12 @@ class TrainConfig:
     """lambda of ppo's GAE targets (reinforce's returns are Monte-Carlo within the window, lambda 1;
     pathwise: --backup-steps)."""
     backup_steps: int = 16
-    """pathwise: the critic's target at every reachable cell of the worlds an update's rollout was
-    in: this many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables, from its
-    own values (k steps of value iteration). It learns the value of acting greedily, not of the
-    current soft policy, wherever the agent may step, visited or not."""
-    actor_backups: int = 32
-    """pathwise: the values the actor's look-aheads close with are the critic's table after this
-    many greedy backups V <- max_a E[r + gamma V(s')] through the env's tables (as its targets are,
-    --backup-steps), not the critic itself: exact within that many moves of a reward, so the
-    actor no longer follows the critic's errors where they are as large as the gaps between the
-    actions' values (procedural mazes). 0: the critic itself."""
+    """pathwise: greedy backups V <- max_a E[r + gamma V(s')] behind each critic target. visited
+    critic: at the cells the update's rollout was in; oracle critic: at every reachable cell."""
+    actor_backups: int | None = None
+    """pathwise with --critic oracle: the actor's look-aheads close with the critic after this many
+    greedy backups over the env's whole tables (default 32). The visited critic's actor reads the
+    last update's backed-up targets instead."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4
@@ -213,6 +212,11 @@ class TrainConfig:
         kw.setdefault("anneal_lr", False)
         kw.setdefault("save_every_s", 60.0)
         kw.setdefault("actor_backups", 0)  # before it existed the actor read the critic itself
+        # Before the information classes, the critic was on or off, and on meant value iteration
+        # over the env's tables; the default estimator was reinmax.
+        if isinstance(kw.get("critic", True), bool):
+            kw["critic"] = "oracle" if kw.get("critic", True) else "none"
+        kw.setdefault("estimator", "reinmax")
         kw.pop("overwrite", None)  # a stored run never asks to overwrite itself
         return cls(**kw)
 
@@ -243,6 +247,8 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     used. Learner settings have one default for every world; what depends on the world is only
     how the policy sees it (`obs_mode`)."""
     cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if cfg.actor_backups is None:  # value iteration for the actor belongs to the oracle critic only
+        cfg = replace(cfg, actor_backups=32 if cfg.algo == "pathwise" and cfg.critic == "oracle" else 0)
     if cfg.actor_steps == 0:  # after every look-ahead
         cfg = replace(cfg, actor_steps=cfg.horizon // cfg.lookahead if cfg.horizon % cfg.lookahead == 0 else 1)
     if cfg.algo == "pathwise" and cfg.obs == "image" and not cfg.value_map:
@@ -375,7 +381,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "gamma": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
     "gae_lambda": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
     "backup_steps": (lambda v: v >= 1, "an integer >= 1"),
-    "actor_backups": (lambda v: v >= 0, "an integer >= 0"),
+    "actor_backups": (lambda v: v is None or v >= 0, "an integer >= 0"),
     "update_epochs": (lambda v: v >= 1, "an integer >= 1"),
     "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
     "clip_coef": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
@@ -453,6 +459,16 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(
             f"--actor-steps {cfg.actor_steps} must divide --horizon {cfg.horizon} into parts of whole "
             f"look-aheads (--lookahead {cfg.lookahead})"
+        )
+    if cfg.actor_backups and cfg.critic != "oracle":
+        raise ValueError(
+            f"--actor-backups {cfg.actor_backups} backs the critic up over the env's whole tables, which only "
+            "--critic oracle reads; add --critic oracle or drop --actor-backups"
+        )
+    if cfg.estimator == "exact" and cfg.lookahead != 1:
+        raise ValueError(
+            f"--estimator exact with --lookahead {cfg.lookahead}: the sum over the four actions is the exact "
+            "gradient only at --lookahead 1; use --lookahead 1 or another estimator"
         )
     if cfg.lookahead > cfg.horizon:
         raise ValueError(f"--lookahead {cfg.lookahead} must be at most --horizon {cfg.horizon}")

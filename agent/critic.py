@@ -53,6 +53,55 @@ def greedy_backups(env, values: torch.Tensor, worlds: torch.Tensor, gamma: float
     return v
 
 
+def visited_backups(
+    table: torch.Tensor,
+    rows: torch.Tensor,
+    worlds: torch.Tensor,
+    cells: torch.Tensor,
+    step_rows,
+    gamma: float,
+    steps: int,
+) -> torch.Tensor:
+    """`steps` greedy backups V <- max_a E_o[r + gamma (1 - done) V(s'_o)] at the given cells only:
+    the keys (rows, worlds, cells), (n,) each, of a value table `table` (R, W, S) (R value tables,
+    W worlds). Every other entry keeps its value, so a backed-up value is read where a successor is
+    a backed-up cell, and the table's own value elsewhere. `step_rows(worlds, cells)` gives the step
+    from those cells, (next cell, reward, continues, probability), (n, A, O) each: the only rows
+    read. Returns the table (R, W, S), without gradient.
+
+    Where value iteration (`greedy_backups`) sweeps every cell through the env's tables, this backs
+    up the cells a rollout was in, from what the simulator tells at them: a simulator-class critic."""
+    R, W, S = table.shape
+    keys = torch.unique((rows * W + worlds) * S + cells)  # (k,) each cell once
+    base, cells = keys - keys % S, keys % S  # (k,) where the cell's table row begins, the cell
+    ns, reward, cont, prob = step_rows((keys // S) % W, cells)  # (k, A, O) each
+    successors = base[:, None, None] + ns  # (k, A, O) flat index of each successor's value
+    earn, keep = (prob * reward).sum(-1), gamma * prob * cont  # (k, A), (k, A, O)
+    v = table.detach().reshape(-1).clone()
+    for _ in range(steps):
+        v[keys] = (earn + (keep * v[successors]).sum(-1)).max(-1).values  # (k,)
+    return v.view(R, W, S)
+
+
+def rescale_critic(critic: ValueNet, rewards: torch.Tensor) -> None:
+    """Raise the critic's unit (`ValueNet.scale`: values are given in units of it, so that
+    optimiser steps fit any reward scale) to the largest reward magnitude seen so far, `rewards`
+    (N, n): n rewards of each of N agents (1, or an ensemble's members). The output layer is divided
+    by the same factor, so every value stays what it was. A unit never falls, and starts at 1."""
+    seen = rewards.detach().abs().amax(1).to(torch.float32)  # (N,)
+    if isinstance(critic, Ensemble):
+        scale, weight, bias = (critic.stacked(n) for n in ("scale", "head.weight", "head.bias"))  # (N,), (N, ...)
+    else:
+        scale, weight, bias = critic.scale.view(1), critic.head.weight[None], critic.head.bias[None]
+    new = torch.maximum(scale, seen.to(scale.device))  # (N,)
+    if bool((new > scale).any()):
+        factor = scale / new  # (N,) <= 1
+        with torch.no_grad():
+            weight.mul_(factor.view(-1, *[1] * (weight.dim() - 1)))
+            bias.mul_(factor.view(-1, *[1] * (bias.dim() - 1)))
+            scale.copy_(new)
+
+
 def cell_values(critic: ValueNet, env, worlds: torch.Tensor | None) -> torch.Tensor | None:
     """The critic's value of every cell in each of `worlds` (k,): (k, S) for image observations
     (the value map of each world's layout), (1, S) for one-hot ones (the same in every world;

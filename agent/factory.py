@@ -136,7 +136,7 @@ def build_eval_env(
 
 
 def build_networks(
-    cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int, device: torch.device, value_scale: float = 1.0
+    cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int, device: torch.device
 ) -> tuple[PolicyNet, ValueNet] | tuple[Ensemble, Ensemble]:
     """The policy and critic; for --num-seeds N, an `Ensemble` of N of each, member k
     initialised as a single run with seed --seed + k would be."""
@@ -144,7 +144,7 @@ def build_networks(
     def pair() -> tuple[PolicyNet, ValueNet]:
         return (
             PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-            ValueNet(obs_shape, cfg.hidden, cfg.value_map, scale=value_scale).to(device),
+            ValueNet(obs_shape, cfg.hidden, cfg.value_map).to(device),
         )
 
     if cfg.num_seeds == 1:
@@ -154,13 +154,6 @@ def build_networks(
         torch.manual_seed(cfg.seed + k)
         members.append(pair())
     return Ensemble([p for p, _ in members]), Ensemble([c for _, c in members])
-
-
-def value_scale(env: BatchedGridWorld) -> float:
-    """The unit of the critic's values: the largest reward magnitude in the world's tables (1 when
-    every reward is 0), the same measurement for every world."""
-    largest = float(env.reward_table.abs().max())
-    return largest if largest > 0 else 1.0
 
 
 def build_learner(

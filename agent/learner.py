@@ -8,8 +8,9 @@ from __future__ import annotations
 import torch
 
 from agent.config import TrainConfig
-from agent.critic import fit_critic
+from agent.critic import fit_critic, rescale_critic
 from agent.ensemble import clip_per_member, member_count
+from agent.information import InformationClass
 from agent.optim import Adam
 from agent.policy import PolicyNet, ValueNet
 from agent.rollout import VisitBonus
@@ -76,6 +77,11 @@ class ReturnScale:
 
 
 class Learner:
+    """A learner owns the policy, the critic, their optimisers and the exploration bonus; a
+    subclass adds `update`. `information` is what it may know of the env (`agent.information`)."""
+
+    information: InformationClass = "samples"
+
     def __init__(
         self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator, bonus: VisitBonus
     ) -> None:
@@ -84,6 +90,7 @@ class Learner:
         self.return_scale = ReturnScale(members=self.members)
         self.optimizer = Adam(policy.parameters(), lr=cfg.learning_rate)
         self.critic_optimizer = Adam(critic.parameters(), lr=cfg.critic_learning_rate)
+        self._views: dict = {}  # the env as this learner's information class sees it (`view_for`)
 
     def set_learning_rates(self, global_step: int) -> None:
         """Set both learning rates for the update that starts at `global_step`, a function of the
@@ -149,15 +156,19 @@ class Learner:
         loss: torch.Tensor,
         entropy: torch.Tensor,
         grad_norm: torch.Tensor,
+        *,
+        rewards: torch.Tensor,
     ) -> dict[str, float | list[float]]:
         """Regress the critic on this update's targets (samples given as observations and as
         (world, cell), each (T, members * B, ...); no observations where the critic is read as a
-        table); return the update's loss metrics (per-member ones as `per_member` gives them)."""
+        table), its unit first raised to the largest reward seen (`rewards`, (T, members * B));
+        return the update's loss metrics (per-member ones as `per_member` gives them)."""
 
         def by_member(x: torch.Tensor) -> torch.Tensor:  # (T, N*B, ...) -> (N, T*B, ...), each member's samples
             T, N = x.shape[0], self.members
             return x.reshape(T, N, -1, *x.shape[2:]).transpose(0, 1).reshape(N, -1, *x.shape[2:])
 
+        rescale_critic(self.critic, by_member(rewards))
         value_loss = fit_critic(
             self.critic,
             self.critic_optimizer,

@@ -17,9 +17,10 @@ from __future__ import annotations
 import torch
 
 from agent import interrupt
-from agent.critic import cell_values, greedy_backups, lambda_returns
+from agent.critic import cell_values, greedy_backups, lambda_returns, visited_backups
 from agent.ensemble import Ensemble
 from agent.gumbel import softmax
+from agent.information import InformationClass, view_for
 from agent.learner import Learner, clip_and_step, per_member
 from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
@@ -27,6 +28,15 @@ from envs.diffstep import ActionStep
 
 
 class PathwiseLearner(Learner):
+    _backed_up: torch.Tensor | None = None  # the visited critic's last backed-up tables (N or 1, W, S)
+
+    @property
+    def information(self) -> InformationClass:
+        """simulator: the visited critic (or none), at a look-ahead of one one-hot step. model: the
+        oracle critic; or a look-ahead that differentiates the position (--lookahead > 1, or the
+        soft actions of gs), whose derivative reads where every cell leads under the action taken."""
+        return "simulator" if self.cfg.critic != "oracle" and steps_without_positions(self.cfg) else "model"
+
     def _value_tables(self, env) -> torch.Tensor:
         """The critic's value of every cell, (1, S) for one-hot observations (the same in every
         world) or (W, S) for images (the value map of each world's layout), without gradient.
@@ -100,7 +110,7 @@ class PathwiseLearner(Learner):
         """The entropy bonus of this step, (B,): over the next cell (`--entropy-over cells`, on
         worlds where each move has one outcome) or over the actions."""
         if self.cfg.entropy_over == "cells" and env.O == 1:
-            return cell_entropy(logits, env.next_state[world_id, state, :, 0])
+            return cell_entropy(logits, env.every_action(world_id, state, torch.zeros_like(state))[0])
         return action_entropy(logits)
 
     def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
@@ -119,15 +129,19 @@ class PathwiseLearner(Learner):
         falling in, which would teach the actor to shun the only way through. The targets do not
         follow the rollout, so the policy's random walk never enters them."""
         cfg, gamma, K, N = self.cfg, self.cfg.gamma, self.cfg.lookahead, self.members
+        env = view_for(self.information, env, self._views)  # a simulator-class learner sees no table
         B = env.num_envs  # members x the B envs of each
         scale = torch.tensor(self.return_scale.values, device=env.device)  # (N,) each member's return scale
         # No observations: the critic is read as a table of (world, cell).
         record: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("cells", "worlds", "rewards", "terminated", "truncated")
         }
-        values = self._value_tables(env) if cfg.critic else None  # (W or 1, S)
-        backed_up = self._every_world_backups(env, values)
-        closing = self._closing_values(env, backed_up.get(cfg.actor_backups), values)
+        values = self._value_tables(env) if cfg.critic != "none" else None  # (W or 1, S)
+        if cfg.critic == "oracle":
+            backed_up = self._every_world_backups(env, values)
+            closing = self._closing_values(env, backed_up.get(cfg.actor_backups), values)
+        else:  # the visited critic: the last update's targets where its rollout was, the critic elsewhere
+            closing = self._closing_values(env, self._backed_up if values is not None else None, values)
         policy = self._policy_reader(env)
         positionless = steps_without_positions(cfg)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
@@ -153,7 +167,7 @@ class PathwiseLearner(Learner):
             if positionless:  # a one-hot observation is read as the state: the env need not build it
                 next_obs, _, terminated, truncated, info = env.step(index, observe=env.obs_mode != "onehot")
                 outcome = info["outcome"]
-                cells, r, c, p = env.tables.every_action(world_id, state, outcome, env.slip_gradient == "expected")
+                cells, r, c, p = env.every_action(world_id, state, outcome, env.slip_gradient == "expected")
                 bonus = self.bonus.at_cells(cells, world_id)
                 value = None if closing is None else closing.at(world_id, cells)
                 read_off = [u for u in (bonus, value) if u is not None]  # cell tables read off the live position
@@ -196,10 +210,13 @@ class PathwiseLearner(Learner):
                     policy = self._policy_reader(env)  # the policy has moved
 
         rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B)
-        if values is not None:
+        if cfg.critic == "oracle":
             visited, (targets, *fit_on) = self._backup_targets(
                 env, values, rec["cells"], rec["worlds"], backed_up.get(cfg.backup_steps)
             )
+        elif values is not None:
+            visited = self._visited_targets(env, values, rec["cells"], rec["worlds"])
+            targets, fit_on = visited, (rec["cells"], rec["worlds"])
         else:  # no critic: the discounted rewards within the window, for the return scale only
             continues = (~(rec["terminated"] | rec["truncated"])).float()
             visited = lambda_returns(rec["rewards"], torch.zeros_like(rec["rewards"]), continues, gamma, 1.0)
@@ -210,7 +227,9 @@ class PathwiseLearner(Learner):
             "losses/actor_steps": float(len(losses)),
         }
         if values is not None:
-            metrics |= self.fit_critic_and_report(env, None, *fit_on, targets, loss, entropy, grad_norm)
+            metrics |= self.fit_critic_and_report(
+                env, None, *fit_on, targets, loss, entropy, grad_norm, rewards=rec["rewards"]
+            )
         else:
             metrics |= {
                 "losses/policy_loss": per_member(loss),
@@ -218,6 +237,24 @@ class PathwiseLearner(Learner):
                 "losses/grad_norm": per_member(grad_norm),
             }
         return (env.pos if obs is None else obs).detach(), metrics  # a one-hot observation is the position
+
+    def _visited_targets(self, env, values: torch.Tensor, cells: torch.Tensor, worlds: torch.Tensor) -> torch.Tensor:
+        """The visited critic's targets at the rollout's cells (T, B): `backup_steps` greedy
+        backups of its value tables `values` (rows as `_value_tables`) at the cells the rollout
+        was in, read through the simulator's step from those cells alone (`visited_backups`).
+        The backed-up tables, (N or 1, W, S), are what the next update's actor closes with."""
+        T, B = cells.shape
+        if env.obs_mode == "onehot":  # a table per member, the same in every world
+            table = values[:, None, :].expand(-1, env.num_worlds, -1)  # (N, W, S)
+            rows = self._rows(env, worlds[0]).expand(T, B)  # (T, B) whose table
+        else:  # a value map per world
+            table, rows = values[None], torch.zeros_like(cells)  # (1, W, S)
+        table = visited_backups(
+            table, rows.reshape(-1), worlds.reshape(-1), cells.reshape(-1), env.step_rows, self.cfg.gamma,
+            self.cfg.backup_steps,
+        )  # fmt: skip
+        self._backed_up = table
+        return table[rows, worlds, cells]  # (T, B)
 
     def _backup_targets(
         self,

@@ -37,5 +37,7 @@ class PPOLearner(Learner):
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
-        metrics = self.fit_critic_and_report(env, roll.obs, roll.cells, roll.worlds, returns, loss, entropy, grad_norm)
+        metrics = self.fit_critic_and_report(
+            env, roll.obs, roll.cells, roll.worlds, returns, loss, entropy, grad_norm, rewards=roll.rewards
+        )
         return obs, metrics

@@ -28,5 +28,7 @@ class ReinforceLearner(Learner):
         loss.backward()
         grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
 
-        metrics = self.fit_critic_and_report(env, roll.obs, roll.cells, roll.worlds, returns, loss, entropy, grad_norm)
+        metrics = self.fit_critic_and_report(
+            env, roll.obs, roll.cells, roll.worlds, returns, loss, entropy, grad_norm, rewards=roll.rewards
+        )
         return obs, metrics

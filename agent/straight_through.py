@@ -20,11 +20,12 @@ from agent.gumbel import _compute_dtype, _output_dtype, check_tau, conditional_g
 __all__ = ["ESTIMATORS", "straight_through"]
 
 #: Names accepted by :func:`straight_through`. All but ``"gs"`` return an exact one-hot.
-ESTIMATORS: tuple[str, ...] = ("st", "st-gs", "gumbel-rao", "reinmax", "zgr", "gs")
+ESTIMATORS: tuple[str, ...] = ("st", "exact", "st-gs", "gumbel-rao", "reinmax", "zgr", "gs")
 
 # Keyword options each estimator understands; anything else is a caller bug.
 _ESTIMATOR_OPTIONS: dict[str, frozenset[str]] = {
     "st": frozenset(),
+    "exact": frozenset(),
     "st-gs": frozenset(),
     "gumbel-rao": frozenset({"k"}),
     "reinmax": frozenset(),
@@ -56,6 +57,10 @@ def _surrogate(
     if estimator == "st":
         # Bengio et al. 2013: backward (1/tau) J(softmax(x/tau)) g.
         return softmax(x / tau)  # (..., A)
+    if estimator == "exact":
+        # J(pi) g is the gradient of sum_a pi_a g_a: for an objective linear in the one-hot action,
+        # f(D) = sum_a D_a g_a, the exact gradient of E_pi[f] from the four values g enumerated.
+        return softmax(x)  # (..., A)
     if estimator == "st-gs":
         # Jang et al. 2016: backward (1/tau) J(y) g, y the soft sample of the same noise.
         return torch.softmax((x + noise) / tau, dim=-1)  # (..., A)
@@ -94,6 +99,8 @@ def straight_through(
     J(p) = diag(p) - p p^T and g the upstream gradient at D, the backward is:
 
     - ``"st"``: (1/tau) J(softmax(logits/tau)) g.
+    - ``"exact"``: J(softmax(logits)) g, whatever ``tau``: the exact gradient of E[f(D)] when f
+      is linear in the one-hot D (g then holds f at each action); ``"st"`` at tau = 1.
     - ``"st-gs"``: (1/tau) J(y) g with y = softmax((logits + G)/tau).
     - ``"gumbel-rao"``: ST-GS averaged over ``k`` (default 10) noises drawn conditioned on
       argmax == D; same mean as ST-GS, lower variance.

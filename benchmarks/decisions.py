@@ -34,7 +34,7 @@ import tyro
 from agent.checkpoint import load_checkpoint
 from agent.critic import cell_values
 from agent.evaluate import load_policy
-from agent.factory import build_env, build_eval_env, build_networks, value_scale
+from agent.factory import build_env, build_eval_env, build_networks
 from agent.scoring import policy_table, world_tables
 from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
 from envs.oracle import _backup, policy_metrics
@@ -60,7 +60,7 @@ def decisions(run: str, split: str) -> dict:
         env = build_eval_env(cfg, dev, "test")
     else:
         env = build_env(cfg, dev, num_envs=cfg.maze_pool, maze_pool=cfg.maze_pool)  # the training pool
-    _, critic = build_networks(cfg, env.observation_shape, env.A, dev, value_scale(env))
+    _, critic = build_networks(cfg, env.observation_shape, env.A, dev)
     critic.load_state_dict(state["critic"])
     tables, gamma = world_tables(env), cfg.gamma
     with torch.no_grad():

@@ -183,8 +183,9 @@ class Args(Common):
     """World: one of MAPS (room5, ...), or any envs.make_world spec, e.g. lake8x8."""
     gamma: float = 0.9
     """Discount, in (0, 1) for the exact return to exist."""
-    estimators: tuple[str, ...] = (*ESTIMATORS, *REINFORCE)
-    """What to compare (default: all the straight-through estimators and REINFORCE)."""
+    estimators: tuple[str, ...] = (*(e for e in ESTIMATORS if e != "exact"), *REINFORCE)
+    """What to compare (default: the straight-through estimators and REINFORCE; `exact` is st at
+    tau 1, exact only where the objective is linear in the action: benchmarks.lookahead at K = 1)."""
     batch_sizes: tuple[int, ...] = (16, 256, 4096)
     """Batch sizes B."""
     taus: tuple[float, ...] = (0.5, 1.0, 2.0)

@@ -168,3 +168,68 @@ def reinforce_samples(
             (grad,) = torch.autograd.grad(surrogate, theta_b, retain_graph=True)
             out[name].append(grad)
     return {k: torch.cat(grads) for k, grads in out.items()}
+
+
+# ----------------------------------------------------------------------------- look-aheads
+def lookahead_objective(mdp: TabularMDP, policy: torch.Tensor, gamma: float, lookahead: int, values: torch.Tensor):
+    """J_K = d . v_K: the expected K-step look-ahead return from d, uniform over the reachable
+    cells, closed by the fixed values (S,): v_0 = values, v_{k+1}(s) = sum_a pi(a|s) sum_o p(o|s,a)
+    [r + gamma (1 - done) v_k(s'_o)]. Differentiable in `policy` (S, A)."""
+    prob, reward = mdp.prob.to(policy.dtype), mdp.reward.to(policy.dtype)  # (S, A, O)
+    cont = (~mdp.done).to(policy.dtype)  # (S, A, O)
+    v = values.to(policy.dtype)  # (S,)
+    for _ in range(lookahead):
+        q = (prob * (reward + gamma * cont * v[mdp.next_state])).sum(-1)  # (S, A)
+        v = (policy * q).sum(-1)  # (S,)
+    start = mdp.reachable().to(policy.dtype)
+    return (start / start.sum() * v).sum()
+
+
+def exact_lookahead_gradient(
+    mdp: TabularMDP, theta: torch.Tensor, gamma: float, lookahead: int, values: torch.Tensor
+) -> tuple[float, torch.Tensor]:
+    """(J_K, dJ_K/dtheta (S, A)) of `lookahead_objective` at pi = softmax(theta), in float64."""
+    th = theta.detach().double().requires_grad_()
+    J = lookahead_objective(mdp, torch.softmax(th, -1), gamma, lookahead, values)
+    (g,) = torch.autograd.grad(J, th)
+    return float(J.detach()), g
+
+
+def lookahead_samples(
+    mdp: TabularMDP,
+    theta: torch.Tensor,
+    estimator: str,
+    *,
+    tau: float,
+    n: int,
+    lookahead: int,
+    gamma: float,
+    values: torch.Tensor,
+    seed: int,
+    chunk: int = 4096,
+    **options: int,
+) -> torch.Tensor:
+    """Per-sample gradients (n, S, A) of sum_{t<K} gamma^t r_t + gamma^K V(live position after K
+    steps) (0 after an episode's end) from a reachable cell drawn uniformly, K = `lookahead`, on the
+    differentiable path. Common random numbers across estimators, as `pathwise_samples`."""
+    S, A = theta.shape
+    cells = torch.nonzero(mdp.reachable()).flatten()  # (k,)
+    out = []
+    for i, b in _chunks(n, chunk):
+        env = BatchedGridWorld(mdp, b, obs_mode="onehot", seed=seed * 7919 + i, max_episode_steps=lookahead + 1)
+        gen = torch.Generator().manual_seed(seed * 7919 + i)
+        start = cells[torch.randint(len(cells), (b,), generator=gen)]  # (b,)
+        pos, _ = env.reset(options={"state": start})  # (b, S)
+        theta_b = theta.detach().expand(b, S, A).clone().requires_grad_()  # (b, S, A) per sample
+        ret, alive, discount = torch.zeros(b), torch.ones(b, dtype=torch.bool), 1.0
+        for k in range(lookahead):
+            logits = torch.einsum("bs,bsa->ba", pos, theta_b)  # (b, A), differentiable in pos too
+            action, _ = straight_through(logits, estimator, tau=tau, generator=gen, **options)  # (b, A)
+            pos, reward, _, _, info = env.step(action)
+            step = reward if k + 1 < lookahead else reward + gamma * (info["live_pos"] @ values)  # (b,)
+            ret = ret + discount * step * alive
+            alive = alive & ~info["done"]
+            discount *= gamma
+        ret.sum().backward()
+        out.append(theta_b.grad)
+    return torch.cat(out)

@@ -32,14 +32,14 @@ CONFIGS = [  # env, B, T, algo
 _PROBE = """
 import json, math, resource, sys, torch
 from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks, value_scale
+from agent.factory import build_env, build_learner, build_networks
 from agent.rollout import EpisodeStats
 env_name, B, T, algo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
 cfg = TrainConfig(env=env_name, num_envs=B, horizon=T, algo=algo)
 cfg = resolve_defaults(cfg, build_world(cfg))
 env = build_env(cfg, torch.device("cpu"), maze_pool=cfg.maze_pool, explore_starts=cfg.explore_starts)
-policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
+policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
 learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
 obs, stats = env.reset()[0], EpisodeStats()
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -35,8 +35,7 @@ import train
 from agent.config import TrainConfig, build_world, resolve_defaults
 t["import train.py's modules"] = time.perf_counter()
 from agent.scoring import reference_returns
-from agent.factory import (build_env, build_eval_env, build_learner, build_networks,
-                           value_scale)
+from agent.factory import (build_env, build_eval_env, build_learner, build_networks)
 from agent.logger import RunLogger
 from agent.rollout import EpisodeStats
 cfg = TrainConfig(wandb_mode=sys.argv[1], progress=False)
@@ -49,7 +48,7 @@ eval_env = build_eval_env(cfg, device, "validation")
 t["envs"] = time.perf_counter()
 reference = reference_returns(eval_env, cfg.gamma)
 t["reference returns (exact optimum, random policy)"] = time.perf_counter()
-policy, critic = build_networks(cfg, env.observation_shape, env.A, device, value_scale(env))
+policy, critic = build_networks(cfg, env.observation_shape, env.A, device)
 learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
 t["networks, learner"] = time.perf_counter()
 run_dir = __import__("pathlib").Path(sys.argv[2])

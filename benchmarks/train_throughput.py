@@ -33,7 +33,7 @@ from typing import Literal
 import torch
 
 from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks, value_scale
+from agent.factory import build_env, build_learner, build_networks
 from agent.rollout import EpisodeStats
 from benchmarks import common
 
@@ -56,7 +56,7 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int, overrides: 
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(seed)
     env = build_env(cfg, torch.device("cpu"))
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
     learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(seed))
     stats = EpisodeStats()
     state = {"obs": env.reset()[0]}

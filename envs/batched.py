@@ -326,6 +326,24 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             obs = info["final_obs"]
         return obs, reward, terminated, truncated, info
 
+    def every_action(
+        self, w: torch.Tensor, s: torch.Tensor, o: torch.Tensor, expected: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The step from cells s (B,) of worlds w under every action (`StepTables.every_action`)."""
+        return self.tables.every_action(w, s, o, expected)
+
+    def step_rows(
+        self, w: torch.Tensor, s: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step from cells s (n,) of worlds w under every action and outcome: (next cell,
+        reward, continues, probability), (n, A, O) each."""
+        return (
+            self.next_state[w, s],
+            self.reward_table[w, s],
+            (~self.done[w, s]).to(self.reward_table.dtype),
+            self.prob[w, s],
+        )
+
     def _table_row(self, w: torch.Tensor, s: torch.Tensor, a: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """Row of (w, s, a, o) in the flattened (W, S, A, O) tables."""
         if self.num_worlds == 1 and self.O == 1:

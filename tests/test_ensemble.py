@@ -11,7 +11,7 @@ import torch
 
 from agent.config import TrainConfig, resolve
 from agent.ensemble import Ensemble, clip_per_member
-from agent.factory import build_env, build_learner, build_networks, value_scale
+from agent.factory import build_env, build_learner, build_networks
 from agent.policy import PolicyNet, ValueNet
 from agent.rollout import EpisodeStats
 
@@ -73,7 +73,7 @@ def group(seed: int = 0, perturb: bool = False):
     cfg, _ = resolve(replace(cfg, device="cpu"))
     env = build_env(cfg, torch.device("cpu"), explore_starts=cfg.explore_starts)
     torch.manual_seed(seed)
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
     if perturb:
         with torch.no_grad():
             for p in policy.member_parameters():

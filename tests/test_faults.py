@@ -230,9 +230,10 @@ def test_resume_applies_the_flags_given_and_refuses_those_it_cannot(tmp_path):
     assert train.main(["--resume", str(runs / "r"), "--env", "four_rooms"]) == 2
     assert (runs / "r" / "config.json").read_text() == config
     # Everything else given applies, the --no-X forms too.
-    assert train.main(["--resume", str(runs / "r"), *"--no-critic --total-timesteps 5120 --no-progress".split()]) == 0
+    given = "--no-state-norm --critic none --total-timesteps 5120 --no-progress".split()
+    assert train.main(["--resume", str(runs / "r"), *given]) == 0
     stored = json.loads((runs / "r" / "config.json").read_text())
-    assert stored["critic"] is False and stored["total_timesteps"] == 5120
+    assert stored["state_norm"] is False and stored["critic"] == "none" and stored["total_timesteps"] == 5120
 
 
 # --------------------------------------------------------------------------- bad flags

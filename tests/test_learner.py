@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks, value_scale
+from agent.factory import build_env, build_learner, build_networks
 from agent.learner import clip_and_step, percentiles
 from agent.optim import Adam
 from agent.rollout import EpisodeStats
@@ -19,7 +19,7 @@ def make_learner(**overrides):
     cfg = resolve_defaults(cfg, build_world(cfg))
     torch.manual_seed(0)
     env = build_env(cfg, torch.device("cpu"))
-    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"), value_scale(env))
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
     return cfg, env, policy, build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
 
 

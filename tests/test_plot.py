@@ -55,7 +55,7 @@ def test_seeds_group_and_labels_name_the_difference(runs):
 
 def test_one_group_is_labelled_by_what_it_is(runs):
     groups = plot_cli.group_runs([plot_cli.load_run(p) for p in runs["pathwise"]])
-    assert list(plot_cli.group_labels(groups).values()) == ["empty · pathwise (reinmax)  [3 seeds]"]
+    assert list(plot_cli.group_labels(groups).values()) == ["empty · pathwise (st)  [3 seeds]"]
 
 
 def test_a_wandb_group_wins_over_the_config(tmp_path):
