@@ -97,6 +97,17 @@ class SimulatorView:
         return self.env.every_action(worlds, cells, outcome, expected)
 
 
+def information_class(cfg) -> InformationClass:
+    """The class of the learner a `TrainConfig` trains. pathwise is of the simulator class with
+    the visited critic (or none) at a look-ahead of one one-hot step; with the oracle critic, or a
+    look-ahead that differentiates the position (--lookahead > 1, or the soft actions of gs, whose
+    derivative reads where every cell leads under the action taken), of the model class."""
+    if cfg.algo != "pathwise":
+        return "samples"
+    one_step = cfg.lookahead == 1 and cfg.estimator != "gs"
+    return "simulator" if cfg.critic != "oracle" and one_step else "model"
+
+
 def view_for(information: InformationClass, env, cache: dict) -> Any:
     """The env as a learner of `information` may see it: a `SimulatorView` (one per env, kept in
     `cache` so its visited cells accumulate over updates) for the simulator class, the env itself

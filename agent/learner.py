@@ -10,7 +10,7 @@ import torch
 from agent.config import TrainConfig
 from agent.critic import fit_critic, rescale_critic
 from agent.ensemble import clip_per_member, member_count
-from agent.information import InformationClass
+from agent.information import InformationClass, information_class
 from agent.optim import Adam
 from agent.policy import PolicyNet, ValueNet
 from agent.rollout import VisitBonus
@@ -80,7 +80,10 @@ class Learner:
     """A learner owns the policy, the critic, their optimisers and the exploration bonus; a
     subclass adds `update`. `information` is what it may know of the env (`agent.information`)."""
 
-    information: InformationClass = "samples"
+    @property
+    def information(self) -> InformationClass:
+        """What this learner may know of the env (`agent.information.information_class`)."""
+        return information_class(self.cfg)
 
     def __init__(
         self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator, bonus: VisitBonus

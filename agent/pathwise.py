@@ -20,7 +20,7 @@ from agent import interrupt
 from agent.critic import cell_values, greedy_backups, lambda_returns, visited_backups
 from agent.ensemble import Ensemble
 from agent.gumbel import softmax
-from agent.information import InformationClass, view_for
+from agent.information import view_for
 from agent.learner import Learner, clip_and_step, per_member
 from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
@@ -29,13 +29,6 @@ from envs.diffstep import ActionStep
 
 class PathwiseLearner(Learner):
     _backed_up: torch.Tensor | None = None  # the visited critic's last backed-up tables (N or 1, W, S)
-
-    @property
-    def information(self) -> InformationClass:
-        """simulator: the visited critic (or none), at a look-ahead of one one-hot step. model: the
-        oracle critic; or a look-ahead that differentiates the position (--lookahead > 1, or the
-        soft actions of gs), whose derivative reads where every cell leads under the action taken."""
-        return "simulator" if self.cfg.critic != "oracle" and steps_without_positions(self.cfg) else "model"
 
     def _value_tables(self, env) -> torch.Tensor:
         """The critic's value of every cell, (1, S) for one-hot observations (the same in every

@@ -12,6 +12,11 @@ checkpoint, scored exactly on the tabular core (normalised score (R - R_uniform)
 and success probability, under the time limit), the env steps until an evaluation first reached
 the target, and the wall-clock of the whole `train()` call. A world counts as solved by a run
 when the kept policy's normalised score is at least `--target` (0.95).
+
+Every row names its learner's information class (`agent.information`): samples (PPO, REINFORCE),
+simulator (the default pathwise learner), model (`--set critic=oracle`). `--value-iteration` adds
+the model class's anchor: value iteration on the world's tables, its greedy policy scored the same
+way, and the seconds it took (no env steps: it reads the whole tables instead).
 """
 
 from __future__ import annotations
@@ -42,10 +47,11 @@ ALGOS = ("pathwise", "reinforce", "ppo")
 
 
 # The tables of a generalisation results file: totals per (split, learner), then one row per world.
-TOTAL_COLUMNS = ["split", "algo", "worlds", "solved on every seed", "share", "median score"]
+TOTAL_COLUMNS = ["split", "algo", "class", "worlds", "solved on every seed", "share", "median score"]
 WORLD_COLUMNS = [
     "world",
     "algo",
+    "class",
     "seeds solved",
     "score (min)",
     "score (median)",
@@ -58,7 +64,7 @@ FORMATS = {
     "score (median)": ".3f",
     "success (median)": ".1%",
     "env steps to target (median)": ",.0f",
-    "wall-clock s (median)": ".1f",
+    "wall-clock s (median)": ".3g",
     "share": ".1%",
     "median score": ".3f",
 }
@@ -81,6 +87,7 @@ def run_one(
 
     torch.set_num_threads(1)
     from agent.config import TrainConfig
+    from agent.information import information_class
     from agent.logger import read_metrics
     from train import train
 
@@ -123,6 +130,7 @@ def run_one(
         "family": world.family,
         "split": world.split,
         "algo": algo,
+        "class": information_class(TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text()))),
         "seed": seed,
         "normalized_score": final["normalized_score"],
         "exact_success_rate": final["exact_success_rate"],
@@ -133,6 +141,43 @@ def run_one(
         "final_policy_score": final["final_policy"]["normalized_score"],
         "run_git_commit": final.get("git_commit"),  # None: made before runs recorded it
         "config": json.loads((run_dir / "config.json").read_text()),
+    }
+
+
+def value_iteration_row(world: SuiteWorld, target: float) -> dict[str, Any]:
+    """Value iteration on the world's whole tables (the model class): its greedy policy scored
+    exactly as a run's kept policy is, and the seconds it took, as a row of the results."""
+    import torch
+
+    from agent.config import TrainConfig, build_world
+    from envs.oracle import normalized_score as score_of
+    from envs.oracle import optimal_time_limited_return, policy_metrics, uniform_policy, value_iteration
+
+    cfg = TrainConfig(**world.config_fields())
+    mdp = build_world(cfg)
+    start = time.perf_counter()
+    result = value_iteration(mdp, cfg.gamma)
+    seconds = time.perf_counter() - start
+    greedy = torch.nn.functional.one_hot(result.policy, mdp.num_actions).double()  # (S, A)
+    T = mdp.max_episode_steps
+    m = policy_metrics(mdp, greedy, cfg.gamma, T)
+    uniform = policy_metrics(mdp, uniform_policy(mdp), cfg.gamma, T)["return"]
+    score = float(score_of(m["return"], uniform, optimal_time_limited_return(mdp, cfg.gamma, T)))
+    return {
+        "world": world.name,
+        "family": world.family,
+        "split": world.split,
+        "algo": "value-iteration",
+        "class": "model",
+        "seed": 0,
+        "normalized_score": score,
+        "exact_success_rate": float(m["success"]),
+        "kept_step": 0,
+        "first_step_at_target": 0 if score >= target else None,
+        "steps": 0,
+        "wall_clock_s": seconds,
+        "final_policy_score": score,
+        "iterations": result.iterations,
     }
 
 
@@ -149,6 +194,7 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
                 "family": rs[0]["family"],
                 "split": rs[0]["split"],
                 "algo": algo,
+                "class": rs[0]["class"],
                 "seeds solved": f"{sum(r['normalized_score'] >= target for r in rs)}/{len(rs)}",
                 "all seeds": all(r["normalized_score"] >= target for r in rs),
                 "score (min)": min(r["normalized_score"] for r in rs),
@@ -167,6 +213,7 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
         {
             "split": split,
             "algo": algo,
+            "class": ws[0]["class"],
             "worlds": len(ws),
             "solved on every seed": sum(w["all seeds"] for w in ws),
             "share": sum(w["all seeds"] for w in ws) / len(ws),
@@ -205,6 +252,8 @@ class Args:
     """File stem (default generalisation_SPLIT)."""
     smoke: bool = False
     """Two worlds, one seed, a tiny budget (what CI runs)."""
+    value_iteration: bool = False
+    """Add value iteration on each world's tables (the model class's anchor) as a learner."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +287,10 @@ def main(argv: list[str] | None = None) -> int:
             r = f.result()
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "config"}), flush=True)
+    if args.value_iteration:
+        rows += [
+            value_iteration_row(w, args.target) for w in chosen if not w.config_fields()["env"].startswith("maze:")
+        ]
     world_rows, total_rows = summarise(rows, args.target)
     md = format_table(total_rows, TOTAL_COLUMNS, FORMATS) + "\n\n" + format_table(world_rows, WORLD_COLUMNS, FORMATS)
     print(md)
