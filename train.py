@@ -29,6 +29,7 @@ from agent.config import (
     flag,
     member_configs,
     refuse_other_learners_flags,
+    refuse_renamed_flags,
     resolve,
     run_record,
 )
@@ -382,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     restore_signals = interrupt.install(at_once=True)  # until the loop starts there is nothing to save
     try:
+        refuse_renamed_flags(argv)
         cfg, given = parse(TrainConfig, argv, prog="train.py")
         result = train(cfg, given)
     except (ValueError, CheckpointError) as e:  # bad input: one line, nothing written

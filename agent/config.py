@@ -433,6 +433,17 @@ ONLY_FOR = {
 }  # fmt: skip
 
 
+# Flags that were renamed, -> what to write now.
+RENAMED = {"--no-critic": "--critic none (or --critic oracle, the table-reading critic that --critic meant before)"}
+
+
+def refuse_renamed_flags(argv: list[str]) -> None:
+    """Raise ValueError (one line) naming the flag of today for a flag that was renamed."""
+    for arg in argv:
+        if arg.split("=", 1)[0] in RENAMED:
+            raise ValueError(f"{arg} was renamed: write {RENAMED[arg.split('=', 1)[0]]}")
+
+
 def refuse_other_learners_flags(cfg: TrainConfig, given: set[str]) -> None:
     """Raise ValueError (one line) if a flag in `given` belongs to another learner than `cfg.algo`."""
     for algo, names in ONLY_FOR.items():

@@ -17,8 +17,27 @@ from benchmarks.common import DEFAULT_OUT, fail, format_table, parse_args
 from benchmarks.generalisation import FORMATS, TOTAL_COLUMNS, WORLD_COLUMNS
 
 
-def section(path: Path) -> str:
+def load(path: Path) -> dict:
+    """A generalisation results file, every row with its learner's information class. Files made
+    before the classes existed get theirs from each run's stored config (`TrainConfig.from_dict`
+    maps the critic of those days, value iteration over the tables, to --critic oracle: model)."""
+    from agent.config import TrainConfig
+    from agent.information import information_class
+
     data = json.loads(path.read_text())
+    by_algo = {}
+    for r in data["runs"]:
+        if "class" not in r:
+            r["class"] = information_class(TrainConfig.from_dict(r["config"])) if "config" in r else None
+            r["class"] = r["class"] or ("model" if r["algo"] == "pathwise" else "samples")
+        by_algo[r["algo"]] = r["class"]
+    for row in data["totals"] + data["worlds"]:
+        row.setdefault("class", by_algo.get(row["algo"]))
+    return data
+
+
+def section(path: Path) -> str:
+    data = load(path)
     m = data["machine"]
     lines = [
         f"## {path.stem}",
@@ -63,10 +82,11 @@ def summary(files: list[Path]) -> str:
     single-world files list every seed."""
     rows = []
     for path in files:
-        data = json.loads(path.read_text())
+        data = load(path)
         seeds = " ".join(str(s) for s in data["args"]["seeds"])
         for t in data["totals"]:
             runs = [r for r in data["runs"] if r["algo"] == t["algo"]]
+            seeds = " ".join(str(s) for s in sorted({r["seed"] for r in runs}))
             detail = ""
             if t["worlds"] == 1:  # one world (a maze family): each seed's exact success
                 detail = "; success by seed: " + ", ".join(
@@ -76,6 +96,7 @@ def summary(files: list[Path]) -> str:
                 {
                     "results file": f"`{path.stem}`",
                     "learner": t["algo"],
+                    "class": t["class"],
                     "seeds": seeds,
                     "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
                     "median score": f"{t['median score']:.3f}",
@@ -193,6 +214,23 @@ def main(argv: list[str] | None = None) -> int:
     speed = speed_summary(Path(args.results))
     if speed:
         page += ["## Speed", "", speed, ""]
+    lookahead = Path(args.results) / "estimators_lookahead.json"
+    if lookahead.exists():
+        data = json.loads(lookahead.read_text())
+        page += [
+            "## Estimators at look-aheads",
+            "",
+            f"`{data['command']}` at commit `{data['git_commit']}` ({data['machine']}). Each estimator's "
+            "per-sample gradients of the K-step look-ahead return, closed by a fixed critic, against the "
+            "exact gradient of that objective (`benchmarks/lookahead.py`): cos@B, the median cosine over "
+            "batches of B; bias, ||mean - g|| / ||g|| (about `noise` where there is none); var, the "
+            "per-sample total variance / ||g||^2. At K = 1, st at tau 1 is the `exact` estimator.",
+            "",
+            data["table"],
+            "",
+            data["conclusion"],
+            "",
+        ]
     for path in sorted(Path(args.results).glob("decisions_*.json")):
         data = json.loads(path.read_text())
         page += [

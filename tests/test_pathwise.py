@@ -290,3 +290,25 @@ def test_the_critic_learns_the_optimal_values_of_every_reachable_cell(critic, up
         errors.append(float((values[:, live] - v_star[live]).abs().max()))
     assert errors[0] > 0.3  # it starts far off: the test can tell
     assert errors[-1] < 0.03, errors[-10:]  # oracle 0.02, visited 0.004 on this seed
+
+
+def test_the_exact_estimator_trains_as_st_at_tau_one_bit_for_bit():
+    # At the default look-ahead of one the two are the same gradient (tests/test_straight_through.py),
+    # so whole updates leave the same networks: a run with --estimator exact is the st run.
+    from agent.rollout import EpisodeStats
+
+    def two_updates(estimator):
+        cfg = TrainConfig(env="lava_gap", num_envs=32, horizon=8, estimator=estimator, wandb_mode="disabled")
+        cfg = resolve_defaults(cfg, build_world(cfg))
+        env = build_env(cfg, torch.device("cpu"), explore_starts=cfg.explore_starts)
+        torch.manual_seed(0)
+        policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+        learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
+        obs = env.reset(seed=0)[0]
+        for _ in range(2):
+            obs, metrics = learner.update(env, obs, cfg.tau, EpisodeStats())
+        return [*policy.state_dict().values(), *critic.state_dict().values()], metrics
+
+    (st, st_metrics), (exact, exact_metrics) = two_updates("st"), two_updates("exact")
+    assert st_metrics == exact_metrics
+    assert all(torch.equal(a, b) for a, b in zip(st, exact, strict=True))

@@ -209,3 +209,17 @@ def test_unknown_estimator_and_option_raise():
         straight_through(logits, "gumbel-rao", k=0)
     with pytest.raises(ValueError, match="scale"):
         sample_gumbel(3, scale=0.0)
+
+
+def test_exact_is_st_at_tau_one_bit_for_bit():
+    # `exact` is J(softmax(logits)) g whatever tau: ST's backward at tau = 1, the same numbers.
+    logits = torch.randn(64, 4, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    g = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for name, tau in (("st", 1.0), ("exact", 1.0), ("exact", 3.0)):
+        action, index = straight_through(logits, name, tau=tau, generator=torch.Generator().manual_seed(2))
+        (grad,) = torch.autograd.grad((action * g).sum(), logits)
+        grads[(name, tau)] = (action.detach(), index, grad)
+    for other in (("exact", 1.0), ("exact", 3.0)):
+        for a, b in zip(grads[("st", 1.0)], grads[other], strict=True):
+            assert torch.equal(a, b)
