@@ -10,7 +10,8 @@ learner's `--algo`, the seed and `--steps`, in a worker process (`--workers` at 
 torch thread each). What is reported is the policy a user gets: the kept (best-evaluated)
 checkpoint, scored exactly on the tabular core (normalised score (R - R_uniform) / (R* - R_uniform)
 and success probability, under the time limit), the env steps until an evaluation first reached
-the target, and the wall-clock of the whole `train()` call. A world counts as solved by a run
+the target and the seconds until then (TensorBoard's wall times, from the run's first event), and
+the wall-clock of the whole `train()` call. A world counts as solved by a run
 when the kept policy's normalised score is at least `--target` (0.95).
 
 Every row names its learner's information class (`agent.information`): samples (PPO, REINFORCE),
@@ -57,6 +58,7 @@ WORLD_COLUMNS = [
     "score (median)",
     "success (median)",
     "env steps to target (median)",
+    "s to target (median)",
     "wall-clock s (median)",
 ]
 FORMATS = {
@@ -65,9 +67,23 @@ FORMATS = {
     "success (median)": ".1%",
     "env steps to target (median)": ",.0f",
     "wall-clock s (median)": ".3g",
+    "s to target (median)": ".3g",
     "share": ".1%",
     "median score": ".3f",
 }
+
+
+def seconds_to_target(run_dir: Path, target: float) -> float | None:
+    """Seconds from the run's first TensorBoard event (its start, after the imports) to the first
+    evaluation whose normalised score reached `target`, by the events' wall times; None if none did."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    events.Reload()
+    if "eval/normalized_score" not in events.Tags()["scalars"]:
+        return None
+    hit = next((e for e in events.Scalars("eval/normalized_score") if e.value >= target), None)
+    return None if hit is None else hit.wall_time - events.FirstEventTimestamp()
 
 
 def run_one(
@@ -136,6 +152,7 @@ def run_one(
         "exact_success_rate": final["exact_success_rate"],
         "kept_step": final["kept_step"],
         "first_step_at_target": reached[0] if reached else None,
+        "seconds_to_target": seconds_to_target(run_dir, target),
         "steps": final["global_step"],
         "wall_clock_s": wall,
         "final_policy_score": final["final_policy"]["normalized_score"],
@@ -174,6 +191,7 @@ def value_iteration_row(world: SuiteWorld, target: float) -> dict[str, Any]:
         "exact_success_rate": float(m["success"]),
         "kept_step": 0,
         "first_step_at_target": 0 if score >= target else None,
+        "seconds_to_target": seconds if score >= target else None,
         "steps": 0,
         "wall_clock_s": seconds,
         "final_policy_score": score,
@@ -203,6 +221,9 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
                 # Env steps until an evaluation first reached the target (runs that never did count as
                 # the whole budget, so the median is an upper bound where some seeds missed).
                 "env steps to target (median)": statistics.median(r["first_step_at_target"] or r["steps"] for r in rs),
+                "s to target (median)": statistics.median(
+                    r["wall_clock_s"] if r.get("seconds_to_target") is None else r["seconds_to_target"] for r in rs
+                ),
                 "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
             }
         )

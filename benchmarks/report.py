@@ -9,6 +9,7 @@ between its markers. Nothing in either is typed by hand.
 from __future__ import annotations
 
 import json
+import statistics
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,51 @@ def section(path: Path) -> str:
     return "\n".join(lines)
 
 
+def learner_label(data: dict, algo: str) -> str:
+    """A learner as a results file ran it: its algo and the --set overrides of the file."""
+    overrides = " ".join(f"{k}={v}" for k, v in sorted(data.get("overrides", {}).items()))
+    return f"{algo} {overrides}".strip() if algo != "value-iteration" else algo
+
+
+def comparison(files: list[Path], baseline: str = "ppo", target: float = 0.95) -> str | None:
+    """Every learner of the files (one split, runs at the commit the classes exist), world by world:
+    seeds solved, median env steps and seconds to the target; then, per learner, the worlds it
+    solves on every seed and, on the worlds both it and `baseline` solve on every seed, its median
+    env steps over the baseline's (the median of those ratios and their largest)."""
+    learners: dict[str, dict] = {}  # label -> {"class", "worlds": {world: row}}
+    for path in files:
+        data = load(path)
+        for row in data["worlds"]:
+            label = learner_label(data, row["algo"])
+            entry = learners.setdefault(label, {"class": row["class"], "worlds": {}, "file": path.stem})
+            entry["worlds"][row["world"]] = row
+    if baseline not in learners or len(learners) < 2:
+        return None
+    base = learners[baseline]["worlds"]
+    totals = []
+    for label, entry in learners.items():
+        ws = entry["worlds"]
+        both = [w for w in ws if w in base and ws[w]["all seeds"] and base[w]["all seeds"]]
+        ratios = [ws[w]["env steps to target (median)"] / base[w]["env steps to target (median)"] for w in both]
+        totals.append(
+            {
+                "learner": label,
+                "class": entry["class"],
+                "results file": f"`{entry['file']}`",
+                "worlds": len(ws),
+                "solved on every seed": sum(r["all seeds"] for r in ws.values()),
+                f"solved by both it and {baseline}": len(both) if label != baseline else None,
+                f"env steps / {baseline}'s (median)": statistics.median(ratios)
+                if ratios and label != baseline
+                else None,
+                f"at most 1/3 of {baseline}'s": f"{sum(r <= 1 / 3 for r in ratios)}/{len(ratios)}"
+                if ratios and label != baseline
+                else None,
+            }
+        )
+    return format_table(totals, formats={f"env steps / {baseline}'s (median)": ".3f"})
+
+
 def kept_against_final(runs: list[dict]) -> str:
     """How the kept policy (best.pt, what is scored) compares with the run's last one."""
     last = sum(r["kept_step"] == r["steps"] for r in runs)
@@ -97,6 +143,9 @@ def summary(files: list[Path]) -> str:
                     "results file": f"`{path.stem}`",
                     "learner": t["algo"],
                     "class": t["class"],
+                    "exploring starts": " ".join(
+                        sorted({f"{r['config']['explore_starts']:g}" for r in runs if "config" in r}) or ["?"]
+                    ),
                     "seeds": seeds,
                     "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
                     "median score": f"{t['median score']:.3f}",
@@ -214,6 +263,24 @@ def main(argv: list[str] | None = None) -> int:
     speed = speed_summary(Path(args.results))
     if speed:
         page += ["## Speed", "", speed, ""]
+    held_out = [
+        p
+        for p in files
+        if p.stem.startswith("generalisation_held-out_") and "class" in json.loads(p.read_text())["totals"][0]
+    ]
+    table = comparison(held_out)
+    if table:
+        page += [
+            "## Held-out half: every learner against PPO",
+            "",
+            "From the held-out files whose runs name their information class (the experience-only "
+            "learner and after): each learner's worlds solved on every seed, and on the worlds both it "
+            "and PPO solve on every seed, its median env steps to a score of 0.95 over PPO's. A model-"
+            "class row is a ceiling, not a rival; value iteration takes no env steps.",
+            "",
+            table,
+            "",
+        ]
     lookahead = Path(args.results) / "estimators_lookahead.json"
     if lookahead.exists():
         data = json.loads(lookahead.read_text())

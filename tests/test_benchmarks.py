@@ -236,10 +236,10 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
             str(tmp_path),
             "--runs-dir",
             str(tmp_path / "runs"),
-            *"--workers 1 --name generalisation_smoke --algos pathwise ppo".split(),
+            *"--workers 1 --name generalisation_held-out_smoke --algos pathwise ppo".split(),
         ],
     )
-    data = json.loads((tmp_path / "generalisation_smoke.json").read_text())
+    data = json.loads((tmp_path / "generalisation_held-out_smoke.json").read_text())
     assert data["git_commit"] and data["command"].startswith("python -m benchmarks.generalisation")
     assert len(data["runs"]) == 4  # 2 worlds x 2 learners x 1 seed
     for r in data["runs"]:
@@ -248,6 +248,9 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
         assert (tmp_path / "runs" / f"{r['world']}__{r['algo']}__{r['seed']}" / "best.pt").exists()
     assert sorted(t["algo"] for t in data["totals"]) == ["pathwise", "ppo"]
     assert all(t["worlds"] == 2 for t in data["totals"])
+    # Every row names its learner's information class: the default pathwise learner's is simulator.
+    assert {t["algo"]: t["class"] for t in data["totals"]} == {"pathwise": "simulator", "ppo": "samples"}
+    assert all(r["seconds_to_target"] is None or r["seconds_to_target"] > 0 for r in data["runs"])
     page, readme = tmp_path / "results.md", tmp_path / "README.md"
     from benchmarks.report import BEGIN, END
 
@@ -270,8 +273,11 @@ def test_generalisation_smoke_and_its_results_page(tmp_path):
     )
     table = readme.read_text()
     assert "old" not in table and table.endswith(f"{END}\nafter\n")
-    assert re.search(r"\|\s*`generalisation_smoke`\s*\|\s*pathwise\s*\|\s*0\s*\|\s*\d/2\s*\|", table), table
-    assert "generalisation_smoke" in page.read_text() and f"{data['git_commit']} (4 runs)" in page.read_text()
+    row = r"\|\s*`generalisation_held-out_smoke`\s*\|\s*pathwise\s*\|\s*simulator\s*\|\s*0.5\s*\|\s*0\s*\|\s*\d/2\s*\|"
+    assert re.search(row, table), table
+    text = page.read_text()
+    assert "generalisation_held-out_smoke" in text and f"{data['git_commit']} (4 runs)" in text
+    assert "## Held-out half: every learner against PPO" in text  # the comparison, from the same file
 
 
 @pytest.mark.parametrize(
