@@ -68,6 +68,7 @@ from benchmarks.gradients import (
     reinforce_samples,
     truncation_bias,
 )
+from envs import TabularMDP
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -202,6 +203,18 @@ class Args(Common):
     """Envs rolled out at once (bounds the memory)."""
 
 
+def lab_world(args) -> tuple[TabularMDP, torch.Tensor]:
+    """A lab's world and random policy logits (S, A) from its --map, --seed, --init-std, with its
+    --threads applied and the machine printed; a bad --map is one error line."""
+    apply_threads(args.threads)
+    print(machine_description(), flush=True)
+    try:
+        mdp = build_mdp(args.map, args.seed)
+    except ValueError as e:
+        fail(f"--map {args.map}: {e}")
+    return mdp, init_theta(mdp, args.init_std, args.seed)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.estimators", __doc__)
     if args.smoke:
@@ -216,15 +229,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--gamma {args.gamma} must be in (0, 1) for the exact return to exist")
     if min(args.taus) <= 0:
         fail(f"--taus {' '.join(map(str, args.taus))} must be positive")
-    apply_threads(args.threads)
-    print(machine_description(), flush=True)
     start_all = time.perf_counter()
-
-    try:
-        mdp = build_mdp(args.map, args.seed)
-    except ValueError as e:
-        fail(f"--map {args.map}: {e}")
-    theta = init_theta(mdp, args.init_std, args.seed)
+    mdp, theta = lab_world(args)
     J, g = exact_gradient(mdp, theta, args.gamma)
     horizon = args.horizon or choose_horizon(mdp, theta, args.gamma, g, args.trunc_tol)
     trunc = truncation_bias(mdp, theta, args.gamma, horizon, g)

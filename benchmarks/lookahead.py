@@ -31,9 +31,9 @@ from dataclasses import dataclass
 import torch
 
 from agent.straight_through import ESTIMATORS
-from benchmarks.common import Common, apply_threads, fail, format_table, machine_description, parse_args, write_json
-from benchmarks.estimators import gradient_stats
-from benchmarks.gradients import build_mdp, exact_lookahead_gradient, init_theta, lookahead_samples
+from benchmarks.common import Common, fail, format_table, machine_description, parse_args, write_json
+from benchmarks.estimators import gradient_stats, lab_world
+from benchmarks.gradients import exact_lookahead_gradient, lookahead_samples
 from envs.oracle import value_iteration
 
 
@@ -74,14 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"--critic {args.critic}: choose optimal or zero")
     if min(args.lookaheads) < 1 or args.repeats < 1 or min(args.batch_sizes) < 1:
         fail("--lookaheads, --repeats and --batch-sizes must be at least 1")
-    apply_threads(args.threads)
-    print(machine_description(), flush=True)
     start_all = time.perf_counter()
-    try:
-        mdp = build_mdp(args.map, args.seed)
-    except ValueError as e:
-        fail(f"--map {args.map}: {e}")
-    theta = init_theta(mdp, args.init_std, args.seed)
+    mdp, theta = lab_world(args)
     V = value_iteration(mdp, args.gamma).values.float() if args.critic == "optimal" else torch.zeros(mdp.num_states)
     batch_sizes = sorted(set(args.batch_sizes))
     n = args.repeats * batch_sizes[-1]

@@ -118,6 +118,29 @@ def test_estimators_smoke(tmp_path):
     assert data["conclusion"] and (tmp_path / "estimators.png").stat().st_size > 0
 
 
+def test_lookahead_smoke_and_its_exact_gradient(tmp_path):
+    proc = _run("benchmarks.lookahead", tmp_path)
+    data = json.loads((tmp_path / "estimators_lookahead.json").read_text())
+    assert data["git_commit"] and "Highest median cosine" in proc.stdout
+    assert {(r["lookahead"], r["estimator"]) for r in data["results"]} == {
+        (K, e) for K in (1, 4) for e in ("st", "reinmax")
+    }
+    # The truth: at K = 1 with a zero critic the objective is the expected reward of one step, whose
+    # gradient by enumeration is mean_s J(pi_s) R(s, .) over the reachable cells.
+    import torch
+
+    from benchmarks.gradients import build_mdp, exact_lookahead_gradient, init_theta
+
+    mdp = build_mdp("room5")
+    theta = init_theta(mdp, 1.0, 0)
+    _, g = exact_lookahead_gradient(mdp, theta, 0.99, 1, torch.zeros(mdp.num_states))
+    pi = torch.softmax(theta.double(), -1)  # (S, A)
+    R = (mdp.prob * mdp.reward).sum(-1).double()  # (S, A)
+    live = mdp.reachable()
+    expected = pi * (R - (pi * R).sum(-1, keepdim=True)) * live[:, None] / live.sum()
+    torch.testing.assert_close(g, expected)
+
+
 # --------------------------------------------------------------------------- the lab's maths
 def test_exact_gradient_matches_finite_difference():
     mdp = load_map(TINY)
