@@ -65,6 +65,13 @@ def section(path: Path) -> str:
     return "\n".join(lines)
 
 
+def short(commit: str | None) -> str:
+    """`abcdef1` of a commit, `abcdef1-dirty` of a working tree on top of one."""
+    if not commit:
+        return "?"
+    return f"`{commit[:7]}{'-dirty' if commit.endswith('-dirty') else ''}`"
+
+
 def learner_label(data: dict, algo: str) -> str:
     """A learner as a results file ran it: its algo and the --set overrides of the file."""
     overrides = " ".join(f"{k}={v}" for k, v in sorted(data.get("overrides", {}).items()))
@@ -150,7 +157,9 @@ def summary(files: list[Path]) -> str:
                     "worlds solved on every seed": f"{t['solved on every seed']}/{t['worlds']}",
                     "median score": f"{t['median score']:.3f}",
                     "lowest run score": f"{min(r['normalized_score'] for r in runs):.3f}{detail}",
-                    "commit": f"`{(data.get('git_commit') or '?')[:7]}`",
+                    "runs made at": " ".join(
+                        sorted({short(r.get("run_git_commit") or data.get("git_commit")) for r in runs})
+                    ),
                 }
             )
     return format_table(rows)
