@@ -97,6 +97,8 @@ def comparison(files: list[Path], baseline: str = "ppo", target: float = 0.95) -
     for label, entry in learners.items():
         ws = entry["worlds"]
         both = [w for w in ws if w in base and ws[w]["all seeds"] and base[w]["all seeds"]]
+        if label == "value-iteration":  # no env steps: it reads the whole tables
+            both = []
         ratios = [ws[w]["env steps to target (median)"] / base[w]["env steps to target (median)"] for w in both]
         totals.append(
             {
@@ -105,7 +107,10 @@ def comparison(files: list[Path], baseline: str = "ppo", target: float = 0.95) -
                 "results file": f"`{entry['file']}`",
                 "worlds": len(ws),
                 "solved on every seed": sum(r["all seeds"] for r in ws.values()),
-                f"solved by both it and {baseline}": len(both) if label != baseline else None,
+                "s to target (median over worlds)": statistics.median(r["s to target (median)"] for r in ws.values())
+                if all("s to target (median)" in r for r in ws.values())
+                else None,
+                f"solved by both it and {baseline}": len(both) if label not in (baseline, "value-iteration") else None,
                 f"env steps / {baseline}'s (median)": statistics.median(ratios)
                 if ratios and label != baseline
                 else None,
@@ -114,7 +119,9 @@ def comparison(files: list[Path], baseline: str = "ppo", target: float = 0.95) -
                 else None,
             }
         )
-    return format_table(totals, formats={f"env steps / {baseline}'s (median)": ".3f"})
+    return format_table(
+        totals, formats={f"env steps / {baseline}'s (median)": ".3f", "s to target (median over worlds)": ".3g"}
+    )
 
 
 def kept_against_final(runs: list[dict]) -> str:
