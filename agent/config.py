@@ -68,7 +68,8 @@ class TrainConfig:
     lookahead: int = 1
     """pathwise: env steps each action's gradient looks ahead through the differentiable env
     before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
-    whole rollout window)."""
+    whole rollout window). Above 1 it differentiates the position, which reads every cell's
+    step: the model class."""
     explore_starts: float = 0.5
     """Probability that a training episode starts in a state drawn uniformly from those an
     episode can reach, instead of at the world's start (exploring starts; every algo; never in
