@@ -22,6 +22,7 @@ from agent.ensemble import Ensemble
 from agent.gumbel import softmax
 from agent.information import view_for
 from agent.learner import Learner, clip_and_step, per_member
+from agent.policy import logits_of_every_cell
 from agent.rollout import EpisodeStats
 from agent.straight_through import straight_through
 from envs.diffstep import ActionStep
@@ -90,8 +91,7 @@ class PathwiseLearner(Learner):
 
     def _policy_reader(self, env):
         if env.obs_mode == "onehot":
-            every_cell = getattr(self.policy, "every_cell", None)  # PolicyNet's and Ensemble's shortcut
-            logit_table = every_cell(env.S) if every_cell else self.policy(torch.eye(env.S, device=env.device))
+            logit_table = logits_of_every_cell(self.policy, env.S)
             if isinstance(self.policy, Ensemble):
                 logit_table = logit_table.flatten(0, 1)  # (N*S, A)
             offset = self._rows(env, env.world_id) * env.S  # (B,) where each env's agent's rows begin

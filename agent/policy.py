@@ -64,6 +64,16 @@ class PolicyNet(nn.Module):
         return [(f"body.{i}", m) for i, m in enumerate(self.body)] + [("head", self.head)]
 
 
+def logits_of_every_cell(policy: nn.Module, S: int) -> torch.Tensor:
+    """`policy` at every one-hot observation of size S, (S, A) (an ensemble's (N, S, A)), by its
+    `every_cell` shortcut where it has one: that never builds the (S, S) identity, 16 GiB on a
+    256 x 256 map."""
+    every_cell = getattr(policy, "every_cell", None)
+    if every_cell is not None:
+        return every_cell(S)
+    return policy(torch.eye(S, device=next(policy.parameters()).device))
+
+
 class ValueNet(nn.Module):
     """Observation -> state value (B,).
 

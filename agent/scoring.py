@@ -8,7 +8,7 @@ import torch
 
 from agent import interrupt
 from agent.gumbel import gumbel_max_sample
-from agent.policy import PolicyNet
+from agent.policy import PolicyNet, logits_of_every_cell
 from envs import BatchedGridWorld
 from envs.oracle import normalized_score, optimal_time_limited_return, policy_metrics, uniform_policy
 
@@ -28,12 +28,12 @@ def run_episodes(
     finished = torch.zeros(B, dtype=torch.bool, device=env.device)
     out = {k: torch.zeros(B, device=env.device) for k in ("return", "length", "success", "discounted")}
     # One-hot observations: the policy's logits of every cell once, (S, A), then read per step.
-    table = policy(torch.eye(env.S, device=env.device)) if env.obs_mode == "onehot" else None
+    table = logits_of_every_cell(policy, env.S) if env.obs_mode == "onehot" else None
     for t in range(env.max_episode_steps):
         interrupt.check()
         logits = policy(obs) if table is None else table.index_select(0, env.state)  # (B, A)
         action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator=generator)
-        obs, reward, _, _, info = env.step(action)
+        obs, reward, _, _, info = env.step(action, observe=table is None)  # the table reads `state`
         out["discounted"] += (gamma**t) * reward * (~finished)
         if "episode" in info:  # some episode ended this step
             first = info["_episode"] & ~finished
@@ -53,7 +53,7 @@ def policy_table(policy: PolicyNet, env: BatchedGridWorld, *, greedy: bool = Tru
     agent in each cell). Greedy: one-hot rows at the argmax."""
     W, S = env.num_worlds, env.S
     if env.obs_mode == "onehot":
-        logits = policy(torch.eye(S, device=env.device)).expand(W, S, env.A)  # (W, S, A)
+        logits = logits_of_every_cell(policy, S).expand(W, S, env.A)  # (W, S, A)
     elif env.obs_mode == "image":
         cells = torch.eye(S, device=env.device)  # (S, S)
         rows = []

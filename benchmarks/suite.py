@@ -300,6 +300,15 @@ def build_suite() -> list[SuiteWorld]:
             for i, (side, s, g) in enumerate(((11, 3, 2), (13, 2, 3), (15, 4, 2), (17, 3, 3)))
         ],
     )
+    # Maps of the size users draw: rooms of rooms over more than 128 cells a side, a few hundred
+    # moves from start to goal (the time limit is then 4 x the longest path, `envs.maps`).
+    worlds += _family(
+        "large",
+        [
+            (f"{n}x{n}-rooms-{room}", rooms(_rng("large", i), room, n), {})
+            for i, (room, n) in enumerate(((31, 4), (32, 4)))
+        ],
+    )
     # Slip: the same kinds of layout, each move going sideways with probability `slip`.
     worlds += _family(
         "slip",

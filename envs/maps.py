@@ -18,7 +18,10 @@ import torch
 from envs.mdp import ACTION_DELTAS, GridLayout, TabularMDP
 
 MAP_CHARS = {"#": "wall", ".": "floor", "S": "start", "G": "goal", "L": "lava"}
-MAX_SIDE = 64  # larger grids make the (S, A) tables and the image obs needlessly big
+MAX_SIDE = 256  # sides up to 256: 65,536 cells
+# The default time limit is 4 x cells up to this many steps (a 64 x 64 map); a larger map's is
+# 4 x its longest shortest path from a start (at least this), which leaves every cell in reach.
+LONG_LIMIT = 16_384
 
 
 @dataclass(frozen=True)
@@ -173,6 +176,35 @@ def _check_goal_reachable(layout: GridLayout) -> None:
             )
 
 
+def default_time_limit(layout: GridLayout) -> int:
+    """4 x cells, or on a map of more than LONG_LIMIT / 4 cells 4 x the longest shortest path
+    from a start to a cell an episode can be in (at least LONG_LIMIT)."""
+    cells = layout.height * layout.width
+    if 4 * cells <= LONG_LIMIT:
+        return 4 * cells
+    return max(LONG_LIMIT, 4 * _farthest(layout))
+
+
+def _farthest(layout: GridLayout) -> int:
+    """Moves from the nearest start to the farthest cell an episode can be in (breadth-first,
+    through cells that don't end the episode)."""
+    dist = np.full((layout.height, layout.width), -1)
+    queue = deque()
+    for r, c in zip(*np.nonzero(layout.starts), strict=True):
+        dist[r, c] = 0
+        queue.append((int(r), int(c)))
+    while queue:
+        r, c = queue.popleft()
+        if layout.goals[r, c] or layout.hazards[r, c]:
+            continue
+        for dr, dc in ACTION_DELTAS:
+            nr, nc = r + dr, c + dc
+            if 0 <= nr < layout.height and 0 <= nc < layout.width and not layout.walls[nr, nc] and dist[nr, nc] < 0:
+                dist[nr, nc] = dist[r, c] + 1
+                queue.append((nr, nc))
+    return int(dist.max())
+
+
 def _reaches(layout: GridLayout, r0: int, c0: int) -> bool:
     # Breadth-first search over cells that don't end the episode.
     seen = {(r0, c0)}
@@ -270,7 +302,8 @@ def load_map(
     Args:
         spec: a built-in name (see `BUILTIN_MAPS`), a path to a text file, or a multi-line map string.
         options: reward/slip options; or pass them as keywords (`slip=0.1, step_reward=-0.01`).
-        max_episode_steps: time limit the envs use; defaults to the built-in's, else 4 * cells.
+        max_episode_steps: time limit the envs use; defaults to the built-in's, else
+            `default_time_limit`.
     """
     if options is not None and option_kwargs:
         raise ValueError("pass either options=MapOptions(...) or option keywords, not both")
@@ -293,5 +326,5 @@ def load_map(
         )
     layout = parse_map(text)
     if steps is None:
-        steps = 4 * layout.height * layout.width
+        steps = default_time_limit(layout)
     return compile_grid(layout, opts, name=name, max_episode_steps=max_episode_steps or steps)

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from envs.maps import MAX_SIDE, MapOptions, compile_grid
+from envs.maps import MapOptions, compile_grid
 from envs.mdp import GridLayout, TabularMDP
 
 _SPEC = re.compile(r"^maze:(\d+)x(\d+)$")
+# A procedural maze is seen as an image (the layout varies), and the policy's first dense layer
+# grows with the image: sides stay below 64, as drawn maps did before they could reach 256.
+MAZE_MAX_SIDE = 64
 
 
 @dataclass(frozen=True)
@@ -29,8 +32,8 @@ class MazeSpec:
 
     def __post_init__(self) -> None:
         for label, n in (("height", self.height), ("width", self.width)):
-            if n < 5 or n % 2 == 0 or n > MAX_SIDE:
-                raise ValueError(f"maze {label} {n} must be odd and between 5 and {MAX_SIDE - 1} (e.g. maze:9x9)")
+            if n < 5 or n % 2 == 0 or n > MAZE_MAX_SIDE:
+                raise ValueError(f"maze {label} {n} must be odd and between 5 and {MAZE_MAX_SIDE - 1} (e.g. maze:9x9)")
 
     @property
     def name(self) -> str:

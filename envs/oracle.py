@@ -78,31 +78,72 @@ def value_iteration(
 
 def optimal_time_limited_return(tables, gamma: float, horizon: int) -> torch.Tensor:
     """The optimum (float64, shape of the leading world dims) over episodes cut after `horizon`
-    steps, from the start distribution: backward induction, batched over worlds."""
+    steps, from the start distribution: backward induction, batched over worlds. It stops early
+    once a backup changes no value by more than it could still add up to (then every later one
+    changes them less), so a time limit far beyond the longest path costs nothing."""
     reward = _table(tables, "reward").double()
     v = torch.zeros(reward.shape[:-2], dtype=torch.float64, device=reward.device)  # (..., S)
     for _ in range(horizon):
-        v = _backup(tables, v, gamma, reward).amax(-1)
+        new = _backup(tables, v, gamma, reward).amax(-1)
+        change = float((new - v).abs().max())
+        v = new
+        # Backups are a gamma-contraction: later ones move a value by at most change * gamma / (1 - gamma).
+        if change == 0.0 or (gamma < 1.0 and change * gamma / (1.0 - gamma) <= 1e-13 * max(1.0, float(v.abs().max()))):
+            break
     return (_table(tables, "start").double() * v).sum(-1)
 
 
-def policy_metrics(tables, policy: torch.Tensor, gamma: float, horizon: int) -> dict[str, torch.Tensor]:
+def policy_metrics(
+    tables, policy: torch.Tensor, gamma: float, horizon: int, *, max_period: int = 4
+) -> dict[str, torch.Tensor]:
     """Exact metrics of `policy` (..., S, A) from the start distribution over episodes cut after
     `horizon` steps (the env's time limit): the expected discounted return, the probability of
-    success, and the expected length. Backward induction, float64; each value has the shape of
-    the leading world dims."""
-    pi = policy.double()
-    reward = _table(tables, "reward").double()
-    # The three quantities are backed up together, as a leading dim of 3 (one gather a step, not
-    # three): return (discounted, paid the reward), success (paid on success), length (paid 1).
-    payoff = torch.stack([reward, _table(tables, "success").double(), torch.ones_like(reward)])  # (3, ..., S, A, O)
-    discount = torch.tensor([gamma, 1.0, 1.0], dtype=torch.float64, device=pi.device)
-    discount = discount.reshape(3, *[1] * (payoff.dim() - 1))  # (3, 1, ...)
-    values = torch.zeros(3, *pi.shape[:-1], dtype=torch.float64, device=pi.device)  # (3, ..., S)
-    for _ in range(horizon):
-        values = (pi * _backup(tables, values, discount, payoff)).sum(-1)
-    v, p, n = (_table(tables, "start").double() * values).sum(-1)
-    return {"return": v, "success": p, "length": n}
+    success, and the expected length. Float64; each value has the shape of the leading world dims.
+
+    The distribution of the not-yet-ended episodes is carried forward step by step, so the cost
+    ends with the episodes: when every one has ended, or when the distribution repeats itself
+    exactly with a period of at most `max_period` steps (a policy walking into a wall, or between
+    two cells, forever), the rest of the time limit is summed in closed form."""
+    ns, prob, done = _table(tables, "next_state"), _table(tables, "prob").double(), _table(tables, "done")
+    lead, (S, A, O) = ns.shape[:-3], ns.shape[-3:]
+    L = max(1, ns[..., 0, 0, 0].numel())
+    # Per state, what one step of the policy pays: reward, success, and the chance of going on.
+    weight = policy.double().expand(*lead, S, A)[..., None] * prob  # (..., S, A, O)
+    pay_r = (weight * _table(tables, "reward").double()).sum((-1, -2)).reshape(L, S)  # (L, S)
+    pay_s = (weight * _table(tables, "success").double()).sum((-1, -2)).reshape(L, S)  # (L, S)
+    # One step moves the alive mass by a sparse (L*S, L*S) matrix: entry (s', s) is the chance of
+    # going on from s into s' (each world's cells offset by S, so the worlds never mix).
+    offset = torch.arange(L, device=ns.device).repeat_interleave(S * A * O) * S  # (L*S*A*O,)
+    source = torch.arange(L * S, device=ns.device).repeat_interleave(A * O)  # (L*S*A*O,)
+    step = torch.sparse_coo_tensor(
+        torch.stack([ns.reshape(-1) + offset, source]), (weight * (~done)).reshape(-1), (L * S, L * S)
+    ).to_sparse_csr()  # duplicates (moves into the same cell) summed
+    d = _table(tables, "start").double().expand(*lead, S).reshape(L, S)  # (L, S) alive mass
+    ret, succ, length = (torch.zeros(L, dtype=torch.float64, device=d.device) for _ in range(3))
+    recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # the last states and each one's step reward
+    for t in range(horizon):
+        step_r = (d * pay_r).sum(-1)  # (L,)
+        ret += gamma**t * step_r
+        succ += (d * pay_s).sum(-1)
+        length += d.sum(-1)
+        d = (step @ d.reshape(-1, 1)).reshape(L, S)
+        left = horizon - t - 1
+        if left == 0 or not bool((d > 0).any()):
+            break
+        recent = (recent + [(d, step_r)])[-(max_period + 1):]
+        period = next((p for p in range(1, len(recent)) if torch.equal(recent[-1 - p][0], d)), None)
+        if period is not None:
+            # The steps t+1 .. horizon-1 replay the last `period` ones: no episode ends in them
+            # (the alive mass is back where it was), each pays its step reward again.
+            cycle = [r for _, r in recent[-period:]]  # step rewards of steps t-period+1 .. t
+            for j in range(period):  # step t+1+j, t+1+j+period, ... pays cycle[j]
+                n = len(range(j, left, period))
+                g0, gp = gamma ** (t + 1 + j), gamma**period
+                ret += cycle[j] * g0 * (n if gp == 1.0 else (1.0 - gp**n) / (1.0 - gp))
+            length += d.sum(-1) * left
+            break
+    shape = lead if len(lead) else ()
+    return {"return": ret.reshape(shape), "success": succ.reshape(shape), "length": length.reshape(shape)}
 
 
 def uniform_policy(tables) -> torch.Tensor:

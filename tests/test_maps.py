@@ -252,7 +252,7 @@ BAD_MAPS = [
     ("######\n#S..G#\n#....#\n#.#.#\n######", ["row 3", "5 cells", "equally long"]),
     ("#####\n#S.G#\n#.?.#\n#####", ["'?'", "row 2, column 2", "# . S G L"]),
     ("#####\n#S.G#\n#.x..\n#####", ["'x'", "row 2, column 2"]),
-    ("S" + "." * 98 + "G\n" + ("." * 100 + "\n") * 99, ["100x100", "at most 64"]),
+    ("S" + "." * 255 + "G\n" + ("." * 257 + "\n") * 9, ["10x257", "at most 256"]),
     ("\n\n", ["empty"]),
 ]
 
@@ -307,3 +307,29 @@ def test_reachability_check_agrees_with_bfs_on_builtins():
                     queue.append(nxt)
         assert found, name
         assert np.array_equal(parse_map(builtin_map_text(name)).starts, load_map(name).layout.starts)
+
+
+def test_the_default_time_limit_is_four_per_cell_then_four_per_step_of_the_longest_path():
+    from envs.maps import LONG_LIMIT, default_time_limit
+
+    def room(side: int) -> str:
+        rows = ["#" * side] + ["#" + "." * (side - 2) + "#" for _ in range(side - 2)] + ["#" * side]
+        rows[1] = "#S" + rows[1][2:]
+        rows[-2] = rows[-2][:-2] + "G#"
+        return "\n".join(rows)
+
+    assert load_map(room(64)).max_episode_steps == 4 * 64 * 64 == LONG_LIMIT
+    big = load_map(room(256))  # 65,536 cells: 4 per cell would be 262,144 steps
+    assert big.num_states == 256 * 256 and big.max_episode_steps == LONG_LIMIT
+    # A 255 x 255 serpentine: the only way to the goal winds through every row (127 rows of 253).
+    rows = ["#" * 255]
+    for k in range(127):
+        rows.append("#" + "." * 253 + "#")
+        gap = 253 if k % 2 == 0 else 1
+        rows.append("#" * gap + "." + "#" * (254 - gap) if k < 126 else "#" * 255)
+    rows[1] = "#S" + rows[1][2:]
+    rows[-2] = rows[-2][:-2] + "G#"
+    layout = parse_map("\n".join(rows))
+    path = 127 * 252 + 126 * 2  # along each row, and two moves down through each gap
+    assert default_time_limit(layout) == 4 * path > LONG_LIMIT
+    assert load_map("\n".join(rows), max_episode_steps=99).max_episode_steps == 99

@@ -169,3 +169,65 @@ def test_expected_return_is_differentiable_and_matches_a_finite_difference():
     assert checked > 16  # most entries carry a real gradient
     # Walls and terminal cells never act: their policy rows get no gradient.
     assert grad[0].abs().max() == 0 and grad[10].abs().max() == 0
+
+
+def _backward_metrics(mdp, policy: torch.Tensor, gamma: float, horizon: int) -> dict[str, float]:
+    """Return, success and length by plain backward induction over every cell (what
+    `policy_metrics` computed before it went forward), as a reference."""
+    pi, p = policy.double(), mdp.prob.double()
+    live = (~mdp.done).double()
+    v = {k: torch.zeros(mdp.num_states, dtype=torch.float64) for k in ("return", "success", "length")}
+    pays = {"return": mdp.reward.double(), "success": mdp.success.double(), "length": torch.ones_like(p)}
+    for _ in range(horizon):
+        v = {
+            k: (pi * (p * (pays[k] + (gamma if k == "return" else 1.0) * live * v[k][mdp.next_state])).sum(-1)).sum(-1)
+            for k in v
+        }
+    return {k: float((mdp.start.double() * x).sum()) for k, x in v.items()}
+
+
+@pytest.mark.parametrize(
+    ("spec", "options"),
+    [("four_rooms", {}), ("four_rooms", {"slip": 0.2}), ("maze", {"step_reward": -0.1}), ("cliff", {"hazard_reward": -1.0})],
+)
+@pytest.mark.parametrize("kind", ["softmax", "greedy"])
+@pytest.mark.parametrize("horizon", [1, 9, None])
+def test_policy_metrics_going_forward_equal_backward_induction(spec, options, kind, horizon):
+    from envs.oracle import policy_metrics
+
+    mdp = load_map(spec, **options)
+    gen = torch.Generator().manual_seed(len(spec) + 7 * len(options))
+    logits = torch.randn(mdp.num_states, 4, generator=gen, dtype=torch.float64) * 3
+    policy = logits.softmax(-1) if kind == "softmax" else torch.nn.functional.one_hot(logits.argmax(-1), 4).double()
+    T = horizon or mdp.max_episode_steps
+    for gamma in (0.9, 1.0):
+        got = policy_metrics(mdp, policy, gamma, T)
+        want = _backward_metrics(mdp, policy, gamma, T)
+        for k in want:
+            # The tables' probabilities are float32: a row sums to 1 within about 1e-7.
+            assert float(got[k]) == pytest.approx(want[k], rel=1e-6, abs=1e-9), (k, gamma)
+
+
+def test_a_policy_caught_in_a_loop_is_summed_to_the_time_limit_in_closed_form():
+    """Greedy policies walking into a wall (period 1) or between two cells (period 2) replay the
+    same steps until the time limit; a huge limit costs nothing, and the sums are the closed forms."""
+    from envs.oracle import policy_metrics
+
+    mdp = load_map("#####\n#S..#\n#..G#\n#####", step_reward=-1.0)
+    S, gamma, T = mdp.num_states, 0.99, 10**9
+    into_wall = torch.zeros(S, 4, dtype=torch.float64)
+    into_wall[:, 0] = 1.0  # up: from the start, straight into the wall, forever
+    m = policy_metrics(mdp, into_wall, gamma, T)
+    assert float(m["length"]) == T and float(m["success"]) == 0.0
+    assert float(m["return"]) == pytest.approx(-(1 - gamma**T) / (1 - gamma), rel=1e-12)
+    # Right then left between the start (row 1, col 1) and its neighbour: period 2, still -1 a step.
+    to_and_fro = torch.zeros(S, 4, dtype=torch.float64)
+    to_and_fro[1 * 5 + 1, 3] = 1.0
+    to_and_fro[1 * 5 + 2, 2] = 1.0
+    for s in range(S):
+        if not to_and_fro[s].any():
+            to_and_fro[s, 0] = 1.0
+    m = policy_metrics(mdp, to_and_fro, gamma, 1001)
+    assert float(m["length"]) == 1001 and float(m["success"]) == 0.0
+    assert float(m["return"]) == pytest.approx(-(1 - gamma**1001) / (1 - gamma), rel=1e-12)
+    assert float(m["return"]) == pytest.approx(_backward_metrics(mdp, to_and_fro, gamma, 1001)["return"], rel=1e-12)
