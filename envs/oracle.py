@@ -130,7 +130,7 @@ def policy_metrics(
         left = horizon - t - 1
         if left == 0 or not bool((d > 0).any()):
             break
-        recent = (recent + [(d, step_r)])[-(max_period + 1):]
+        recent = (recent + [(d, step_r)])[-(max_period + 1) :]
         period = next((p for p in range(1, len(recent)) if torch.equal(recent[-1 - p][0], d)), None)
         if period is not None:
             # The steps t+1 .. horizon-1 replay the last `period` ones: no episode ends in them

@@ -188,7 +188,12 @@ def _backward_metrics(mdp, policy: torch.Tensor, gamma: float, horizon: int) -> 
 
 @pytest.mark.parametrize(
     ("spec", "options"),
-    [("four_rooms", {}), ("four_rooms", {"slip": 0.2}), ("maze", {"step_reward": -0.1}), ("cliff", {"hazard_reward": -1.0})],
+    [
+        ("four_rooms", {}),
+        ("four_rooms", {"slip": 0.2}),
+        ("maze", {"step_reward": -0.1}),
+        ("cliff", {"hazard_reward": -1.0}),
+    ],
 )
 @pytest.mark.parametrize("kind", ["softmax", "greedy"])
 @pytest.mark.parametrize("horizon", [1, 9, None])
