@@ -86,16 +86,16 @@ def visited_backups(
 def rescale_critic(critic: ValueNet, rewards: torch.Tensor) -> None:
     """Raise the critic's unit (`ValueNet.scale`: values are given in units of it, so that
     optimiser steps fit any reward scale) to the largest reward magnitude seen so far, `rewards`
-    (N, n): n rewards of each of N agents (1, or an ensemble's members). The output layer is divided
+    (M, n): n rewards of each of M agents (1, or an ensemble's members). The output layer is divided
     by the same factor, so every value stays what it was. A unit never falls, and starts at 1."""
-    seen = rewards.detach().abs().amax(1).to(torch.float32)  # (N,)
+    seen = rewards.detach().abs().amax(1).to(torch.float32)  # (M,)
     if isinstance(critic, Ensemble):
-        scale, weight, bias = (critic.stacked(n) for n in ("scale", "head.weight", "head.bias"))  # (N,), (N, ...)
+        scale, weight, bias = (critic.stacked(n) for n in ("scale", "head.weight", "head.bias"))  # (M,), (M, ...)
     else:
         scale, weight, bias = critic.scale.view(1), critic.head.weight[None], critic.head.bias[None]
-    new = torch.maximum(scale, seen.to(scale.device))  # (N,)
+    new = torch.maximum(scale, seen.to(scale.device))  # (M,)
     if bool((new > scale).any()):
-        factor = scale / new  # (N,) <= 1
+        factor = scale / new  # (M,) <= 1
         with torch.no_grad():
             weight.mul_(factor.view(-1, *[1] * (weight.dim() - 1)))
             bias.mul_(factor.view(-1, *[1] * (bias.dim() - 1)))
@@ -105,15 +105,15 @@ def rescale_critic(critic: ValueNet, rewards: torch.Tensor) -> None:
 def cell_values(critic: ValueNet, env, worlds: torch.Tensor | None) -> torch.Tensor | None:
     """The critic's value of every cell in each of `worlds` (k,): (k, S) for image observations
     (the value map of each world's layout), (1, S) for one-hot ones (the same in every world;
-    (N, S), a table per member, for an ensemble of N, `--num-seeds`). None when the critic is not
+    (M, S), a table per member, for an ensemble of M, `--num-seeds`). None when the critic is not
     linear in the position (an image critic without the value map) and can only be read off
     whole observations."""
     if env.obs_mode == "onehot":  # the critic is a table (ValueNet): V = (w_s + b) * scale, read off directly
         if isinstance(critic, Ensemble):
             weight, bias, scale = (
                 critic.stacked(n) for n in ("head.weight", "head.bias", "scale")
-            )  # (N, 1, S), (N, 1), (N,)
-            return (weight[:, 0] + bias) * scale[:, None]  # (N, S)
+            )  # (M, 1, S), (M, 1), (M,)
+            return (weight[:, 0] + bias) * scale[:, None]  # (M, S)
         return (critic.head.weight + critic.head.bias[:, None]) * critic.scale  # (1, S)
     if env.obs_mode == "image" and critic.map_form:
         return critic.value_map(env.static_planes[worlds])  # (k, S)
@@ -133,35 +133,35 @@ def fit_critic(
     num_minibatches: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Regress V onto `targets` (N, n), n samples of each of N agents (1, or an ensemble's
-    members), with minibatch MSE; returns the last epoch's mean loss of each, (N,).
+    """Regress V onto `targets` (M, n), n samples of each of M agents (1, or an ensemble's
+    members), with minibatch MSE; returns the last epoch's mean loss of each, (M,).
 
-    Samples are given both as observations `obs` (N, n, ...; None will do for a critic read as a
-    table) and as the (world, cell) they were in (`worlds`, `cells`, (N, n)). Where the critic is
+    Samples are given both as observations `obs` (M, n, ...; None will do for a critic read as a
+    table) and as the (world, cell) they were in (`worlds`, `cells`, (M, n)). Where the critic is
     a table of cells (`cell_values`), each minibatch reads it once per distinct world and takes
     its samples' cells off that: the same predictions as critic(obs), but one table (one-hot) or
     one value map per world (images) instead of one network pass per sample. Each
     member's minibatches are its own samples, and its loss is its own mean: the members' sum
     gives each exactly its own gradient.
     """
-    N, n = targets.shape
+    M, n = targets.shape
     size = max(1, n // num_minibatches)
     as_table = cell_values(critic, env, worlds[0, :1]) is not None
-    loss_sum = torch.zeros(N, device=targets.device)
+    loss_sum = torch.zeros(M, device=targets.device)
     for _ in range(epochs):
-        order = torch.stack([torch.randperm(n, generator=generator, device=generator.device) for _ in range(N)])
-        loss_sum, batches = torch.zeros(N, device=targets.device), 0
+        order = torch.stack([torch.randperm(n, generator=generator, device=generator.device) for _ in range(M)])
+        loss_sum, batches = torch.zeros(M, device=targets.device), 0
         for i in range(0, n, size):
             interrupt.check()
-            idx = order[:, i : i + size]  # (N, m)
+            idx = order[:, i : i + size]  # (M, m)
             if as_table and env.obs_mode == "onehot":
-                pred = cell_values(critic, env, None).gather(1, cells.gather(1, idx))  # (N, m)
+                pred = cell_values(critic, env, None).gather(1, cells.gather(1, idx))  # (M, m)
             elif as_table:  # images: one value map per distinct world (a single agent)
                 distinct, which = torch.unique(worlds[0, idx[0]], return_inverse=True)  # (k,), (m,)
                 pred = cell_values(critic, env, distinct)[which, cells[0, idx[0]]][None]  # (1, m)
             else:
                 pred = critic(obs[0, idx[0]])[None]  # (1, m)
-            loss = 0.5 * (pred - targets.gather(1, idx)).pow(2).mean(1)  # (N,)
+            loss = 0.5 * (pred - targets.gather(1, idx)).pow(2).mean(1)  # (M,)
             optimizer.zero_grad(set_to_none=True)
             loss.sum().backward()
             optimizer.step()

@@ -1,8 +1,8 @@
-"""N independent copies of a network, run as one: `--num-seeds`.
+"""M independent copies of a network, run as one: `--num-seeds`.
 
-The members' parameters are stacked along a leading axis (N, ...) and the network is applied to
-each member's own inputs with `torch.func.vmap` over `functional_call`, so N policies cost the
-small ops of one, on N times the rows (as PureJaxRL vmaps over seeds). A network that lists its
+The members' parameters are stacked along a leading axis (M, ...) and the network is applied to
+each member's own inputs with `torch.func.vmap` over `functional_call`, so M policies cost the
+small ops of one, on M times the rows (as PureJaxRL vmaps over seeds). A network that lists its
 `layers()` as a plain stack of linear and elementwise layers (the MLP policy) runs without vmap,
 as one batched matmul per layer: the same numbers, with less of vmap's per-call overhead, which
 on a CPU is most of the cost of these small networks. Members share no
@@ -25,11 +25,11 @@ def _key(name: str) -> str:  # parameter names hold dots, which module attribute
 
 
 class Ensemble(nn.Module):
-    """N networks of one architecture; `forward(x)` takes (N, B, ...) and returns (N, B, ...)."""
+    """M networks of one architecture; `forward(x)` takes (M, B, ...) and returns (M, B, ...)."""
 
     def __init__(self, members: list[nn.Module]) -> None:
         super().__init__()
-        params, buffers = stack_module_state(members)  # name -> (N, ...) each
+        params, buffers = stack_module_state(members)  # name -> (M, ...) each
         self.size = len(members)
         self.param_names = list(params)  # the order of members[0].parameters()
         self.buffer_names = list(buffers)
@@ -53,10 +53,10 @@ class Ensemble(nn.Module):
         def one(state: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
             return functional_call(self._template, state, (inputs,))
 
-        return vmap(one)(self._stacked(), x)  # (N, B, ...)
+        return vmap(one)(self._stacked(), x)  # (M, B, ...)
 
     def every_cell(self, S: int) -> torch.Tensor:
-        """Each member's output at every one-hot input of size S, (N, S, out): forward(eye(S)),
+        """Each member's output at every one-hot input of size S, (M, S, out): forward(eye(S)),
         with the first linear layer's product with the identity read off as its weight, the
         same numbers and gradients (each sum has one nonzero term) for one matmul fewer."""
         if self._chain is None or not _has_bias(self._chain[0][1]):
@@ -64,25 +64,25 @@ class Ensemble(nn.Module):
             return self(eye.expand(self.size, -1, -1))
         name = self._chain[0][0]
         x = self.stacked(f"{name}.weight").transpose(1, 2) + self.stacked(f"{name}.bias").unsqueeze(1)
-        x = x.contiguous()  # (N, S, h), laid out as the matmul's output: the next layers' kernels round alike
+        x = x.contiguous()  # (M, S, h), laid out as the matmul's output: the next layers' kernels round alike
         return self._chain_forward(x, self._chain[1:])
 
     def _chain_forward(self, x: torch.Tensor, chain: list | None = None) -> torch.Tensor:
-        """(N, B, in) -> (N, B, out) through the stack of layers (or the tail `chain` of it),
+        """(M, B, in) -> (M, B, out) through the stack of layers (or the tail `chain` of it),
         each linear one as a batched matmul over the members."""
         for name, layer in self._chain if chain is None else chain:
             if isinstance(layer, nn.Linear):
-                weight = self.stacked(f"{name}.weight").transpose(1, 2)  # (N, in, out)
+                weight = self.stacked(f"{name}.weight").transpose(1, 2)  # (M, in, out)
                 if layer.bias is None:
                     x = torch.bmm(x, weight)
                 else:
-                    x = torch.baddbmm(self.stacked(f"{name}.bias").unsqueeze(1), x, weight)  # (N, B, out)
+                    x = torch.baddbmm(self.stacked(f"{name}.bias").unsqueeze(1), x, weight)  # (M, B, out)
             else:  # elementwise: the same for every member
                 x = layer(x)
         return x
 
     def stacked(self, name: str) -> torch.Tensor:
-        """The members' parameter or buffer `name` (as a member names it), stacked, (N, ...)."""
+        """The members' parameter or buffer `name` (as a member names it), stacked, (M, ...)."""
         return getattr(self, _key(name))
 
     def member(self, k: int) -> nn.Module:
@@ -120,11 +120,11 @@ def member_count(net: nn.Module) -> int:
 def clip_per_member(params: list[torch.Tensor], members: int, max_norm: float) -> torch.Tensor:
     """Clip each member's gradient (the k-th slice of every stacked parameter) to `max_norm` (if
     > 0) by its own norm, as `clip_grad_norm_` would on that member alone; returns the pre-clip
-    norms, (N,)."""
+    norms, (M,)."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([g.reshape(members, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (N,)
+    norms = torch.stack([g.reshape(members, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()  # (M,)
     if max_norm > 0:
-        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (N,)
+        coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)  # (M,)
         for g in grads:
             g.mul_(coef.view(members, *[1] * (g.dim() - 1)))
     return norms

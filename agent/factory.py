@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import torch
 
 from agent.config import TrainConfig, build_world, eval_seeds, obs_mode
@@ -102,13 +104,13 @@ def build_env(
     maze_pool: int = 0,
     explore_starts: float = 0.0,
 ) -> BatchedGridWorld:
-    """The batched env of a run; `world` overrides the config's (e.g. unseen mazes to evaluate on),
-    the observation mode always follows the config, since the policy was built for it."""
-    trained_on = build_world(cfg)
+    """The batched env of a run on `world` (the run's, built once by `agent.config.resolve`; or
+    another, e.g. unseen mazes to evaluate on; None builds the config's). The observation mode
+    always follows the config, since the policy was built for it."""
     return BatchedGridWorld(
-        trained_on if world is None else world,
+        build_world(cfg) if world is None else world,
         num_envs or cfg.num_envs * cfg.num_seeds,  # --num-seeds: B envs for each agent
-        obs_mode=obs_mode(cfg, trained_on),
+        obs_mode=trained_obs_mode(cfg),
         device=device,
         seed=cfg.seed if seed is None else seed,
         maze_seed=maze_seed,
@@ -116,6 +118,12 @@ def build_env(
         slip_gradient=cfg.slip_gradient,
         explore_starts=explore_starts,
     )
+
+
+def trained_obs_mode(cfg: TrainConfig) -> str:
+    """The observation mode the config's policy sees: resolved configs (every run's config.json)
+    name it; only an unresolved "auto" needs the config's world built to tell."""
+    return cfg.obs if cfg.obs != "auto" else obs_mode(cfg, build_world(cfg))
 
 
 def build_eval_env(
@@ -138,7 +146,7 @@ def build_eval_env(
 def build_networks(
     cfg: TrainConfig, obs_shape: tuple[int, ...], num_actions: int, device: torch.device
 ) -> tuple[PolicyNet, ValueNet] | tuple[Ensemble, Ensemble]:
-    """The policy and critic; for --num-seeds N, an `Ensemble` of N of each, member k
+    """The policy and critic; for --num-seeds M, an `Ensemble` of M of each, member k
     initialised as a single run with seed --seed + k would be."""
 
     def pair() -> tuple[PolicyNet, ValueNet]:
@@ -156,14 +164,21 @@ def build_networks(
     return Ensemble([p for p, _ in members]), Ensemble([c for _, c in members])
 
 
+# The learners, by --algo: one module each (imported when a run needs it). Registering a new
+# learner is a line here and its name in TrainConfig.algo (docs/guide.md, "Adding a learner").
+LEARNERS = {
+    "pathwise": "agent.pathwise.PathwiseLearner",
+    "reinforce": "agent.reinforce.ReinforceLearner",
+    "ppo": "agent.ppo.PPOLearner",
+}
+
+
 def build_learner(
     cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet, generator: torch.Generator
 ):
-    from agent.pathwise import PathwiseLearner
-    from agent.ppo import PPOLearner
-    from agent.reinforce import ReinforceLearner
     from agent.rollout import VisitBonus
 
-    cls = {"pathwise": PathwiseLearner, "reinforce": ReinforceLearner, "ppo": PPOLearner}[cfg.algo]
+    module, name = LEARNERS[cfg.algo].rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), name)
     bonus = VisitBonus(env.num_worlds, env.S, cfg.explore_bonus, env.device)
     return cls(cfg, policy, critic, generator, bonus)

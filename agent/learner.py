@@ -5,6 +5,8 @@ written out."""
 
 from __future__ import annotations
 
+import abc
+
 import torch
 
 from agent.config import TrainConfig
@@ -13,11 +15,11 @@ from agent.ensemble import clip_per_member, member_count
 from agent.information import InformationClass, information_class
 from agent.optim import Adam
 from agent.policy import PolicyNet, ValueNet
-from agent.rollout import VisitBonus
+from agent.rollout import EpisodeStats, VisitBonus
 
 
 def percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
-    """torch.quantile(x, qs, dim=1) of x (N, n), (len(qs), N), bit for bit (linear interpolation
+    """torch.quantile(x, qs, dim=1) of x (M, n), (len(qs), M), bit for bit (linear interpolation
     between the order statistics at floor and ceil of q (n - 1)), by selection instead of a sort
     of every row: the lower order statistic by `kthvalue`, the next one as the smallest value
     above it unless the lower one repeats: no sort of every target of the update."""
@@ -28,11 +30,11 @@ def percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
     lows, weights = ranks.floor(), ranks - ranks.floor()
     out = []
     for low, weight in zip(lows.long().tolist(), weights, strict=True):
-        below = x.kthvalue(low + 1, dim=1).values  # (N,) order statistic `low` (from 0)
+        below = x.kthvalue(low + 1, dim=1).values  # (M,) order statistic `low` (from 0)
         above = below
         if weight > 0:  # order statistic low + 1: `below` again if it fills that place too
-            repeats = (x <= below[:, None]).sum(1) >= low + 2  # (N,)
-            larger = torch.where(x > below[:, None], x, torch.inf).amin(1)  # (N,)
+            repeats = (x <= below[:, None]).sum(1) >= low + 2  # (M,)
+            larger = torch.where(x > below[:, None], x, torch.inf).amin(1)  # (M,)
             above = torch.where(repeats, below, larger)
         out.append(torch.lerp(below, above, weight.to(x.device)))
     return torch.stack(out)
@@ -51,9 +53,9 @@ class ReturnScale:
 
     def update(self, returns: torch.Tensor) -> list[float]:
         """Take this update's targets (T, members * B); return the scales, one per member."""
-        N = self.members
-        per = returns.detach().float().reshape(returns.shape[0], N, -1).transpose(0, 1).reshape(N, -1)  # (N, T*B)
-        q = percentiles(per, (0.05, 0.95))  # (2, N)
+        M = self.members
+        per = returns.detach().float().reshape(returns.shape[0], M, -1).transpose(0, 1).reshape(M, -1)  # (M, T*B)
+        q = percentiles(per, (0.05, 0.95))  # (2, M)
         spread = (q[1] - q[0]).tolist()
         if self.range is None:
             self.range = spread
@@ -76,9 +78,20 @@ class ReturnScale:
         self.range = None if r is None else (list(r) if isinstance(r, list) else [r])
 
 
-class Learner:
-    """A learner owns the policy, the critic, their optimisers and the exploration bonus; a
-    subclass adds `update`. `information` is what it may know of the env (`agent.information`)."""
+class Learner(abc.ABC):
+    """The contract every learner meets (register a new one in `agent.factory.LEARNERS`):
+
+    - what it may know of the env: `information`, one class of `agent.information`
+      (samples, simulator or model), read from its config; a simulator-class learner reads the
+      env only through `agent.information.view_for`;
+    - `update(env, obs, tau, stats) -> (obs, metrics)`: one window of B x T env steps, then its
+      optimiser steps; `obs` is where the next window starts, `metrics` maps TensorBoard names
+      to a float (or, for --num-seeds, a list of one per member, `per_member`);
+    - what it checkpoints: `state_dict` / `member_state_dict` / `load_state_dict` (optimisers,
+      visit bonus, return scale; a subclass with more state extends them). The policy and critic
+      themselves are saved by the trainer.
+
+    The base class owns the policy, the critic, their optimisers and the exploration bonus."""
 
     @property
     def information(self) -> InformationClass:
@@ -94,6 +107,11 @@ class Learner:
         self.optimizer = Adam(policy.parameters(), lr=cfg.learning_rate)
         self.critic_optimizer = Adam(critic.parameters(), lr=cfg.critic_learning_rate)
         self._views: dict = {}  # the env as this learner's information class sees it (`view_for`)
+
+    @abc.abstractmethod
+    def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
+        """Collect B x T env steps from `obs` (Gumbel temperature `tau`, finished episodes counted
+        in `stats`) and take this learner's optimiser steps; returns (next obs, metrics)."""
 
     def set_learning_rates(self, global_step: int) -> None:
         """Set both learning rates for the update that starts at `global_step`, a function of the
@@ -167,9 +185,9 @@ class Learner:
         table), its unit first raised to the largest reward seen (`rewards`, (T, members * B));
         return the update's loss metrics (per-member ones as `per_member` gives them)."""
 
-        def by_member(x: torch.Tensor) -> torch.Tensor:  # (T, N*B, ...) -> (N, T*B, ...), each member's samples
-            T, N = x.shape[0], self.members
-            return x.reshape(T, N, -1, *x.shape[2:]).transpose(0, 1).reshape(N, -1, *x.shape[2:])
+        def by_member(x: torch.Tensor) -> torch.Tensor:  # (T, M*B, ...) -> (M, T*B, ...), each member's samples
+            T, M = x.shape[0], self.members
+            return x.reshape(T, M, -1, *x.shape[2:]).transpose(0, 1).reshape(M, -1, *x.shape[2:])
 
         rescale_critic(self.critic, by_member(rewards))
         value_loss = fit_critic(
@@ -193,7 +211,7 @@ class Learner:
 
 
 def per_member(x: torch.Tensor) -> float | list[float]:
-    """A metric of every member, (N,) -> a float for a single agent, a list of N for --num-seeds."""
+    """A metric of every member, (M,) -> a float for a single agent, a list of M for --num-seeds."""
     x = x.detach().reshape(-1)
     return float(x[0]) if x.numel() == 1 else x.tolist()
 

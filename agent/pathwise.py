@@ -29,7 +29,7 @@ from envs.diffstep import ActionStep
 
 
 class PathwiseLearner(Learner):
-    _backed_up: torch.Tensor | None = None  # the visited critic's last backed-up tables (N or 1, W, S)
+    _backed_up: torch.Tensor | None = None  # the visited critic's last backed-up tables (M or 1, W, S)
 
     def _value_tables(self, env) -> torch.Tensor:
         """The critic's value of every cell, (1, S) for one-hot observations (the same in every
@@ -51,21 +51,21 @@ class PathwiseLearner(Learner):
     def _rows(self, env, world_id: torch.Tensor) -> torch.Tensor:
         """(B,) which row of the value tables each env reads now: the world it is in (images: a
         value map per world, and an env that resets may enter another one), or its agent's
-        (one-hot: one table per member, the first B / N envs are member 0's, and so on)."""
+        (one-hot: one table per member, the first B / M envs are member 0's, and so on)."""
         if env.obs_mode != "onehot":
             return world_id
         return torch.arange(self.members, device=env.device).repeat_interleave(env.num_envs // self.members)
 
     def _every_world_backups(self, env, values: torch.Tensor | None) -> dict[int, torch.Tensor]:
         """With `actor_backups` k: the critic's tables `values` (rows as `_value_tables`) after k
-        greedy backups, in every world, (N or 1, W, S), under the key k; and after `backup_steps`,
+        greedy backups, in every world, (M or 1, W, S), under the key k; and after `backup_steps`,
         the critic's own targets, under that key: one run of value iteration gives both. Empty
         without (the actor reads `values`, and the targets are backed up in the worlds visited only)."""
         if values is None or not self.cfg.actor_backups:
             return {}
         worlds = torch.arange(env.num_worlds, device=env.device)
         if env.obs_mode == "onehot":  # a table per member, the same in every world
-            table = values[:, None, :].expand(-1, env.num_worlds, -1)  # (N, W, S)
+            table = values[:, None, :].expand(-1, env.num_worlds, -1)  # (M, W, S)
         else:
             table = values[None]  # (1, W, S)
         out, done = {}, 0
@@ -76,15 +76,15 @@ class PathwiseLearner(Learner):
 
     def _closing_values(self, env, closing: torch.Tensor | None, values: torch.Tensor | None) -> _CellTable | None:
         """What each env's look-ahead closes with: the critic's tables after `actor_backups`
-        backups, `closing` (N or 1, W, S), each env reading its agent's (one-hot) or the one
+        backups, `closing` (M or 1, W, S), each env reading its agent's (one-hot) or the one
         table (images) in its world; without those, its tables `values` (rows as
         `_value_tables`); None without a critic."""
         if closing is not None:
             if closing.shape[0] * closing.shape[1] == 1:
                 return _CellTable(closing.reshape(1, -1))
-            N, W, B = closing.shape[0], closing.shape[1], env.num_envs
-            owner = torch.arange(N, device=env.device).repeat_interleave(B // N)  # (B,)
-            return _CellTable(closing.flatten(0, 1), lambda world_id: owner * W + world_id)  # (N * W, S)
+            M, W, B = closing.shape[0], closing.shape[1], env.num_envs
+            owner = torch.arange(M, device=env.device).repeat_interleave(B // M)  # (B,)
+            return _CellTable(closing.flatten(0, 1), lambda world_id: owner * W + world_id)  # (M * W, S)
         if values is None:
             return None
         return _CellTable(values, None if len(values) == 1 else lambda world_id: self._rows(env, world_id))
@@ -93,7 +93,7 @@ class PathwiseLearner(Learner):
         if env.obs_mode == "onehot":
             logit_table = logits_of_every_cell(self.policy, env.S)
             if isinstance(self.policy, Ensemble):
-                logit_table = logit_table.flatten(0, 1)  # (N*S, A)
+                logit_table = logit_table.flatten(0, 1)  # (M*S, A)
             offset = self._rows(env, env.world_id) * env.S  # (B,) where each env's agent's rows begin
             # Each step's position is one-hot and cut from the graph, so its logits are a row of L.
             return lambda obs: logit_table.index_select(0, env.state + offset)
@@ -121,10 +121,10 @@ class PathwiseLearner(Learner):
         of the current (random, early on) policy: a random policy's value next to lava is that of
         falling in, which would teach the actor to shun the only way through. The targets do not
         follow the rollout, so the policy's random walk never enters them."""
-        cfg, gamma, K, N = self.cfg, self.cfg.gamma, self.cfg.lookahead, self.members
+        cfg, gamma, K, M = self.cfg, self.cfg.gamma, self.cfg.lookahead, self.members
         env = view_for(self.information, env, self._views)  # a simulator-class learner sees no table
         B = env.num_envs  # members x the B envs of each
-        scale = torch.tensor(self.return_scale.values, device=env.device)  # (N,) each member's return scale
+        scale = torch.tensor(self.return_scale.values, device=env.device)  # (M,) each member's return scale
         # No observations: the critic is read as a table of (world, cell).
         record: dict[str, list[torch.Tensor]] = {
             k: [] for k in ("cells", "worlds", "rewards", "terminated", "truncated")
@@ -139,8 +139,8 @@ class PathwiseLearner(Learner):
         positionless = steps_without_positions(cfg)
         every = cfg.horizon // cfg.actor_steps  # env steps between the actor's optimiser steps
         # The gradient one return-scale unit of objective sends to an action: the loss is the
-        # mean over a member's B / N envs and its look-aheads, in units of its return scale.
-        unit = torch.tensor(1.0 / ((B // N) * -(-every // K)), device=env.device)
+        # mean over a member's B / M envs and its look-aheads, in units of its return scale.
+        unit = torch.tensor(1.0 / ((B // M) * -(-every // K)), device=env.device)
         losses, entropies, norms = [], [], []
         chunk = _Chunk(B, env.device, K)
         for t in range(cfg.horizon):
@@ -180,8 +180,8 @@ class PathwiseLearner(Learner):
                 reward + gamma * next_value * closes,
                 info["done"],
                 gamma,
-                self._entropy(env, logits, world_id, state).reshape(N, -1).mean(1),  # (N,)
-                (logits - logits.mean(-1, keepdim=True)).pow(2).reshape(N, -1).mean(1),  # (N,)
+                self._entropy(env, logits, world_id, state).reshape(M, -1).mean(1),  # (M,)
+                (logits - logits.mean(-1, keepdim=True)).pow(2).reshape(M, -1).mean(1),  # (M,)
             )
             record["cells"].append(state)
             record["worlds"].append(world_id)
@@ -192,10 +192,10 @@ class PathwiseLearner(Learner):
             if (t + 1) % every == 0:
                 # The loss: minus the mean look-ahead return, in units of the return scale, minus
                 # the entropy bonus, plus the logit penalty; the actor steps on it at once.
-                chunk_loss, entropy = chunk.loss(scale, cfg.entropy_coef, cfg.logit_penalty)  # (N,) each
+                chunk_loss, entropy = chunk.loss(scale, cfg.entropy_coef, cfg.logit_penalty)  # (M,) each
                 self.optimizer.zero_grad(set_to_none=True)
                 chunk_loss.sum().backward()  # the members share no parameter: each gets its own gradient
-                norms.append(clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm, N))
+                norms.append(clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm, M))
                 losses.append(chunk_loss.detach())
                 entropies.append(entropy.detach())
                 chunk = _Chunk(B, env.device, K)
@@ -214,7 +214,7 @@ class PathwiseLearner(Learner):
             continues = (~(rec["terminated"] | rec["truncated"])).float()
             visited = lambda_returns(rec["rewards"], torch.zeros_like(rec["rewards"]), continues, gamma, 1.0)
         self.return_scale.update(visited)
-        loss, entropy, grad_norm = (torch.stack(x).mean(0) for x in (losses, entropies, norms))  # (N,) each
+        loss, entropy, grad_norm = (torch.stack(x).mean(0) for x in (losses, entropies, norms))  # (M,) each
         metrics = {
             "losses/return_scale": per_member(torch.tensor(self.return_scale.values)),
             "losses/actor_steps": float(len(losses)),
@@ -235,10 +235,10 @@ class PathwiseLearner(Learner):
         """The visited critic's targets at the rollout's cells (T, B): `backup_steps` greedy
         backups of its value tables `values` (rows as `_value_tables`) at the cells the rollout
         was in, read through the simulator's step from those cells alone (`visited_backups`).
-        The backed-up tables, (N or 1, W, S), are what the next update's actor closes with."""
+        The backed-up tables, (M or 1, W, S), are what the next update's actor closes with."""
         T, B = cells.shape
         if env.obs_mode == "onehot":  # a table per member, the same in every world
-            table = values[:, None, :].expand(-1, env.num_worlds, -1)  # (N, W, S)
+            table = values[:, None, :].expand(-1, env.num_worlds, -1)  # (M, W, S)
             rows = self._rows(env, worlds[0]).expand(T, B)  # (T, B) whose table
         else:  # a value map per world
             table, rows = values[None], torch.zeros_like(cells)  # (1, W, S)
@@ -261,13 +261,13 @@ class PathwiseLearner(Learner):
         (rows as `_value_tables`; `every_world`, (R, W, S): those backups already made in every
         world), at every reachable cell of the worlds the rollout (cells, worlds: (T, B)) was in.
         Returns (the targets at the rollout's own cells, (T, B), for the return scale; then, to
-        fit on, the targets, cells and worlds, each (1, N * n): member 0's n samples first, as
-        `fit_critic_and_report` reads an ensemble's (T, N * B) layout)."""
-        T, B, N = *cells.shape, self.members
+        fit on, the targets, cells and worlds, each (1, M * n): member 0's n samples first, as
+        `fit_critic_and_report` reads an ensemble's (T, M * B) layout)."""
+        T, B, M = *cells.shape, self.members
         if env.obs_mode == "onehot":  # one table per member, the same for every world
             fit_worlds = torch.arange(env.num_worlds, device=env.device)  # (k,)
             where = worlds  # (T, B) which of the k worlds
-            start = values[:, None, :].expand(N, len(fit_worlds), env.S)  # (N, k, S)
+            start = values[:, None, :].expand(M, len(fit_worlds), env.S)  # (M, k, S)
             row = self._rows(env, worlds[0]).expand(T, B)  # (T, B) whose table
         else:  # a value map per world: the worlds the rollout was in
             fit_worlds, where = torch.unique(worlds, return_inverse=True)  # (k,), (T, B)
@@ -361,13 +361,13 @@ class _Chunk:
         self.steps += 1
 
     def loss(self, scale: torch.Tensor, entropy_coef: float, logit_penalty: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(the loss, the mean entropy) of each of the N members over the steps added, (N,) each,
-        from each member's return scale (N,): the objective is the sum of each look-ahead's
+        """(the loss, the mean entropy) of each of the M members over the steps added, (M,) each,
+        from each member's return scale (M,): the objective is the sum of each look-ahead's
         return, averaged over the look-aheads and over the member's envs."""
-        N = scale.shape[0]
-        entropy = self.entropy / self.steps  # (N,)
+        M = scale.shape[0]
+        entropy = self.entropy / self.steps  # (M,)
         lookaheads = -(-self.steps // self.lookahead)  # ceil
-        objective = self.objective.reshape(N, -1).mean(1)  # (N,)
+        objective = self.objective.reshape(M, -1).mean(1)  # (M,)
         return (
             -objective / lookaheads / scale - entropy_coef * entropy + logit_penalty * self.logit_size / self.steps,
             entropy,

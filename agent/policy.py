@@ -1,6 +1,6 @@
 """Networks: a policy giving 4 action logits, and a critic giving a state value.
 
-Both take the float observation (one-hot position (B, S) or image (B, 4, H, W), the agent
+Both take the float observation (one-hot position (B, S) or image (B, 4, H, Wd), the agent
 plane last) so the pathwise learner's gradient can flow from a later action back through the
 observation into the position that produced it. Integer observations are one-hot encoded at the edge.
 """
@@ -65,7 +65,7 @@ class PolicyNet(nn.Module):
 
 
 def logits_of_every_cell(policy: nn.Module, S: int) -> torch.Tensor:
-    """`policy` at every one-hot observation of size S, (S, A) (an ensemble's (N, S, A)), by its
+    """`policy` at every one-hot observation of size S, (S, A) (an ensemble's (M, S, A)), by its
     `every_cell` shortcut where it has one: that never builds the (S, S) identity, 16 GiB on a
     256 x 256 map."""
     every_cell = getattr(policy, "every_cell", None)
@@ -79,7 +79,7 @@ class ValueNet(nn.Module):
 
     For a one-hot position it is a table of cells (see __init__).
     For an image it is a value map of the world read off the agent plane: the network sees only
-    the static planes (walls, goal, hazards) and gives one value per cell, (B, H*W), and V is that
+    the static planes (walls, goal, hazards) and gives one value per cell, (B, H*Wd), and V is that
     map at the agent's cell. Any value of (world, cell) can be written so, but this one is linear
     in the agent plane: the pathwise read of V at a successor position is exactly the map there
     (as the one-hot table is for flat observations), not a network's input derivative in a
@@ -113,7 +113,7 @@ class ValueNet(nn.Module):
             self.head = nn.Linear(width, 1)
 
     def value_map(self, planes: torch.Tensor) -> torch.Tensor:
-        """Static planes (B, C - 1, H, W) -> the value of every cell, (B, H*W)."""
+        """Static planes (B, C - 1, H, Wd) -> the value of every cell, (B, H*Wd)."""
         return self.head(self.body(planes)) * self.scale
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

@@ -16,9 +16,9 @@ class PPOLearner(Learner):
         cfg = self.cfg
         roll, obs = collect(env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator, self.bonus)
         returns = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, cfg.gae_lambda)
-        flat_obs = roll.obs.flatten(0, 1)  # (N, ...)
-        actions, old_logp = roll.actions.flatten(), roll.logprobs.flatten()  # (N,)
-        advantages = (returns - roll.values).flatten()  # (N,)
+        flat_obs = roll.obs.flatten(0, 1)  # (T*B, ...)
+        actions, old_logp = roll.actions.flatten(), roll.logprobs.flatten()  # (T*B,)
+        advantages = (returns - roll.values).flatten()  # (T*B,)
         n = advantages.shape[0]
         size = max(1, n // cfg.num_minibatches)
         for _ in range(cfg.update_epochs):

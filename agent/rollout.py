@@ -14,7 +14,7 @@ from agent.policy import PolicyNet, ValueNet
 
 class EpisodeStats:
     """Finished episodes seen since the last `pop()`, of each of `members` agents (--num-seeds:
-    the first B / N envs are member 0's, and so on)."""
+    the first B / M envs are member 0's, and so on)."""
 
     def __init__(self, members: int = 1) -> None:
         self.members = members
@@ -31,7 +31,7 @@ class EpisodeStats:
             which = done.nonzero().squeeze(1)  # (k,) the envs whose episode ended, in order
             columns = (info["episode"]["r"][which].tolist(), info["episode"]["l"][which].tolist())
             columns += (info["success"][which].tolist(),)
-            # Member m owns envs [m B/N, (m+1) B/N), so `which` holds member 0's first, then 1's, ...
+            # Member m owns envs [m B/M, (m+1) B/M), so `which` holds member 0's first, then 1's, ...
             per_member = len(done) // self.members
             counts = (
                 torch.bincount(which // per_member, minlength=self.members).tolist()
@@ -59,7 +59,7 @@ class EpisodeStats:
 
 
 class VisitBonus:
-    """Count-based exploration bonus beta / sqrt(1 + N(world, s)) for entering cell s and going on
+    """Count-based exploration bonus beta / sqrt(1 + visits(world, s)) for entering cell s and going on
     (the MBIE-EB form, Strehl & Littman 2008); a transition that ends the episode earns none, or
     a fresh lava cell would pay the agent to end its episode there.
 

@@ -148,12 +148,12 @@ def record_episode(
     policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True, max_frames: int | None = None
 ) -> list:
     """RGB frames of one episode in the gymnasium env (same dynamics), for GIFs."""
-    from agent.config import build_world, obs_mode
+    from agent.config import build_world
+    from agent.factory import trained_obs_mode
     from envs import GridWorldEnv
 
-    trained_on = build_world(cfg)
     env = GridWorldEnv(
-        trained_on if world is None else world, obs_mode=obs_mode(cfg, trained_on), render_mode="rgb_array"
+        build_world(cfg) if world is None else world, obs_mode=trained_obs_mode(cfg), render_mode="rgb_array"
     )
     device = next(policy.parameters()).device
     obs, _ = env.reset(seed=seed)

@@ -176,7 +176,7 @@ def work(args: Work) -> int:
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
     from optuna.trial import TrialState
 
-    import train
+    from agent.trainer import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # fail_stale_trials
@@ -202,7 +202,7 @@ def work(args: Work) -> int:
         cfg, given = trial_config(train_args, params, run_dir, args.study)
         trial.set_user_attr("run_dir", str(run_dir))
         try:
-            result = train.train(cfg, given)
+            result = train(cfg, given)
         except KeyboardInterrupt:  # a signal while the run was starting
             result = {"interrupted": True}
         if result.get("interrupted"):  # Ctrl-C / SIGTERM: the run is saved; the trial goes back in the queue

@@ -5,7 +5,7 @@
     python -m benchmarks.generalisation --families maze spiral --set explore_starts=0
     python -m benchmarks.generalisation --smoke                  # seconds, for CI
 
-Each run is `train.train(TrainConfig(...))` with the world's fields (`benchmarks.suite`), the
+Each run is `agent.trainer.train(TrainConfig(...))` with the world's fields (`benchmarks.suite`), the
 learner's `--algo`, the seed and `--steps`, in a worker process (`--workers` at a time, one
 torch thread each). What is reported is the policy a user gets: the kept (best-evaluated)
 checkpoint, scored exactly on the tabular core (normalised score (R - R_uniform) / (R* - R_uniform)
@@ -105,7 +105,7 @@ def run_one(
     from agent.config import TrainConfig
     from agent.information import information_class
     from agent.logger import read_metrics
-    from train import train
+    from agent.trainer import train
 
     name = f"{world.name}__{algo}__{seed}"
     cfg = TrainConfig(

@@ -39,9 +39,9 @@ import torch
 from gymnasium import spaces
 from gymnasium.vector.utils import batch_space
 
-from agent.gumbel import gumbel_max_sample
 from envs.diffstep import OneHotStep, StepTables, dense_step, is_one_hot, one_hot
 from envs.grid_env import OBS_MODES
+from envs.gumbel_max import gumbel_max_sample
 from envs.maze import MazeSpec
 from envs.mdp import TabularMDP, stack_tables
 from envs.world import make_world
@@ -57,7 +57,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             (env b plays world b % len(list)), or a `MazeSpec`: then a pool of `maze_pool`
             mazes is generated from `maze_seed` and every reset draws a fresh one from the pool.
         num_envs: B.
-        obs_mode: "index" (B,) int64, "onehot" (B, S) float, or "image" (B, 4, H, W) float.
+        obs_mode: "index" (B,) int64, "onehot" (B, S) float, or "image" (B, 4, H, Wd) float.
         device: where tables and state live.
         seed: seeds the env's own generator (starts, slips, maze draws).
         max_episode_steps: time limit (truncation); defaults to the world's.
@@ -149,7 +149,7 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             if any(m.layout is None for m in mdps):
                 raise ValueError(f"obs_mode='image' needs a grid layout, which {self.mdp.name} lacks; use 'onehot'")
             planes = np.stack([m.layout.static_planes() for m in mdps])
-            self.static_planes = torch.from_numpy(planes).to(self.device)  # (W, 3, H, W)
+            self.static_planes = torch.from_numpy(planes).to(self.device)  # (W, 3, H, Wd)
             self.grid_shape = (self.mdp.layout.height, self.mdp.layout.width)
         self.world_id = torch.arange(B, device=self.device) % self.num_worlds  # (B,)
         self.state = torch.zeros(B, dtype=torch.long, device=self.device)  # (B,)
@@ -383,8 +383,8 @@ class BatchedGridWorld(gym.vector.VectorEnv):
             raise ValueError("observe needs a float observation mode (onehot or image)")
         H, W = self.grid_shape
         w = self.world_id if world_id is None else world_id
-        agent = pos.reshape(pos.shape[0], 1, H, W)  # (B, 1, H, W)
-        return torch.cat([self.static_planes[w], agent], dim=1)  # (B, 4, H, W)
+        agent = pos.reshape(pos.shape[0], 1, H, W)  # (B, 1, H, Wd)
+        return torch.cat([self.static_planes[w], agent], dim=1)  # (B, 4, H, Wd)
 
     @property
     def observation_shape(self) -> tuple[int, ...]:

@@ -32,7 +32,7 @@ class GridWorldEnv(gym.Env):
     ## Observation Space
     - `"index"`: `Discrete(S)`, the cell `row * width + col`.
     - `"onehot"`: `Box(0, 1, (S,), float32)`.
-    - `"image"`: `Box(0, 1, (4, H, W), float32)`, channels wall, goal, hazard, agent; the one a
+    - `"image"`: `Box(0, 1, (4, H, Wd), float32)`, channels wall, goal, hazard, agent; the one a
       policy needs to generalise across mazes.
 
     ## Starting State

@@ -28,10 +28,10 @@ class GridLayout:
     Only rendering and the image observation read it; dynamics live in the tables.
     """
 
-    walls: np.ndarray  # (H, W) bool
-    goals: np.ndarray  # (H, W) bool
-    hazards: np.ndarray  # (H, W) bool
-    starts: np.ndarray  # (H, W) bool
+    walls: np.ndarray  # (H, Wd) bool
+    goals: np.ndarray  # (H, Wd) bool
+    hazards: np.ndarray  # (H, Wd) bool
+    starts: np.ndarray  # (H, Wd) bool
 
     @property
     def height(self) -> int:
@@ -61,7 +61,7 @@ class GridLayout:
         return "\n".join(rows)
 
     def static_planes(self) -> np.ndarray:
-        """(3, H, W) float32 planes: wall, goal, hazard (the image observation's first channels)."""
+        """(3, H, Wd) float32 planes: wall, goal, hazard (the image observation's first channels)."""
         return np.stack([self.walls, self.goals, self.hazards]).astype(np.float32)
 
 

@@ -9,6 +9,7 @@ carry a leading world dim W (a pool of mazes); results then have that leading di
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -115,9 +116,14 @@ def policy_metrics(
     # going on from s into s' (each world's cells offset by S, so the worlds never mix).
     offset = torch.arange(L, device=ns.device).repeat_interleave(S * A * O) * S  # (L*S*A*O,)
     source = torch.arange(L * S, device=ns.device).repeat_interleave(A * O)  # (L*S*A*O,)
-    step = torch.sparse_coo_tensor(
-        torch.stack([ns.reshape(-1) + offset, source]), (weight * (~done)).reshape(-1), (L * S, L * S)
-    ).to_sparse_csr()  # duplicates (moves into the same cell) summed
+    with warnings.catch_warnings():  # torch calls its CSR support beta; the product is all we use
+        warnings.simplefilter("ignore", UserWarning)
+        step = torch.sparse_coo_tensor(
+            torch.stack([ns.reshape(-1) + offset, source]),
+            (weight * (~done)).reshape(-1),
+            (L * S, L * S),
+            check_invariants=True,
+        ).to_sparse_csr()  # duplicates (moves into the same cell) summed
     d = _table(tables, "start").double().expand(*lead, S).reshape(L, S)  # (L, S) alive mass
     ret, succ, length = (torch.zeros(L, dtype=torch.float64, device=d.device) for _ in range(3))
     recent: list[tuple[torch.Tensor, torch.Tensor]] = []  # the last states and each one's step reward

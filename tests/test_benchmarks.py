@@ -336,3 +336,13 @@ def test_the_results_page_builds_from_the_committed_results(tmp_path):
     for path in [*(root / f"{stem}.json" for stem in report.SPEED), *root.glob("threads_*.json")]:
         if path.exists():
             assert json.loads(path.read_text())["command"] in text, path.stem
+
+
+def test_large_maps_smoke(tmp_path):
+    run_smoke(["-m", "benchmarks.large_maps"], ["--out", str(tmp_path)])
+    data = json.loads((tmp_path / "large_maps_smoke.json").read_text())
+    (row,) = data["runs"]
+    assert row["side"] == 16 and row["S"] == 256 and row["time_limit"] == 4 * 256
+    for key in ("setup_s", "update_s", "evaluation_s", "peak_rss_mb"):
+        assert _positive(row[key]), (key, row)
+    assert data["git_commit"] and data["command"].startswith("python -m benchmarks.large_maps")

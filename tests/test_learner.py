@@ -91,3 +91,31 @@ def test_percentiles_are_torch_quantile_bit_for_bit():
         for qs in ((0.05, 0.95), (0.0, 0.5, 1.0), (0.37,)):
             want = torch.quantile(x, torch.tensor(qs), dim=1)
             assert torch.equal(percentiles(x, qs), want), (tuple(x.shape), qs)
+
+
+def test_the_guides_learner_meets_the_contract_and_a_learner_without_update_does_not():
+    """docs/guide.md's "Adding a learner" block, run as written: it subclasses `Learner`, updates
+    on a real env, and its metrics reach the names the trainer logs. `Learner` itself refuses to
+    be built without an `update`."""
+    from pathlib import Path
+
+    from agent.learner import Learner
+    from agent.policy import PolicyNet, ValueNet
+    from agent.rollout import VisitBonus
+
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text()
+    block = guide.split("## Adding a learner", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(compile(block, "docs/guide.md", "exec"), namespace)
+    cfg, env, policy, _ = make_learner(algo="reinforce", step_reward=-0.1)  # a reward every step: a gradient
+    critic = ValueNet(env.observation_shape, cfg.hidden)
+    bonus = VisitBonus(env.num_worlds, env.S, 0.0, env.device)
+    mine = namespace["MyLearner"](cfg, policy, critic, torch.Generator().manual_seed(0), bonus)
+    before = [p.detach().clone() for p in policy.parameters()]
+    obs, _ = env.reset()
+    obs, metrics = mine.update(env, obs, 1.0, EpisodeStats())
+    assert obs.shape == (cfg.num_envs, env.S)
+    assert {"losses/policy_loss", "losses/value_loss", "losses/grad_norm"} <= set(metrics)
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters(), strict=True))
+    with pytest.raises(TypeError, match="update"):
+        Learner(cfg, PolicyNet(env.observation_shape), critic, torch.Generator(), bonus)

@@ -21,6 +21,7 @@ from conftest import TINY, assert_one_line_error, clean_env, rows, run_train
 import train
 from agent.checkpoint import load_checkpoint
 from agent.config import TrainConfig, eval_seeds
+from agent.trainer import next_eval_step
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "final_eval.json")
@@ -216,7 +217,7 @@ def test_evaluations_leave_training_as_it_was(workdir, pathwise_run):
     ],
 )
 def test_evaluations_double_their_gap_until_eval_every(step, every, update, expected):
-    assert train.next_eval_step(step, every, update) == expected
+    assert next_eval_step(step, every, update) == expected
 
 
 # ------------------------------------------------------------------ resume
