@@ -54,17 +54,12 @@ class TrainConfig:
     """Image observations: the critic is a value map of the world's static planes, read off at the
     agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
     actor_steps: int = 0
-    """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps
-    (each on the look-aheads closed since the last; at most T / --lookahead). 0: one after every
-    look-ahead, T / --lookahead (1 where --lookahead does not divide T): far from a reward the
-    actions' values differ by about (1 - gamma) V, and a policy that steps once per update moves
-    too little to tell them apart within a short budget."""
+    """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps (at
+    most T / --lookahead). 0: one after every look-ahead (1 where --lookahead does not divide T)."""
     state_norm: bool = True
-    """pathwise: rescale the gradient that reaches each step's action to the same size at every
-    state: centred over the actions and divided by its root mean square there, so each state's
-    actions are ranked by their standardised values (a spread below 1e-3 of the return scale is
-    not enlarged to full size). Far from a reward the actions' values differ by about (1 - gamma) V,
-    which the entropy bonus would otherwise hold near uniform. --no-state-norm: the raw gradient."""
+    """pathwise: centre the gradient that reaches each step's action over the actions and divide it
+    by its root mean square (a spread below 1e-3 of the return scale is not enlarged).
+    --no-state-norm: the raw gradient."""
     lookahead: int = 1
     """pathwise: env steps each action's gradient looks ahead through the differentiable env
     before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
@@ -75,25 +70,18 @@ class TrainConfig:
     episode can reach, instead of at the world's start (exploring starts; every algo; never in
     evaluation)."""
     slip_gradient: Literal["sampled", "expected"] = "expected"
-    """Pathwise on slippery worlds: differentiate each step at the slip outcome drawn
-    ("sampled"), or average its derivative over the outcomes by their probabilities
-    ("expected", Rao-Blackwellised: the same forward pass, a lower-variance gradient). No
-    effect without slip."""
+    """pathwise on slippery worlds: differentiate each step at the slip outcome drawn ("sampled"),
+    or average its derivative over the outcomes by their probabilities ("expected")."""
     explore_bonus: float = 0.0
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
     training reward (never to logged returns); 0 disables it."""
     entropy_coef: float = 0.01
     """Weight of the policy-entropy bonus (in units of the return scale)."""
     logit_penalty: float = 0.01
-    """pathwise: weight of a penalty on the squared logits (centred per state). Unlike the entropy
-    bonus, its gradient does not vanish once the policy has collapsed onto one action, so no
-    action becomes so unlikely that its own gradient, proportional to its probability, can no
-    longer bring it back when it turns out to be the better one."""
+    """pathwise: weight of a penalty on the squared logits (centred per state)."""
     entropy_over: Literal["actions", "cells"] = "actions"
-    """pathwise: what the entropy bonus spreads. actions: the entropy of the action distribution.
-    cells: the entropy of the cell the action leads to, so the moves into walls, which all leave
-    the agent where it stands, count as one outcome (the action entropy pays a policy to bump
-    walls). Worlds with random moves (slip) always use actions; reinforce and ppo always do."""
+    """pathwise: what the entropy bonus spreads: the action distribution, or the cell the action
+    leads to (moves into a wall count as one; worlds with slip always use actions)."""
     max_grad_norm: float = 1.0
     """Clip the policy gradient to this global norm (0 disables clipping)."""
 
@@ -140,22 +128,19 @@ class TrainConfig:
     seed: int = 0
     """Seed for the env, the noise and the network initialisation."""
     num_seeds: int = 1
-    """Train this many independent agents side by side in one process, seeds --seed, --seed + 1,
-    ...: own networks and optimiser state, own envs, disjoint noise from one stream, and a run
-    directory each (RUN/seed-K, a whole run of its own). pathwise on one-hot observations."""
+    """pathwise on one-hot observations: train this many independent agents in one process, seeds
+    --seed, --seed + 1, ..., each with a run directory of its own (RUN/seed-K)."""
     device: str = "auto"
     """cpu, cuda, cuda:1, ... ; auto = cuda when available."""
     threads: int = 1
-    """torch CPU threads (torch.set_num_threads). One is the fastest here for a run alone and
-    keeps side-by-side runs from slowing each other down (benchmarks/threads.py)."""
+    """torch CPU threads (torch.set_num_threads)."""
     run_name: str | None = None
     """Run directory name under runs/; default {env}__{algo}__{seed}__{unix_time}."""
     runs_dir: str = "runs"
     """Where run directories are created."""
     eval_every: int = 200_000
-    """Evaluate the greedy policy every this many env steps (0 = only at the end). Before the
-    first of these, also after 1, 2, 4, 8, ... updates: a few evaluations in all, so an early
-    solution is seen (and kept, and --stop-at-success stops) without waiting for this step."""
+    """Evaluate the greedy policy every this many env steps (0 = only at the end), and before the
+    first of these after 1, 2, 4, 8, ... updates."""
     eval_episodes: int = 256
     """Episodes per evaluation."""
     save_every: int = 500_000

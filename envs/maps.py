@@ -19,8 +19,10 @@ from envs.mdp import ACTION_DELTAS, GridLayout, TabularMDP
 
 MAP_CHARS = {"#": "wall", ".": "floor", "S": "start", "G": "goal", "L": "lava"}
 MAX_SIDE = 256  # sides up to 256: 65,536 cells
-# The default time limit is 4 x cells up to this many steps (a 64 x 64 map); a larger map's is
-# 4 x its longest shortest path from a start (at least this), which leaves every cell in reach.
+# The default time limit is 4 x cells up to this many steps (a 64 x 64 map). A larger map's is
+# 4 x its longest shortest path from a start, which leaves every cell in reach: 4 x cells would
+# make its episodes so long that a run's envs start few of them (and exploring starts are drawn
+# only when an episode starts).
 LONG_LIMIT = 16_384
 
 
@@ -178,11 +180,11 @@ def _check_goal_reachable(layout: GridLayout) -> None:
 
 def default_time_limit(layout: GridLayout) -> int:
     """4 x cells, or on a map of more than LONG_LIMIT / 4 cells 4 x the longest shortest path
-    from a start to a cell an episode can be in (at least LONG_LIMIT)."""
+    from a start to a cell an episode can be in."""
     cells = layout.height * layout.width
     if 4 * cells <= LONG_LIMIT:
         return 4 * cells
-    return max(LONG_LIMIT, 4 * _farthest(layout))
+    return 4 * _farthest(layout)
 
 
 def _farthest(layout: GridLayout) -> int:

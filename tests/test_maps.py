@@ -320,7 +320,7 @@ def test_the_default_time_limit_is_four_per_cell_then_four_per_step_of_the_longe
 
     assert load_map(room(64)).max_episode_steps == 4 * 64 * 64 == LONG_LIMIT
     big = load_map(room(256))  # 65,536 cells: 4 per cell would be 262,144 steps
-    assert big.num_states == 256 * 256 and big.max_episode_steps == LONG_LIMIT
+    assert big.num_states == 256 * 256 and big.max_episode_steps == 4 * (254 - 1) * 2  # corner to corner
     # A 255 x 255 serpentine: the only way to the goal winds through every row (127 rows of 253).
     rows = ["#" * 255]
     for k in range(127):
@@ -331,5 +331,5 @@ def test_the_default_time_limit_is_four_per_cell_then_four_per_step_of_the_longe
     rows[-2] = rows[-2][:-2] + "G#"
     layout = parse_map("\n".join(rows))
     path = 127 * 252 + 126 * 2  # along each row, and two moves down through each gap
-    assert default_time_limit(layout) == 4 * path > LONG_LIMIT
+    assert default_time_limit(layout) == 4 * path > LONG_LIMIT  # more than 4 x cells' cap
     assert load_map("\n".join(rows), max_episode_steps=99).max_episode_steps == 99

@@ -35,3 +35,24 @@ def test_a_run_builds_its_world_once(tmp_path, monkeypatch, flags):
         built.clear()
         assert train.main(["--resume", str(run), "--total-timesteps", "8192", "--no-progress"]) == 0
         assert len(built) == 1, built
+
+
+def test_a_run_stored_by_the_format_before_the_trainer_resumes_and_evaluates(tmp_path):
+    """tests/data/stored-d6eb2c5: config.json, checkpoints and metrics written by commit d6eb2c5
+    (train.py before agent.trainer): it resumes where it stopped, and its kept policy evaluates."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from agent.evaluate import evaluate_checkpoint
+
+    run = tmp_path / "stored"
+    shutil.copytree(Path(__file__).parent / "data" / "stored-d6eb2c5", run)
+    assert train.main(["--resume", str(run), "--total-timesteps", "512", "--no-progress"]) == 0
+    final = json.loads((run / "final_eval.json").read_text())
+    assert final["global_step"] == 512
+    steps = [json.loads(line)["global_step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert max(steps) == 512 and 256 in steps  # the stored steps kept, the new ones after them
+    stored = json.loads((run / "config.json").read_text())
+    assert stored["hidden"] == 16 and stored["env"] == "empty"  # what the run was started with
+    assert 0.0 <= evaluate_checkpoint(run, episodes=8)["exact_success_rate"] <= 1.0
