@@ -12,8 +12,8 @@ import sys
 
 from agent import interrupt
 from agent.checkpoint import CheckpointError
-from agent.cli import parse
-from agent.config import TrainConfig, refuse_renamed_flags
+from agent.commands import parse_train
+from agent.config import refuse_renamed_flags
 from agent.trainer import say, train
 
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     restore_signals = interrupt.install(at_once=True)  # until the loop starts there is nothing to save
     try:
         refuse_renamed_flags(argv)
-        cfg, given = parse(TrainConfig, argv, prog="train.py")
+        cfg, given = parse_train(argv)
         result = train(cfg, given)
     except (ValueError, CheckpointError) as e:  # bad input: one line, nothing written
         say(f"error: {e}", sys.stderr)

@@ -29,21 +29,34 @@ class CliError(ValueError):
     """A command line that could not be parsed; the message is one line."""
 
 
-def parse(cls: type[T], argv: list[str], *, prog: str, description: str | None = None) -> tuple[T, set[str]]:
+def parse(
+    cls: type[T],
+    argv: list[str],
+    *,
+    prog: str,
+    description: str | None = None,
+    config: tuple = (),
+    flat: type | None = None,
+    default: T | None = None,
+) -> tuple[T, set[str]]:
     """argv -> (an instance of the dataclass `cls`, the names of the fields argv set).
 
+    `config` and `default` are tyro's; `flat`, a dataclass whose fields are the flags (when `cls`
+    nests them).
     `--help` prints and exits 0, as usual; a parse error raises `CliError` with tyro's message on
     one line."""
+    flat = flat or cls
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            value = tyro.cli(cls, args=_integral_exponents(cls, argv), prog=prog, description=description)
+            args = _integral_exponents(flat, argv)
+            value = tyro.cli(cls, args=args, prog=prog, description=description, config=config or None, default=default)
     except SystemExit as e:
         if e.code in (0, None):  # --help
             sys.stderr.write(err.getvalue())
             raise
         raise CliError(_one_line(err.getvalue()) or f"cannot parse {' '.join(argv)}") from None
-    return value, given_fields(cls, argv)
+    return value, given_fields(flat, argv)
 
 
 _EXPONENT = re.compile(r"^[+-]?\d+(\.\d*)?[eE]\+?\d+$")  # 1e6, 2.5e5, 1E+6: no negative exponent

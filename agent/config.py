@@ -1,4 +1,6 @@
-"""The training configuration: one typed dataclass, a docstring per field (`--help` shows them)."""
+"""The training configuration: typed sections (the world, the budget, the run, logging) and one
+config per learner, a docstring per field (`--help` shows them); `TrainConfig` is all of them
+flat, the one record a run resolves, stores and reads."""
 
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ from typing import Any, Literal
 
 
 @dataclass
-class TrainConfig:
-    """Train a gridworld agent whose gradients flow through its sampled (Gumbel) actions."""
+class WorldConfig:
+    """The world and how the policy sees it."""
 
-    # --- world
     env: str = "four_rooms"
     """World: a built-in map (empty, four_rooms, maze, lava_gap, cliff, lake8x8), a map file,
     `maze:HxW` (a new procedural maze per episode), or a gymnasium toy-text id (FrozenLake-v1)."""
@@ -30,62 +31,11 @@ class TrainConfig:
     obs: Literal["auto", "onehot", "image"] = "auto"
     """Observation the policy sees; auto = image for mazes (to generalise), onehot otherwise."""
 
-    # --- algorithm
-    algo: Literal["pathwise", "reinforce", "ppo"] = "pathwise"
-    """pathwise: back-propagate the return through Gumbel straight-through actions and the
-    differentiable env. reinforce / ppo: score-function baselines on the same batched env."""
-    estimator: str = "st"
-    """pathwise: gradient estimator through the sampled one-hot action (st, exact, st-gs,
-    gumbel-rao, reinmax, zgr, gs). st at tau 1 is the exact gradient at --lookahead 1."""
-    tau: float = 1.0
-    """Gumbel-Softmax temperature (initial value when annealed)."""
-    tau_schedule: Literal["constant", "exponential", "linear"] = "constant"
-    """Temperature schedule over env steps."""
-    tau_min: float = 0.5
-    """Lowest temperature reached by an annealing schedule."""
-    tau_anneal_rate: float = 1e-6
-    """Rate r of the exponential schedule max(tau_min, tau0 * exp(-r * step))."""
-    critic: Literal["visited", "oracle", "none"] = "visited"
-    """pathwise: what closes each look-ahead. visited: a critic learnt from experience, its targets
-    greedy backups at the cells the rollout was in (the simulator class). oracle: value iteration
-    over the env's whole tables (the model class: a labelled ceiling, never a baseline's rival).
-    none: no critic; the return within the look-ahead alone."""
-    value_map: bool = True
-    """Image observations: the critic is a value map of the world's static planes, read off at the
-    agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
-    actor_steps: int = 0
-    """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps (at
-    most T / --lookahead). 0: one after every look-ahead (1 where --lookahead does not divide T)."""
-    state_norm: bool = True
-    """pathwise: centre the gradient that reaches each step's action over the actions and divide it
-    by its root mean square (a spread below 1e-3 of the return scale is not enlarged).
-    --no-state-norm: the raw gradient."""
-    lookahead: int = 1
-    """pathwise: env steps each action's gradient looks ahead through the differentiable env
-    before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
-    whole rollout window). Above 1 it differentiates the position, which reads every cell's
-    step: the model class."""
-    explore_starts: float = 0.5
-    """Probability that a training episode starts in a state drawn uniformly from those an
-    episode can reach, instead of at the world's start (exploring starts; every algo; never in
-    evaluation)."""
-    slip_gradient: Literal["sampled", "expected"] = "expected"
-    """pathwise on slippery worlds: differentiate each step at the slip outcome drawn ("sampled"),
-    or average its derivative over the outcomes by their probabilities ("expected")."""
-    explore_bonus: float = 0.0
-    """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
-    training reward (never to logged returns); 0 disables it."""
-    entropy_coef: float = 0.01
-    """Weight of the policy-entropy bonus (in units of the return scale)."""
-    logit_penalty: float = 0.01
-    """pathwise: weight of a penalty on the squared logits (centred per state)."""
-    entropy_over: Literal["actions", "cells"] = "actions"
-    """pathwise: what the entropy bonus spreads: the action distribution, or the cell the action
-    leads to (moves into a wall count as one; worlds with slip always use actions)."""
-    max_grad_norm: float = 1.0
-    """Clip the policy gradient to this global norm (0 disables clipping)."""
 
-    # --- budget and optimisation
+@dataclass
+class BudgetConfig:
+    """How much experience, in how many copies."""
+
     num_envs: int = 256
     """Number of parallel environments B."""
     horizon: int = 16
@@ -93,43 +43,14 @@ class TrainConfig:
     the critic's TD(lambda) targets span the T steps)."""
     total_timesteps: int = 2_000_000
     """Env steps to train for (summed over the B envs)."""
-    learning_rate: float = 3e-3
-    """Adam learning rate of the policy."""
-    anneal_lr: bool = True
-    """Let the policy's learning rate fall linearly to 0 over --total-timesteps (--no-anneal-lr:
-    constant); the critic's stays constant."""
-    actor_warmup: int = 0
-    """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
-    (0 = none)."""
-    critic_learning_rate: float = 3e-3
-    """Adam learning rate of the value network."""
-    gamma: float = 0.99
-    """Discount factor."""
-    gae_lambda: float = 0.95
-    """lambda of ppo's GAE targets (reinforce's returns are Monte-Carlo within the window, lambda 1;
-    pathwise: --backup-steps)."""
-    backup_steps: int = 16
-    """pathwise: greedy backups V <- max_a E[r + gamma V(s')] behind each critic target. visited
-    critic: at the cells the update's rollout was in; oracle critic: at every reachable cell."""
-    actor_backups: int | None = None
-    """pathwise with --critic oracle: the actor's look-aheads close with the critic after this many
-    greedy backups over the env's whole tables (default 32). The visited critic's actor reads the
-    last update's backed-up targets instead."""
-    update_epochs: int = 4
-    """Optimisation epochs per rollout for ppo and for the critic."""
-    num_minibatches: int = 4
-    """Minibatches per epoch for ppo and for the critic."""
-    clip_coef: float = 0.2
-    """PPO clipping coefficient."""
-    hidden: int = 128
-    """Width of the hidden layers."""
-
-    # --- run
     seed: int = 0
     """Seed for the env, the noise and the network initialisation."""
-    num_seeds: int = 1
-    """pathwise on one-hot observations: train this many independent agents in one process, seeds
-    --seed, --seed + 1, ..., each with a run directory of its own (RUN/seed-K)."""
+
+
+@dataclass
+class RunConfig:
+    """Where the run goes, when it evaluates and saves, and on what."""
+
     device: str = "auto"
     """cpu, cuda, cuda:1, ... ; auto = cuda when available."""
     threads: int = 1
@@ -157,7 +78,11 @@ class TrainConfig:
     overwrite: bool = False
     """Start a new run in a --run-name directory that already holds one, deleting that run."""
 
-    # --- logging
+
+@dataclass
+class LoggingConfig:
+    """What the run reports, and where."""
+
     wandb_mode: Literal["auto", "online", "offline", "disabled"] = "auto"
     """auto: online when wandb credentials exist, else offline (sync later with `wandb sync`)."""
     wandb_project: str = "gumbel-gridworld"
@@ -173,6 +98,133 @@ class TrainConfig:
     imageio: pip install '.[plots]')."""
     progress: bool = True
     """Show a live progress line on the terminal."""
+
+
+@dataclass
+class LearnerConfig:
+    """What every learner takes: the optimisers, the critic, exploration and the entropy bonus."""
+
+    learning_rate: float = 3e-3
+    """Adam learning rate of the policy."""
+    anneal_lr: bool = True
+    """Let the policy's learning rate fall linearly to 0 over --total-timesteps (--no-anneal-lr:
+    constant); the critic's stays constant."""
+    actor_warmup: int = 0
+    """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
+    (0 = none)."""
+    critic_learning_rate: float = 3e-3
+    """Adam learning rate of the value network."""
+    gamma: float = 0.99
+    """Discount factor."""
+    entropy_coef: float = 0.01
+    """Weight of the policy-entropy bonus (in units of the return scale)."""
+    max_grad_norm: float = 1.0
+    """Clip the policy gradient to this global norm (0 disables clipping)."""
+    hidden: int = 128
+    """Width of the hidden layers."""
+    value_map: bool = True
+    """Image observations: the critic is a value map of the world's static planes, read off at the
+    agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
+    explore_starts: float = 0.5
+    """Probability that a training episode starts in a state drawn uniformly from those an
+    episode can reach, instead of at the world's start (exploring starts; every algo; never in
+    evaluation)."""
+    explore_bonus: float = 0.0
+    """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
+    training reward (never to logged returns); 0 disables it."""
+    update_epochs: int = 4
+    """Optimisation epochs per rollout for ppo and for the critic."""
+    num_minibatches: int = 4
+    """Minibatches per epoch for ppo and for the critic."""
+
+
+@dataclass
+class PathwiseConfig(LearnerConfig):
+    """The pathwise learner: the return back-propagated through straight-through Gumbel actions
+    and the differentiable env."""
+
+    estimator: str = "st"
+    """pathwise: gradient estimator through the sampled one-hot action (st, exact, st-gs,
+    gumbel-rao, reinmax, zgr, gs). st at tau 1 is the exact gradient at --lookahead 1."""
+    tau: float = 1.0
+    """Gumbel-Softmax temperature (initial value when annealed)."""
+    tau_schedule: Literal["constant", "exponential", "linear"] = "constant"
+    """Temperature schedule over env steps."""
+    tau_min: float = 0.5
+    """Lowest temperature reached by an annealing schedule."""
+    tau_anneal_rate: float = 1e-6
+    """Rate r of the exponential schedule max(tau_min, tau0 * exp(-r * step))."""
+    critic: Literal["visited", "oracle", "none"] = "visited"
+    """pathwise: what closes each look-ahead. visited: a critic learnt from experience, its targets
+    greedy backups at the cells the rollout was in (the simulator class). oracle: value iteration
+    over the env's whole tables (the model class: a labelled ceiling, never a baseline's rival).
+    none: no critic; the return within the look-ahead alone."""
+    lookahead: int = 1
+    """pathwise: env steps each action's gradient looks ahead through the differentiable env
+    before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
+    whole rollout window). Above 1 it differentiates the position, which reads every cell's
+    step: the model class."""
+    actor_steps: int = 0
+    """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps (at
+    most T / --lookahead). 0: one after every look-ahead (1 where --lookahead does not divide T)."""
+    state_norm: bool = True
+    """pathwise: centre the gradient that reaches each step's action over the actions and divide it
+    by its root mean square (a spread below 1e-3 of the return scale is not enlarged).
+    --no-state-norm: the raw gradient."""
+    slip_gradient: Literal["sampled", "expected"] = "expected"
+    """pathwise on slippery worlds: differentiate each step at the slip outcome drawn ("sampled"),
+    or average its derivative over the outcomes by their probabilities ("expected")."""
+    logit_penalty: float = 0.01
+    """pathwise: weight of a penalty on the squared logits (centred per state)."""
+    entropy_over: Literal["actions", "cells"] = "actions"
+    """pathwise: what the entropy bonus spreads: the action distribution, or the cell the action
+    leads to (moves into a wall count as one; worlds with slip always use actions)."""
+    backup_steps: int = 16
+    """pathwise: greedy backups V <- max_a E[r + gamma V(s')] behind each critic target. visited
+    critic: at the cells the update's rollout was in; oracle critic: at every reachable cell."""
+    actor_backups: int | None = None
+    """pathwise with --critic oracle: the actor's look-aheads close with the critic after this many
+    greedy backups over the env's whole tables (default 32). The visited critic's actor reads the
+    last update's backed-up targets instead."""
+    num_seeds: int = 1
+    """pathwise on one-hot observations: train this many independent agents in one process, seeds
+    --seed, --seed + 1, ..., each with a run directory of its own (RUN/seed-K)."""
+
+
+@dataclass
+class PPOConfig(LearnerConfig):
+    """PPO (clipped surrogate, GAE): the score-function baseline of the samples class."""
+
+    gae_lambda: float = 0.95
+    """lambda of ppo's GAE targets (reinforce's returns are Monte-Carlo within the window, lambda 1;
+    pathwise: --backup-steps)."""
+    clip_coef: float = 0.2
+    """PPO clipping coefficient."""
+
+
+@dataclass
+class ReinforceConfig(LearnerConfig):
+    """REINFORCE with a learned baseline: Monte-Carlo returns within the window."""
+
+
+# The learners by name: (their config, their class, imported when a run needs it). A new learner
+# is a line here, its config among TrainConfig's bases, and its name in TrainConfig.algo.
+LEARNERS: dict[str, tuple[type, str]] = {
+    "pathwise": (PathwiseConfig, "agent.pathwise.PathwiseLearner"),
+    "ppo": (PPOConfig, "agent.ppo.PPOLearner"),
+    "reinforce": (ReinforceConfig, "agent.reinforce.ReinforceLearner"),
+}
+
+
+@dataclass
+class TrainConfig(PathwiseConfig, PPOConfig, ReinforceConfig, LoggingConfig, RunConfig, BudgetConfig, WorldConfig):
+    """A run's whole configuration: every section and every learner's fields, flat, with the
+    learner named by `algo`. What config.json stores and every module reads; the command line
+    fills it from one learner's sections (`agent.commands`)."""
+
+    algo: Literal["pathwise", "reinforce", "ppo"] = "pathwise"
+    """pathwise: back-propagate the return through Gumbel straight-through actions and the
+    differentiable env. reinforce / ppo: score-function baselines on the same batched env."""
 
     def default_run_name(self) -> str:
         env = self.env.replace("/", "-").replace(":", "").replace("\n", "")[:40]
@@ -408,17 +460,6 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-# Fields only one learner reads: given to another, they would be dropped without a word.
-ONLY_FOR = {
-    "pathwise": (
-        "estimator", "tau", "tau_schedule", "tau_min", "tau_anneal_rate", "critic", "actor_steps",
-        "state_norm", "lookahead", "slip_gradient", "logit_penalty", "entropy_over", "backup_steps",
-        "actor_backups",
-    ),
-    "ppo": ("gae_lambda", "clip_coef"),
-}  # fmt: skip
-
-
 # Flags that were renamed, -> what to write now.
 RENAMED = {"--no-critic": "--critic none (or --critic oracle, the table-reading critic that --critic meant before)"}
 
@@ -428,17 +469,6 @@ def refuse_renamed_flags(argv: list[str]) -> None:
     for arg in argv:
         if arg.split("=", 1)[0] in RENAMED:
             raise ValueError(f"{arg} was renamed: write {RENAMED[arg.split('=', 1)[0]]}")
-
-
-def refuse_other_learners_flags(cfg: TrainConfig, given: set[str]) -> None:
-    """Raise ValueError (one line) if a flag in `given` belongs to another learner than `cfg.algo`."""
-    for algo, names in ONLY_FOR.items():
-        dropped = [flag(n) for n in names if n in given and cfg.algo != algo]
-        if dropped:
-            raise ValueError(
-                f"{' '.join(dropped)} {'applies' if len(dropped) == 1 else 'apply'} to --algo {algo} only, "
-                f"and this run is --algo {cfg.algo}: drop {'it' if len(dropped) == 1 else 'them'}"
-            )
 
 
 def validate(cfg: TrainConfig) -> None:

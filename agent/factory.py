@@ -6,7 +6,7 @@ import importlib
 
 import torch
 
-from agent.config import TrainConfig, build_world, eval_seeds, obs_mode
+from agent.config import LEARNERS, TrainConfig, build_world, eval_seeds, obs_mode
 from agent.ensemble import Ensemble
 from agent.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld
@@ -164,21 +164,12 @@ def build_networks(
     return Ensemble([p for p, _ in members]), Ensemble([c for _, c in members])
 
 
-# The learners, by --algo: one module each (imported when a run needs it). Registering a new
-# learner is a line here and its name in TrainConfig.algo (docs/guide.md, "Adding a learner").
-LEARNERS = {
-    "pathwise": "agent.pathwise.PathwiseLearner",
-    "reinforce": "agent.reinforce.ReinforceLearner",
-    "ppo": "agent.ppo.PPOLearner",
-}
-
-
 def build_learner(
     cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet, generator: torch.Generator
 ):
     from agent.rollout import VisitBonus
 
-    module, name = LEARNERS[cfg.algo].rsplit(".", 1)
+    module, name = LEARNERS[cfg.algo][1].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)
     bonus = VisitBonus(env.num_worlds, env.S, cfg.explore_bonus, env.device)
     return cls(cfg, policy, critic, generator, bonus)

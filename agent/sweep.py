@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.cli import CliError, parse
-from agent.config import TrainConfig, refuse_other_learners_flags, validate
+from agent.commands import parse_train
+from agent.config import TrainConfig, validate
 
 PLAN_ATTR = "train_args"  # the study's user attribute holding the flags every trial shares
 SPACE_ATTR = "space"  # ... and the values of each parameter
@@ -96,7 +97,7 @@ def grid(plan: Plan) -> list[dict[str, Any]]:
 
 def trial_config(train_args: list[str], params: dict[str, Any], run_dir: Path, study: str) -> tuple[TrainConfig, set]:
     """The trial's TrainConfig: the plan's shared flags, then its own parameters and run directory."""
-    cfg, given = parse(TrainConfig, train_args, prog="train.py")
+    cfg, given = parse_train(train_args)
     own = {**params, "run_name": run_dir.name, "runs_dir": str(run_dir.parent), "wandb_group": study}
     return dataclasses.replace(cfg, **own), given | set(own)
 
@@ -136,15 +137,19 @@ def plan(args: Plan, train_args: list[str]) -> str:
     if unknown:
         raise CliError(f"--estimators {' '.join(unknown)}: unknown; choose from {' '.join(ESTIMATORS)}")
     owned = {"estimator", "tau", "learning_rate", "seed", "run_name", "runs_dir", "resume"}
-    cfg, given = parse(TrainConfig, train_args, prog="train.py (after --)")
+    cfg, given = parse_train(train_args, prog="train.py (after --)")
     if given & owned:
         raise CliError(
             f"the train.py flags after -- set {', '.join(sorted(given & owned))}, which the sweep sets "
             "per trial; give them to plan instead (--estimators, --taus, --learning-rates, --seeds)"
         )
+    if cfg.algo not in ("pathwise",):  # the grid's --estimator and --tau are pathwise's flags
+        raise CliError(
+            f"the sweep searches --estimator and --tau, flags of pathwise, and the train.py flags after -- "
+            f"train {cfg.algo}: sweep pathwise, or give {cfg.algo}'s flags to train.py directly"
+        )
     for params in grid(args):
         validate(dataclasses.replace(cfg, **params))
-        refuse_other_learners_flags(dataclasses.replace(cfg, **params), given | set(params))
     try:
         study = optuna.create_study(storage=_storage(args.storage), study_name=args.study, direction="maximize")
     except optuna.exceptions.DuplicatedStudyError:

@@ -23,15 +23,7 @@ import torch
 
 from agent import interrupt
 from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
-from agent.config import (
-    FIXED_ON_RESUME,
-    TrainConfig,
-    flag,
-    member_configs,
-    refuse_other_learners_flags,
-    resolve,
-    run_record,
-)
+from agent.config import FIXED_ON_RESUME, TrainConfig, flag, member_configs, resolve, run_record
 from agent.factory import build_env, build_eval_env, build_learner, build_networks, check_memory, resolve_device
 from agent.logger import RunLogger, WandbError, has_wandb_credentials
 from agent.progress import Progress
@@ -87,7 +79,6 @@ def plan(cli: TrainConfig, given: set[str]) -> Plan:
         cfg = cli
         run_dir = run_path(cfg.runs_dir, cfg.run_name or cfg.default_run_name())
     cfg, world = resolve(cfg)
-    refuse_other_learners_flags(cfg, given)  # after the ranges: a value out of range is named as such
     torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device)
     if resumed is not None:

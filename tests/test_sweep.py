@@ -55,7 +55,7 @@ def test_plan_is_checked_before_anything_is_written(tmp_path, capsys):
     assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN, "--algo", "ppo"]) == 2
     err = capsys.readouterr().err
     assert_one_line_error(err)
-    assert "--estimator --tau apply to --algo pathwise only" in err
+    assert "the sweep searches --estimator and --tau, flags of pathwise" in err and "train ppo" in err
     assert sweep.main(["plan", "--storage", url, *"--study s --seeds 0 --".split(), *TRAIN]) == 0
     assert sweep.main(["plan", "--storage", url, "--study", "s", "--", *TRAIN]) == 2  # planned once
     assert "already exists" in capsys.readouterr().err

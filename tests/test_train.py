@@ -347,9 +347,11 @@ RAGGED_MAP = "#####\n#S..#\n#..G##\n#####\n"
         (["--device", "cuda"], "CUDA is not available"),
         (["--env", "RAGGED"], "row 2 has 6 cells"),
         (["--resume", "MISSING"], "no checkpoint at"),
-        (["--algo", "ppo", "--estimator", "st-gs"], "--estimator applies to --algo pathwise only"),
-        (["--algo", "reinforce", "--tau", "2", "--lookahead", "2"], "--tau --lookahead apply to --algo pathwise"),
-        (["--clip-coef", "0.1"], "--clip-coef applies to --algo ppo only, and this run is --algo pathwise"),
+        (["--algo", "ppo", "--estimator", "st-gs"], "--estimator is a flag of pathwise, and this run trains ppo"),
+        (["reinforce", "--tau", "2", "--lookahead", "2"], "--tau is a flag of pathwise, and this run trains reinforce"),
+        (["--clip-coef", "0.1"], "--clip-coef is a flag of ppo, and this run trains pathwise"),
+        (["ppo", "--env", "empty", "--lookahead", "2"], "(python train.py pathwise ...)"),
+        (["--algo", "sarsa"], "--algo 'sarsa' is not a learner; choose one of pathwise, ppo, reinforce"),
     ],
 )
 def test_bad_flags_are_one_error_line(flags, says, tmp_path, capsys):
@@ -369,7 +371,7 @@ def test_bad_flags_are_one_error_line(flags, says, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     ("flags", "says"),
-    [(["--algo", "nope"], "invalid choice 'nope' for argument '--algo'"), (["--num-envs", "x"], "--num-envs")],
+    [(["--obs", "nope"], "invalid choice 'nope' for argument '--obs'"), (["--num-envs", "x"], "--num-envs")],
 )
 def test_tyro_errors_are_one_line_too(flags, says, tmp_path, capsys):
     """tyro's own errors come as a box; the CLI keeps its words on one line."""
