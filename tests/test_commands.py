@@ -16,10 +16,17 @@ from agent.config import TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def help_of(*args: str) -> str:
-    out = subprocess.run([sys.executable, "train.py", *args, "--help"], cwd=ROOT, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    return out.stdout + out.stderr
+def help_of(*args: str, capfd=None) -> str:
+    """`python train.py ARGS --help`: a real process, or with `capfd` the same parse in this one."""
+    if capfd is None:
+        out = subprocess.run([sys.executable, "train.py", *args, "--help"], cwd=ROOT, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return out.stdout + out.stderr
+    with pytest.raises(SystemExit) as stop:
+        parse_train([*args, "--help"])
+    assert stop.value.code in (0, None)
+    captured = capfd.readouterr()
+    return captured.out + captured.err
 
 
 def options(text: str) -> set[str]:
@@ -38,8 +45,8 @@ def test_the_top_level_help_lists_the_learners_and_the_shared_sections():
 
 
 @pytest.mark.parametrize("name", list(LEARNER_CONFIGS))
-def test_a_learners_help_shows_its_own_flags_only(name):
-    shown = options(help_of(name))
+def test_a_learners_help_shows_its_own_flags_only(name, capfd):
+    shown = options(help_of(name, capfd=capfd))
     assert shown == set(learner_flags(name)) and len(shown) <= 30
     others = {f for other in LEARNER_CONFIGS if other != name for f in learner_flags(other)} - set(learner_flags(name))
     assert not shown & others
