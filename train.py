@@ -1,7 +1,7 @@
 """Train a gridworld agent: `python train.py --help`.
 
 The command line only: parse the flags, refuse what is not meant, and hand the config to
-`agent.trainer.train`, which plans, runs and finishes the job. Bad input is one line on stderr
+`agent.run.trainer.train`, which plans, runs and finishes the job. Bad input is one line on stderr
 (exit 2); Ctrl-C or SIGTERM while starting exits with nothing written.
 """
 
@@ -10,11 +10,11 @@ from __future__ import annotations
 import signal
 import sys
 
-from agent import interrupt
-from agent.checkpoint import CheckpointError
-from agent.commands import parse_train
-from agent.config import refuse_renamed_flags
-from agent.trainer import say, train
+from agent.run import interrupt
+from agent.run.checkpoint import CheckpointError
+from agent.run.commands import parse_train
+from agent.run.config import refuse_renamed_flags
+from agent.run.trainer import say, train
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,7 +5,7 @@ Loads a checkpoint written by train.py (in a run directory the kept policy, best
 tabular core (success probability, expected return and length under the time limit, normalised
 score) and plays one episode in each of N env copies, greedy (argmax) by default. A
 procedural-maze run is scored on mazes it never saw: neither its training mazes nor those of
-train.py's periodic evaluation (`agent.config.eval_seeds`).
+train.py's periodic evaluation (`agent.run.config.eval_seeds`).
 
 Examples:
     python -m agent.evaluate runs/four_rooms__pathwise__0__1700000000
@@ -25,11 +25,11 @@ from typing import Annotated, Any, Literal
 import torch
 import tyro
 
-from agent.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
-from agent.cli import parse
-from agent.config import TrainConfig, build_world, eval_seeds
-from agent.factory import build_eval_env, build_networks, resolve_device
-from agent.scoring import evaluate, record_episode
+from agent.run.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
+from agent.run.cli import parse
+from agent.run.config import TrainConfig, build_world, eval_seeds
+from agent.run.factory import build_eval_env, build_networks, resolve_device
+from agent.run.scoring import evaluate, record_episode
 
 GIF_FPS = 8
 
@@ -69,7 +69,7 @@ def evaluate_checkpoint(
 ) -> dict[str, Any]:
     """Evaluate a checkpoint (a run directory or a .pt file); see the module docstring.
 
-    Returns `agent.scoring.evaluate`'s metrics plus where they came from (checkpoint, env,
+    Returns `agent.run.scoring.evaluate`'s metrics plus where they came from (checkpoint, env,
     global_step, greedy, seed, maze_seed, gif).
     """
     if episodes < 1:

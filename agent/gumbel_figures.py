@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from agent.cli import parse
-from agent.gumbel import gumbel_pdf, gumbel_softmax, sample_gumbel
+from agent.learning.gumbel import gumbel_pdf, gumbel_softmax, sample_gumbel
+from agent.run.cli import parse
 
 PDF_PARAMS: tuple[tuple[float, float], ...] = ((0.0, 1.0), (0.0, 2.0), (2.0, 1.0), (-1.0, 0.5))
 PROBS: tuple[float, ...] = (0.1, 0.6, 0.2, 0.1)

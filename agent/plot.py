@@ -24,8 +24,8 @@ from typing import Annotated, Any, Literal
 import numpy as np
 import tyro
 
-from agent.cli import parse
-from agent.logger import read_metrics
+from agent.run.cli import parse
+from agent.run.logger import read_metrics
 
 # Fields that never change what a run learns: two runs differing only in these are seeds of
 # one experiment.

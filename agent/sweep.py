@@ -29,9 +29,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.cli import CliError, parse
-from agent.commands import parse_train
-from agent.config import TrainConfig, validate
+from agent.run.cli import CliError, parse
+from agent.run.commands import parse_train
+from agent.run.config import TrainConfig, validate
 
 PLAN_ATTR = "train_args"  # the study's user attribute holding the flags every trial shares
 SPACE_ATTR = "space"  # ... and the values of each parameter
@@ -131,7 +131,7 @@ def plan(args: Plan, train_args: list[str]) -> str:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    from agent.straight_through import ESTIMATORS
+    from agent.learning.straight_through import ESTIMATORS
 
     unknown = [e for e in args.estimators if e not in ESTIMATORS]
     if unknown:
@@ -181,7 +181,7 @@ def work(args: Work) -> int:
     from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
     from optuna.trial import TrialState
 
-    from agent.trainer import train
+    from agent.run.trainer import train
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # fail_stale_trials

@@ -6,7 +6,7 @@
   discounted return can reach under the time limit).
 - `time_to_solve`: wall-clock and env steps until the greedy policy solves a world, against SB3.
 - `estimators` (gradients in `gradients`): the estimator lab; every gradient estimator in
-  `agent.straight_through.ESTIMATORS` (and REINFORCE) against the exact policy gradient.
+  `agent.learning.straight_through.ESTIMATORS` (and REINFORCE) against the exact policy gradient.
 - `env_throughput`, `train_throughput`, `startup`, `threads`, `num_seeds`, `memory`, `sb3_vecenv`:
   speed and memory of the env, the update, the process start, thread counts, many seeds in one
   process against one process each, and SB3 on our env.

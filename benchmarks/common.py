@@ -298,7 +298,7 @@ T = TypeVar("T")
 def parse_args(cls: type[T], argv: list[str] | None, module: str, doc: str | None) -> T:
     """A benchmark's command line (tyro, as train.py's): `--help` from the fields' docstrings, a
     bad flag as one `error:` line and exit 2."""
-    from agent.cli import CliError, parse
+    from agent.run.cli import CliError, parse
 
     try:
         args, _ = parse(cls, sys.argv[1:] if argv is None else argv, prog=f"python -m {module}", description=doc)
@@ -313,7 +313,7 @@ def parse_set(items: list[str] | tuple[str, ...], flag: str) -> dict[str, Any]:
     """`FLAG key=value ...` -> TrainConfig overrides, typed as train.py's flags are: true/false in
     any case for a switch (anything else is refused, never a truthy string), else a Python
     literal, else the text."""
-    from agent.config import TrainConfig
+    from agent.run.config import TrainConfig
 
     out = {}
     for item in items:

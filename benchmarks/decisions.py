@@ -31,11 +31,11 @@ from typing import Annotated, Literal
 import torch
 import tyro
 
-from agent.checkpoint import load_checkpoint
-from agent.critic import cell_values
 from agent.evaluate import load_policy
-from agent.factory import build_env, build_eval_env, build_networks
-from agent.scoring import policy_table, world_tables
+from agent.learning.critic import cell_values
+from agent.run.checkpoint import load_checkpoint
+from agent.run.factory import build_env, build_eval_env, build_networks
+from agent.run.scoring import policy_table, world_tables
 from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
 from envs.oracle import _backup, policy_metrics
 

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 
 from agent.gumbel_figures import save_figure
-from agent.straight_through import ESTIMATORS
+from agent.learning.straight_through import ESTIMATORS
 from benchmarks.common import (
     Common,
     apply_threads,

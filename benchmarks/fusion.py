@@ -33,9 +33,9 @@ from functools import partial
 
 import torch
 
-from agent.gumbel import sample_gumbel
-from agent.pathwise import StateNorm, action_entropy
-from agent.straight_through import straight_through
+from agent.learning.gumbel import sample_gumbel
+from agent.learning.pathwise import StateNorm, action_entropy
+from agent.learning.straight_through import straight_through
 from benchmarks import common
 
 A, S = 4, 64  # FrozenLake 8x8: four actions, 64 cells

@@ -5,7 +5,7 @@
     python -m benchmarks.generalisation --families maze spiral --set explore_starts=0
     python -m benchmarks.generalisation --smoke                  # seconds, for CI
 
-Each run is `agent.trainer.train(TrainConfig(...))` with the world's fields (`benchmarks.suite`), the
+Each run is `agent.run.trainer.train(TrainConfig(...))` with the world's fields (`benchmarks.suite`), the
 learner's `--algo`, the seed and `--steps`, in a worker process (`--workers` at a time, one
 torch thread each). What is reported is the policy a user gets: the kept (best-evaluated)
 checkpoint, scored exactly on the tabular core (normalised score (R - R_uniform) / (R* - R_uniform)
@@ -14,7 +14,7 @@ the target and the seconds until then (TensorBoard's wall times, from the run's 
 the wall-clock of the whole `train()` call. A world counts as solved by a run
 when the kept policy's normalised score is at least `--target` (0.95).
 
-Every row names its learner's information class (`agent.information`): samples (PPO, REINFORCE),
+Every row names its learner's information class (`agent.learning.information`): samples (PPO, REINFORCE),
 simulator (the default pathwise learner), model (`--set critic=oracle`). `--value-iteration` adds
 the model class's anchor: value iteration on the world's tables, its greedy policy scored the same
 way, and the seconds it took (no env steps: it reads the whole tables instead).
@@ -102,10 +102,10 @@ def run_one(
     import torch
 
     torch.set_num_threads(1)
-    from agent.config import TrainConfig
-    from agent.information import information_class
-    from agent.logger import read_metrics
-    from agent.trainer import train
+    from agent.learning.information import information_class
+    from agent.run.config import TrainConfig
+    from agent.run.logger import read_metrics
+    from agent.run.trainer import train
 
     name = f"{world.name}__{algo}__{seed}"
     cfg = TrainConfig(
@@ -166,7 +166,7 @@ def value_iteration_row(world: SuiteWorld, target: float) -> dict[str, Any]:
     exactly as a run's kept policy is, and the seconds it took, as a row of the results."""
     import torch
 
-    from agent.config import TrainConfig, build_world
+    from agent.run.config import TrainConfig, build_world
     from envs.oracle import normalized_score as score_of
     from envs.oracle import optimal_time_limited_return, policy_metrics, uniform_policy, value_iteration
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from agent.gumbel import gumbel_max_sample
-from agent.straight_through import straight_through
+from agent.learning.gumbel import gumbel_max_sample
+from agent.learning.straight_through import straight_through
 from envs import BatchedGridWorld, TabularMDP, expected_return, load_map, make_world, policy_values, time_limited_return
 from envs.maze import MazeSpec
 

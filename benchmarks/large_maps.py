@@ -4,7 +4,7 @@
     python -m benchmarks.large_maps --smoke    # one small room, for CI
 
 Each (side, learner) runs in a fresh process (peak RSS only grows) at the default B and T: it
-builds the run's world, env, networks and learner as `agent.trainer` does, takes three updates and
+builds the run's world, env, networks and learner as `agent.run.trainer` does, takes three updates and
 one evaluation (sampled episodes and the exact one, the reference returns included), and reports
 the median update's seconds, the evaluation's seconds, the time limit, and the process's peak
 resident memory.
@@ -23,10 +23,10 @@ from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_arg
 
 _PROBE = """
 import json, resource, statistics, sys, time, torch
-from agent.config import TrainConfig, resolve
-from agent.factory import build_env, build_eval_env, build_learner, build_networks
-from agent.rollout import EpisodeStats
-from agent.scoring import evaluate, reference_returns
+from agent.run.config import TrainConfig, resolve
+from agent.run.factory import build_env, build_eval_env, build_learner, build_networks
+from agent.learning.rollout import EpisodeStats
+from agent.run.scoring import evaluate, reference_returns
 path, algo = sys.argv[1], sys.argv[2]
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)

@@ -10,7 +10,7 @@ and a fixed critic V: the optimal values V* by value iteration (`--critic optima
 (`--critic zero`: the K-step return alone). Each sample starts in a reachable cell drawn uniformly
 (as exploring starts do), takes K steps on the differentiable path with `straight_through(pos @
 theta, estimator, tau)`, and its objective is sum_{t<K} gamma^t r_t + gamma^K V(live position
-after K steps), 0 after an episode's end: the look-ahead return of `agent.pathwise` at
+after K steps), 0 after an episode's end: the look-ahead return of `agent.learning.pathwise` at
 `--lookahead K`. The gradient flows through the actions and, for K > 1, through the positions.
 
 The truth. J_K(theta) = d . v_K, with d uniform over the reachable cells, v_0 = V and
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 
-from agent.straight_through import ESTIMATORS
+from agent.learning.straight_through import ESTIMATORS
 from benchmarks.common import Common, fail, format_table, machine_description, parse_args, write_json
 from benchmarks.estimators import gradient_stats, lab_world
 from benchmarks.gradients import exact_lookahead_gradient, lookahead_samples

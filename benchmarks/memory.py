@@ -1,11 +1,11 @@
 """Memory per update: the peak resident memory two updates add, per B x T x (S + observation).
 
-    python -m benchmarks.memory            # the table behind agent.factory.memory_estimate
+    python -m benchmarks.memory            # the table behind agent.run.factory.memory_estimate
     python -m benchmarks.memory --smoke    # seconds, for CI
 
 Each configuration runs in a fresh process (peak RSS only grows), builds train.py's env and
 learner, and takes two updates; the cost per env step and (cell + observation number) is what
-`agent.factory.memory_estimate` scales, with a margin, to refuse a run that would not fit.
+`agent.run.factory.memory_estimate` scales, with a margin, to refuse a run that would not fit.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ CONFIGS = [  # env, B, T, algo
 
 _PROBE = """
 import json, math, resource, sys, torch
-from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks
-from agent.rollout import EpisodeStats
+from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.factory import build_env, build_learner, build_networks
+from agent.learning.rollout import EpisodeStats
 env_name, B, T, algo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 torch.set_num_threads(1)
 cfg = TrainConfig(env=env_name, num_envs=B, horizon=T, algo=algo)

@@ -8,7 +8,7 @@ The normalised score's top, R*, is the optimum under the time limit (backward in
 limit's T steps): a policy that may act differently at each step. Every learner here is trained on
 the discounted return and sees no clock, so the best it can aim at is the stationary policy that
 is greedy on the gamma-discounted optimal values (value iteration). This script scores that policy
-exactly as a trained one is scored (agent.scoring: the same evaluation env, time limit and
+exactly as a trained one is scored (agent.run.scoring: the same evaluation env, time limit and
 references) and, as a lower bound on the best stationary policy, the best of the policies greedy
 on the k-step optimal values, k = 1, 2, 4, ..., T (and 3T/4, T/2). A world whose gamma-optimal score is below the target
 (0.95) is one where a learner that finds the discounted optimum still counts as unsolved. No
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from agent.config import TrainConfig, resolve
-from agent.factory import build_eval_env
-from agent.scoring import reference_returns, world_tables
+from agent.run.config import TrainConfig, resolve
+from agent.run.factory import build_eval_env
+from agent.run.scoring import reference_returns, world_tables
 from benchmarks import suite
 from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json
 from envs.oracle import _backup, normalized_score, policy_metrics

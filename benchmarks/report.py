@@ -22,8 +22,8 @@ def load(path: Path) -> dict:
     """A generalisation results file, every row with its learner's information class. Files made
     before the classes existed get theirs from each run's stored config (`TrainConfig.from_dict`
     maps the critic of those days, value iteration over the tables, to --critic oracle: model)."""
-    from agent.config import TrainConfig
-    from agent.information import information_class
+    from agent.learning.information import information_class
+    from agent.run.config import TrainConfig
 
     data = json.loads(path.read_text())
     by_algo = {}

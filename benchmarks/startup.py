@@ -32,12 +32,12 @@ t = {"start": time.perf_counter()}
 import torch
 t["import torch"] = time.perf_counter()
 import train
-from agent.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig, build_world, resolve_defaults
 t["import train.py's modules"] = time.perf_counter()
-from agent.scoring import reference_returns
-from agent.factory import (build_env, build_eval_env, build_learner, build_networks)
-from agent.logger import RunLogger
-from agent.rollout import EpisodeStats
+from agent.run.scoring import reference_returns
+from agent.run.factory import (build_env, build_eval_env, build_learner, build_networks)
+from agent.run.logger import RunLogger
+from agent.learning.rollout import EpisodeStats
 cfg = TrainConfig(wandb_mode=sys.argv[1], progress=False)
 world = build_world(cfg)
 cfg = resolve_defaults(cfg, world)

@@ -11,7 +11,7 @@ over): `FrozenLake8x8` (gymnasium `FrozenLake-v1`, `map_name="8x8"`, `is_slipper
 `GumbelGrid/Maze-v0`).
 
 Learners:
-- `pathwise` (default estimator), `reinforce`, `ppo`: `agent.trainer.train(TrainConfig(...))` in this
+- `pathwise` (default estimator), `reinforce`, `ppo`: `agent.run.trainer.train(TrainConfig(...))` in this
   process with train.py's defaults (`--num-envs` x `--horizon` = 4,096 env steps per update),
   `stop_at_success=1.0`, greedy evaluation of `--eval-episodes` episodes every `--eval-every`
   steps, wandb disabled, run directories in a temporary folder.
@@ -34,7 +34,7 @@ Every run stops at 100% greedy success or after the update that crosses `--max-s
 hits the cap is reported as not solved. "Env steps" are those the evaluated policy was trained on
 (a multiple of the update size). "Wall-clock" times the whole call for every learner: building
 envs and networks, training, the periodic evaluations, and for ours the closing checkpoint and
-final evaluation that `agent.trainer.train` always does (its own `wall_clock_s`, the loop alone, is kept
+final evaluation that `agent.run.trainer.train` always does (its own `wall_clock_s`, the loop alone, is kept
 in the JSON as `train_loop_s`). Medians count an unsolved seed as infinitely slow, so a median is
 "not solved" when half the seeds or more were not. The ratio columns are each SB3 learner's median
 over this learner's: above 1 means this learner solved the world sooner.
@@ -104,9 +104,9 @@ WORLDS: dict[str, World] = {
 
 # ----------------------------------------------------------------------------- our learners
 def run_ours(world: str, learner: str, seed: int, args: Args, runs_dir: Path) -> dict:
-    """One `agent.trainer.train` run with a stop at 100% greedy success."""
-    from agent.config import TrainConfig
-    from agent.trainer import train
+    """One `agent.run.trainer.train` run with a stop at 100% greedy success."""
+    from agent.run.config import TrainConfig
+    from agent.run.trainer import train
 
     cfg = TrainConfig(
         **WORLDS[world].train,
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.worlds, args.seeds = args.worlds[:1], args.seeds[:1]
         args.max_steps, args.eval_every, args.eval_episodes = 2048, 1024, 8
-    torch.set_flush_denormal(True)  # what agent.trainer sets; on from the start for every learner
+    torch.set_flush_denormal(True)  # what agent.run.trainer sets; on from the start for every learner
 
     print(machine_description())
     print(f"every learner runs with torch.set_num_threads({args.threads}) in this process")

@@ -10,7 +10,7 @@ stats)` on a `BatchedGridWorld` of B envs for `--horizon` steps (policy forward,
 loss's backward, the optimiser step, and the critic regression every learner does after it).
 Steps/s = B * T / (median seconds per update over `--repeats` repeats), times N with
 `num_seeds=N` (each of the N agents steps B envs). Networks, env and learner are built by
-`agent.factory` from a `TrainConfig` with train.py's defaults, so the numbers are train.py's
+`agent.run.factory` from a `TrainConfig` with train.py's defaults, so the numbers are train.py's
 (less logging and evaluation, which are timed by neither).
 `--variants` times other settings side by side in the same run: each is a comma-separated list
 of FIELD=VALUE TrainConfig overrides ("" = train.py's defaults).
@@ -32,9 +32,9 @@ from typing import Literal
 
 import torch
 
-from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks
-from agent.rollout import EpisodeStats
+from agent.learning.rollout import EpisodeStats
+from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.factory import build_env, build_learner, build_networks
 from benchmarks import common
 
 LEARNERS = ("pathwise", "reinforce", "ppo")

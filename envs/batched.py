@@ -2,7 +2,7 @@
 
 Two ways to step:
 - integer actions `(B,)` int64: the fast path, plain table look-ups, no autograd.
-- one-hot actions `(B, A)` float (e.g. from `agent.straight_through.straight_through`): the
+- one-hot actions `(B, A)` float (e.g. from `agent.learning.straight_through.straight_through`): the
   differentiable path. The agent's position is a one-hot `(B, S)` tensor `pos`; the next
   position, the reward, the live part of the next position (`info["live_pos"]`: zero where the
   transition ended the episode) and the observation are functions of `pos` and the action that

@@ -1,7 +1,7 @@
 """Gumbel noise and Gumbel-max sampling: the draws the envs and the learners share.
 
 The lowest floor of the package (it imports only torch): `envs` samples start cells and slip
-outcomes with it, and `agent.gumbel` builds the Gumbel-Softmax relaxation on it. Nothing here
+outcomes with it, and `agent.learning.gumbel` builds the Gumbel-Softmax relaxation on it. Nothing here
 touches the global RNG unless no generator is given.
 
 G = -log(-log U) with U uniform is Gumbel(0, 1), and argmax(logits + G) is an exact sample of

@@ -8,9 +8,9 @@ import threading
 import pytest
 import torch
 
-from agent.checkpoint import FORMAT, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
-from agent.config import TrainConfig
-from agent.policy import PolicyNet
+from agent.learning.policy import PolicyNet
+from agent.run.checkpoint import FORMAT, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from agent.run.config import TrainConfig
 
 
 def _state(seed: int = 0) -> dict:

@@ -1,4 +1,4 @@
-"""agent.cli: tyro's error boxes, in each of the forms tyro draws them, become one line."""
+"""agent.run.cli: tyro's error boxes, in each of the forms tyro draws them, become one line."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Literal
 import pytest
 import tyro._fmtlib
 
-from agent.cli import CliError, given_fields, parse
+from agent.run.cli import CliError, given_fields, parse
 
 
 @dataclasses.dataclass

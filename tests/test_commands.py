@@ -1,4 +1,4 @@
-"""agent.commands: train.py's learners as subcommands, each with its own flags, over shared sections."""
+"""agent.run.commands: train.py's learners as subcommands, each with its own flags, over shared sections."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.commands import LEARNER_CONFIGS, learner_flags, parse_train
-from agent.config import TrainConfig
+from agent.run.commands import LEARNER_CONFIGS, learner_flags, parse_train
+from agent.run.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""agent.critic: the critic fit's table path equals the plain fit, and greedy backups through the
+"""agent.learning.critic: the critic fit's table path equals the plain fit, and greedy backups through the
 env's tables are value iteration."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import copy
 import pytest
 import torch
 
-from agent.critic import cell_values, fit_critic, greedy_backups
-from agent.policy import ValueNet
+from agent.learning.critic import cell_values, fit_critic, greedy_backups
+from agent.learning.policy import ValueNet
 from envs import BatchedGridWorld
 
 

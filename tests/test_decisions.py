@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import TINY, run_train
 
-from agent.scoring import world_tables
+from agent.run.scoring import world_tables
 from benchmarks.decisions import main, optimal_values
 from envs import BatchedGridWorld
 from envs.mdp import TabularMDP

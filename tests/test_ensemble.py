@@ -9,11 +9,11 @@ from dataclasses import replace
 import pytest
 import torch
 
-from agent.config import TrainConfig, resolve
-from agent.ensemble import Ensemble, clip_per_member
-from agent.factory import build_env, build_learner, build_networks
-from agent.policy import PolicyNet, ValueNet
-from agent.rollout import EpisodeStats
+from agent.learning.ensemble import Ensemble, clip_per_member
+from agent.learning.policy import PolicyNet, ValueNet
+from agent.learning.rollout import EpisodeStats
+from agent.run.config import TrainConfig, resolve
+from agent.run.factory import build_env, build_learner, build_networks
 
 
 def test_each_member_computes_what_it_would_alone():
@@ -124,7 +124,7 @@ def test_a_members_state_is_a_single_agents():
 
 @pytest.mark.parametrize("flags", ["--algo ppo", "--env maze:7x7", "--explore-bonus 0.1"])
 def test_what_num_seeds_does_not_cover_is_refused_by_name(flags):
-    from agent.cli import parse
+    from agent.run.cli import parse
 
     cfg, _ = parse(TrainConfig, [*"--num-seeds 2".split(), *flags.split()], prog="train.py")
     with pytest.raises(ValueError, match=r"^--num-seeds 2 trains pathwise agents .* not with --"):

@@ -1,4 +1,4 @@
-"""agent.factory: one default configuration for every world; only how the policy sees the world
+"""agent.run.factory: one default configuration for every world; only how the policy sees the world
 (`obs`) is resolved from it."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import fields
 import pytest
 import torch
 
-from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env
+from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.factory import build_env
 
 WORLDS = [
     {"env": "four_rooms"},

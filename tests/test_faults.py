@@ -52,7 +52,7 @@ def logged_steps(run_dir: Path) -> list[int]:
 
 
 def checkpoint_step(run_dir: Path) -> int:
-    from agent.checkpoint import load_checkpoint
+    from agent.run.checkpoint import load_checkpoint
 
     return int(load_checkpoint(run_dir)["global_step"])
 

@@ -36,5 +36,5 @@ def test_no_import_points_up_a_floor(package, forbidden):
 
 def test_the_check_sees_an_import_inside_a_function(tmp_path):
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from agent.gumbel import softmax\n    import train\n")
+    source.write_text("def f():\n    from agent.learning.gumbel import softmax\n    import train\n")
     assert imported_packages(source) == {"agent", "train"}

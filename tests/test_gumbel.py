@@ -1,4 +1,4 @@
-"""Statistical and exact checks of agent.gumbel.
+"""Statistical and exact checks of agent.learning.gumbel.
 
 Every random test uses a fixed torch.Generator seed, so each p-value and each Monte-Carlo
 error is a fixed number: the thresholds below are chosen so that a *correct*
@@ -14,7 +14,7 @@ import pytest
 import torch
 from scipy import stats
 
-from agent.gumbel import (
+from agent.learning.gumbel import (
     gumbel_cdf,
     gumbel_from_uniform,
     gumbel_max_sample,
@@ -23,7 +23,7 @@ from agent.gumbel import (
     sample_gumbel,
     softmax,
 )
-from agent.straight_through import ESTIMATORS, straight_through
+from agent.learning.straight_through import ESTIMATORS, straight_through
 
 ONE_HOT_ESTIMATORS = tuple(e for e in ESTIMATORS if e != "gs")
 F32 = torch.finfo(torch.float32)

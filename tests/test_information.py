@@ -1,4 +1,4 @@
-"""agent.information: every learner's information class, and the default learner reads the step
+"""agent.learning.information: every learner's information class, and the default learner reads the step
 only from cells that some env has been in."""
 
 from __future__ import annotations
@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.critic import rescale_critic
-from agent.factory import build_env, build_learner, build_networks
-from agent.information import INFORMATION_CLASSES, SimulatorView, view_for
-from agent.rollout import EpisodeStats
+from agent.learning.critic import rescale_critic
+from agent.learning.information import INFORMATION_CLASSES, SimulatorView, view_for
+from agent.learning.rollout import EpisodeStats
+from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.factory import build_env, build_learner, build_networks
 from envs import load_map
 
 # A room split by a wall with a door: most cells are far from the start, and a short run
@@ -125,8 +125,8 @@ def test_exact_is_the_exact_policy_gradient_of_the_oracle_with_the_critic_fixed(
     # look-ahead 1 equals the gradient of sum_s sum_a pi(a|s) Q(s, a), Q from the oracle's backup
     # of the fixed critic through the whole tables (envs.oracle), by autograd: enumeration of the
     # four actions on the learner's side, a different computation on the oracle's.
-    from agent.pathwise import PathwiseLearner
-    from agent.rollout import VisitBonus
+    from agent.learning.pathwise import PathwiseLearner
+    from agent.learning.rollout import VisitBonus
     from envs.oracle import _backup
 
     room = "S....\n.....\n..#..\n.....\n....G"

@@ -1,15 +1,15 @@
-"""agent.learner: the learning rates over a run (`--actor-warmup`, `--anneal-lr`) and the clipped step."""
+"""agent.learning.learner: the learning rates over a run (`--actor-warmup`, `--anneal-lr`) and the clipped step."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks
-from agent.learner import clip_and_step, percentiles
-from agent.optim import Adam
-from agent.rollout import EpisodeStats
+from agent.learning.learner import clip_and_step, percentiles
+from agent.learning.optim import Adam
+from agent.learning.rollout import EpisodeStats
+from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.factory import build_env, build_learner, build_networks
 
 
 def make_learner(**overrides):
@@ -99,9 +99,9 @@ def test_the_guides_learner_meets_the_contract_and_a_learner_without_update_does
     be built without an `update`."""
     from pathlib import Path
 
-    from agent.learner import Learner
-    from agent.policy import PolicyNet, ValueNet
-    from agent.rollout import VisitBonus
+    from agent.learning.learner import Learner
+    from agent.learning.policy import PolicyNet, ValueNet
+    from agent.learning.rollout import VisitBonus
 
     guide = (Path(__file__).resolve().parents[1] / "docs" / "guide.md").read_text()
     block = guide.split("## Adding a learner", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]

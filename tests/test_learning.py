@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from agent.checkpoint import load_checkpoint
-from agent.config import TrainConfig, build_world
 from agent.evaluate import evaluate_checkpoint
-from agent.factory import build_networks
+from agent.run.checkpoint import load_checkpoint
+from agent.run.config import TrainConfig, build_world
+from agent.run.factory import build_networks
 from envs.oracle import value_iteration
 
 ROOT = Path(__file__).resolve().parents[1]

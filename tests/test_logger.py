@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from conftest import TINY, rows, run_train
 
-from agent.checkpoint import load_checkpoint
-from agent.config import TrainConfig
-from agent.logger import METRICS_FILE, RunLogger, has_wandb_credentials, read_metrics, resolve_wandb_mode
+from agent.run.checkpoint import load_checkpoint
+from agent.run.config import TrainConfig
+from agent.run.logger import METRICS_FILE, RunLogger, has_wandb_credentials, read_metrics, resolve_wandb_mode
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""agent.optim.Adam steps exactly as torch.optim.Adam(fused=True) does, and their states load into each other."""
+"""agent.learning.optim.Adam steps exactly as torch.optim.Adam(fused=True) does; their states load into each other."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import sys
 
 import torch
 
-from agent.optim import Adam
+from agent.learning.optim import Adam
 
 
 def _nets(seed: int = 0):
@@ -77,7 +77,7 @@ def test_a_state_of_other_parameters_is_refused():
 def test_training_does_not_import_torch_dynamo():
     """What the class is for: torch._dynamo stays out of a run's process (it costs seconds)."""
     code = (
-        "import sys, torch; from agent.optim import Adam; "
+        "import sys, torch; from agent.learning.optim import Adam; "
         "p = torch.nn.Parameter(torch.ones(3)); opt = Adam([p], lr=0.1); "
         "p.sum().backward(); opt.step(); opt.zero_grad(); opt.load_state_dict(opt.state_dict()); "
         "print('torch._dynamo' in sys.modules)"

@@ -1,4 +1,4 @@
-"""agent.pathwise: the entropy bonus over the next cell (`--entropy-over cells`)."""
+"""agent.learning.pathwise: the entropy bonus over the next cell (`--entropy-over cells`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from agent.config import TrainConfig, build_world, resolve_defaults
-from agent.factory import build_env, build_learner, build_networks
-from agent.pathwise import action_entropy, cell_entropy, steps_without_positions
+from agent.learning.pathwise import action_entropy, cell_entropy, steps_without_positions
+from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.factory import build_env, build_learner, build_networks
 
 
 def test_cell_entropy_is_the_action_entropy_when_every_move_lands_elsewhere():
@@ -125,8 +125,8 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     # actions first, (Q - mean Q) / max(rms, floor * scale), in units of the return scale. With
     # --critic oracle --actor-backups k, V is the critic after k greedy backups V <- max_a Q. The
     # exact estimator is this gradient by definition, at any tau.
-    from agent.pathwise import PathwiseLearner, StateNorm
-    from agent.rollout import EpisodeStats, VisitBonus
+    from agent.learning.pathwise import PathwiseLearner, StateNorm
+    from agent.learning.rollout import EpisodeStats, VisitBonus
     from envs import load_map
 
     world = "#######\n#S..G.#\n#.L...#\n#...L.#\n#######"
@@ -189,7 +189,7 @@ def test_each_step_reads_the_value_map_of_the_world_the_env_is_in_now():
     # then on its successor values must come from that maze's value map. Every step asks for the
     # rows with the worlds the envs acted in at that step (a stale row, read once per update, was
     # a bug of the --num-seeds change).
-    from agent.rollout import EpisodeStats
+    from agent.learning.rollout import EpisodeStats
 
     cfg = resolve_defaults(
         TrainConfig(env="maze:5x5", num_envs=32, horizon=16, maze_pool=4, device="cpu"),
@@ -232,8 +232,8 @@ def test_each_step_reads_the_value_map_of_the_world_the_env_is_in_now():
 def test_steps_without_positions_are_the_one_hot_path_bit_for_bit(flags, monkeypatch):
     """A look-ahead of one steps without (B, S) positions (`steps_without_positions`); two whole
     updates leave the networks, the optimiser and the metrics exactly as the one-hot path does."""
-    from agent import pathwise
-    from agent.rollout import EpisodeStats
+    from agent.learning import pathwise
+    from agent.learning.rollout import EpisodeStats
 
     def two_updates(positionless: bool):
         monkeypatch.setattr(pathwise, "steps_without_positions", lambda cfg: positionless)
@@ -262,7 +262,7 @@ def test_the_critic_learns_the_optimal_values_of_every_reachable_cell(critic, up
     # (--num-seeds) to its own copy. The oracle critic backs up every reachable cell, visited or
     # not; the visited one only the cells its rollouts were in, which exploring starts spread over
     # every reachable cell, so it gets there too, more slowly.
-    from agent.rollout import EpisodeStats
+    from agent.learning.rollout import EpisodeStats
     from envs.oracle import value_iteration
 
     num_seeds = 2
@@ -295,7 +295,7 @@ def test_the_critic_learns_the_optimal_values_of_every_reachable_cell(critic, up
 def test_the_exact_estimator_trains_as_st_at_tau_one_bit_for_bit():
     # At the default look-ahead of one the two are the same gradient (tests/test_straight_through.py),
     # so whole updates leave the same networks: a run with --estimator exact is the st run.
-    from agent.rollout import EpisodeStats
+    from agent.learning.rollout import EpisodeStats
 
     def two_updates(estimator):
         cfg = TrainConfig(env="lava_gap", num_envs=32, horizon=8, estimator=estimator, wandb_mode="disabled")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from agent import plot as plot_cli
-from agent.config import TrainConfig
-from agent.logger import RunLogger
+from agent.run.config import TrainConfig
+from agent.run.logger import RunLogger
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""agent.policy: network shapes, the one-hot critic as a table of cells, and the image critic as a
+"""agent.learning.policy: network shapes, the one-hot critic as a table of cells, and the image critic as a
 value map read off the agent plane."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.ensemble import Ensemble
-from agent.policy import PolicyNet, ValueNet
+from agent.learning.ensemble import Ensemble
+from agent.learning.policy import PolicyNet, ValueNet
 from envs import BatchedGridWorld, make_world
 
 

@@ -1,10 +1,10 @@
-"""agent.rollout: the exploration bonus reads the same off cell indices as off live positions."""
+"""agent.learning.rollout: the exploration bonus reads the same off cell indices as off live positions."""
 
 from __future__ import annotations
 
 import torch
 
-from agent.rollout import VisitBonus
+from agent.learning.rollout import VisitBonus
 
 
 def test_bonus_at_states_equals_the_live_position_reading():

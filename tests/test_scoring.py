@@ -1,4 +1,4 @@
-"""agent.scoring: the exact evaluation on the tabular core against Monte-Carlo estimates of the
+"""agent.run.scoring: the exact evaluation on the tabular core against Monte-Carlo estimates of the
 same policy under the same time limit, and the normalised score on worlds of every reward sign."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from agent.scoring import exact_evaluation, policy_table, reference_returns, run_episodes
+from agent.run.scoring import exact_evaluation, policy_table, reference_returns, run_episodes
 from envs import (
     BatchedGridWorld,
     from_gymnasium,
@@ -95,7 +95,7 @@ def test_normalised_score_where_every_policy_is_optimal_is_one():
 
 
 def test_exact_evaluation_of_a_maze_pool_is_the_mean_over_its_mazes():
-    from agent.policy import PolicyNet
+    from agent.learning.policy import PolicyNet
     from envs import make_world
 
     torch.manual_seed(0)
@@ -117,7 +117,7 @@ def test_exact_evaluation_of_a_maze_pool_is_the_mean_over_its_mazes():
 def test_an_evaluation_plays_each_maze_of_its_pool_once():
     # A pool of 16 unseen mazes evaluated with B = 16 must give, env by env, the episodes of
     # the same 16 mazes laid out one per env; drawn with replacement, some would come twice.
-    from agent.policy import PolicyNet
+    from agent.learning.policy import PolicyNet
     from envs import make_world
 
     torch.manual_seed(3)

@@ -1,4 +1,4 @@
-"""agent.straight_through: each estimator's backward against its closed form, and its bias
+"""agent.learning.straight_through: each estimator's backward against its closed form, and its bias
 against the exact gradient by enumeration (Monte Carlo with fixed seeds)."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 import torch
 from scipy import stats
 
-from agent.gumbel import conditional_gumbel, gumbel_cdf, gumbel_max_sample, sample_gumbel
-from agent.straight_through import ESTIMATORS, straight_through
+from agent.learning.gumbel import conditional_gumbel, gumbel_cdf, gumbel_max_sample, sample_gumbel
+from agent.learning.straight_through import ESTIMATORS, straight_through
 
 # See tests/test_gumbel.py: a correct sampler fails a test at these thresholds with probability
 # 1e-3 (p-values) or ~6e-7 per component (5 standard errors), and the seeds are fixed.

@@ -1,4 +1,4 @@
-"""agent.temperature: the Gumbel-Softmax temperature schedules."""
+"""agent.learning.temperature: the Gumbel-Softmax temperature schedules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from agent.temperature import TAU_SCHEDULES, TauSchedule, tau_schedule
+from agent.learning.temperature import TAU_SCHEDULES, TauSchedule, tau_schedule
 
 
 def test_tau_schedules():

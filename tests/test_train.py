@@ -19,9 +19,9 @@ import torch
 from conftest import TINY, assert_one_line_error, clean_env, rows, run_train
 
 import train
-from agent.checkpoint import load_checkpoint
-from agent.config import TrainConfig, eval_seeds
-from agent.trainer import next_eval_step
+from agent.run.checkpoint import load_checkpoint
+from agent.run.config import TrainConfig, eval_seeds
+from agent.run.trainer import next_eval_step
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "final_eval.json")

@@ -1,4 +1,4 @@
-"""agent.trainer: one run's plan, set-up, loop and finish, in process (`train.main` calls it)."""
+"""agent.run.trainer: one run's plan, set-up, loop and finish, in process (`train.main` calls it)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def test_a_run_builds_its_world_once(tmp_path, monkeypatch, flags):
         built.append(args[0] if args else kwargs.get("spec"))
         return make_world(*args, **kwargs)
 
-    monkeypatch.setattr(envs, "make_world", counting)  # what agent.config.build_world calls
+    monkeypatch.setattr(envs, "make_world", counting)  # what agent.run.config.build_world calls
     code = train.main([*TINY, "--wandb-mode", "disabled", "--runs-dir", str(tmp_path / "runs"), *flags])
     assert code == 0
     assert len(built) == 1, built
@@ -39,7 +39,7 @@ def test_a_run_builds_its_world_once(tmp_path, monkeypatch, flags):
 
 def test_a_run_stored_by_the_format_before_the_trainer_resumes_and_evaluates(tmp_path):
     """tests/data/stored-d6eb2c5: config.json, checkpoints and metrics written by commit d6eb2c5
-    (train.py before agent.trainer): it resumes where it stopped, and its kept policy evaluates."""
+    (train.py before agent.run.trainer): it resumes where it stopped, and its kept policy evaluates."""
     import json
     import shutil
     from pathlib import Path

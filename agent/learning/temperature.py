@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from agent.gumbel import check_tau
+from agent.learning.gumbel import check_tau
 
 __all__ = ["TAU_SCHEDULES", "TauSchedule", "tau_schedule"]
 

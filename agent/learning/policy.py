@@ -91,7 +91,7 @@ class ValueNet(nn.Module):
         self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True, scale: float = 1.0
     ) -> None:
         super().__init__()
-        # Values are given in units of `scale` (the largest reward seen, `agent.critic.rescale_critic`):
+        # Values are given in units of `scale` (the largest reward seen, `agent.learning.critic.rescale_critic`):
         # optimiser steps have a size of their own, so a table of -100s learns as fast as one of 1s.
         self.register_buffer("scale", torch.tensor(float(scale)))
         self.map_form = len(obs_shape) == 3 and value_map  # False: one value from the whole image

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from agent.wandb_process import new_run_id as _new_run_id
+from agent.run.wandb_process import new_run_id as _new_run_id
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -63,7 +63,7 @@ def resolve_wandb_mode(mode: str) -> str:
 
 
 class _WandbProcess:
-    """The process `agent/wandb_process.py` that wandb runs in, shared by a training process's
+    """The process `agent/run/wandb_process.py` that wandb runs in, shared by a training process's
     runs (one per --num-seeds member): requests go to its stdin, its answers are read by a thread
     into `answers`, by run key."""
 
@@ -147,7 +147,7 @@ def _wandb_process() -> _WandbProcess:
 class RunLogger:
     """One run's metric sink. `global_step` is the x-axis everywhere.
 
-    wandb runs in a process of its own (`agent.wandb_process`), started when the logger starts:
+    wandb runs in a process of its own (`agent.run.wandb_process`), started when the logger starts:
     its import, start and logging (seconds of Python work) then take another core instead of half
     of training's. Rows logged before it is up wait there. wandb never stops a run: its start is
     bounded (INIT_TIMEOUT_S), and in auto mode a failure to go online (no network, a refused key)

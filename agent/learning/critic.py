@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import torch
 
-from agent import interrupt
-from agent.ensemble import Ensemble
-from agent.optim import Adam
-from agent.policy import ValueNet
+from agent.learning.ensemble import Ensemble
+from agent.learning.optim import Adam
+from agent.learning.policy import ValueNet
+from agent.run import interrupt
 
 
 def lambda_returns(

@@ -6,9 +6,9 @@ import importlib
 
 import torch
 
-from agent.config import LEARNERS, TrainConfig, build_world, eval_seeds, obs_mode
-from agent.ensemble import Ensemble
-from agent.policy import PolicyNet, ValueNet
+from agent.learning.ensemble import Ensemble
+from agent.learning.policy import PolicyNet, ValueNet
+from agent.run.config import LEARNERS, TrainConfig, build_world, eval_seeds, obs_mode
 from envs import BatchedGridWorld
 
 
@@ -104,7 +104,7 @@ def build_env(
     maze_pool: int = 0,
     explore_starts: float = 0.0,
 ) -> BatchedGridWorld:
-    """The batched env of a run on `world` (the run's, built once by `agent.config.resolve`; or
+    """The batched env of a run on `world` (the run's, built once by `agent.run.config.resolve`; or
     another, e.g. unseen mazes to evaluate on; None builds the config's). The observation mode
     always follows the config, since the policy was built for it."""
     return BatchedGridWorld(
@@ -129,7 +129,7 @@ def trained_obs_mode(cfg: TrainConfig) -> str:
 def build_eval_env(
     cfg: TrainConfig, device: torch.device, split: str, *, world=None, episodes: int | None = None, seed: int = 0
 ) -> BatchedGridWorld:
-    """An evaluation env (`split` "validation" or "test", seeded by `agent.config.eval_seeds`) with one episode
+    """An evaluation env (`split` "validation" or "test", seeded by `agent.run.config.eval_seeds`) with one episode
     per copy; a family of mazes gets its own pool of that split's mazes."""
     world = build_world(cfg) if world is None else world
     seeds = eval_seeds(cfg, split, seed)
@@ -167,7 +167,7 @@ def build_networks(
 def build_learner(
     cfg: TrainConfig, env: BatchedGridWorld, policy: PolicyNet, critic: ValueNet, generator: torch.Generator
 ):
-    from agent.rollout import VisitBonus
+    from agent.learning.rollout import VisitBonus
 
     module, name = LEARNERS[cfg.algo][1].rsplit(".", 1)
     cls = getattr(importlib.import_module(module), name)

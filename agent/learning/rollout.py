@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from agent import interrupt
-from agent.gumbel import gumbel_max_sample
-from agent.policy import PolicyNet, ValueNet
+from agent.learning.gumbel import gumbel_max_sample
+from agent.learning.policy import PolicyNet, ValueNet
+from agent.run import interrupt
 
 
 class EpisodeStats:

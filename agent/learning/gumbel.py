@@ -1,5 +1,5 @@
 """Gumbel noise, Gumbel-max sampling and the Gumbel-Softmax relaxation (the straight-through
-estimators built on them are in `agent.straight_through`).
+estimators built on them are in `agent.learning.straight_through`).
 
 Everything here is a small pure function of its tensor arguments plus an explicit
 ``torch.Generator``; nothing touches the global RNG.  Classes (actions) live on the last

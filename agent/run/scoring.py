@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import torch
 
-from agent import interrupt
-from agent.gumbel import gumbel_max_sample
-from agent.policy import PolicyNet, logits_of_every_cell
+from agent.learning.gumbel import gumbel_max_sample
+from agent.learning.policy import PolicyNet, logits_of_every_cell
+from agent.run import interrupt
 from envs import BatchedGridWorld
 from envs.oracle import normalized_score, optimal_time_limited_return, policy_metrics, uniform_policy
 
@@ -148,8 +148,8 @@ def record_episode(
     policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True, max_frames: int | None = None
 ) -> list:
     """RGB frames of one episode in the gymnasium env (same dynamics), for GIFs."""
-    from agent.config import build_world
-    from agent.factory import trained_obs_mode
+    from agent.run.config import build_world
+    from agent.run.factory import trained_obs_mode
     from envs import GridWorldEnv
 
     env = GridWorldEnv(

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import torch
 
-from agent.critic import lambda_returns
-from agent.learner import Learner, clip_and_step
-from agent.rollout import EpisodeStats, collect
+from agent.learning.critic import lambda_returns
+from agent.learning.learner import Learner, clip_and_step
+from agent.learning.rollout import EpisodeStats, collect
 
 
 class ReinforceLearner(Learner):

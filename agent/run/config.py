@@ -210,9 +210,9 @@ class ReinforceConfig(LearnerConfig):
 # The learners by name: (their config, their class, imported when a run needs it). A new learner
 # is a line here, its config among TrainConfig's bases, and its name in TrainConfig.algo.
 LEARNERS: dict[str, tuple[type, str]] = {
-    "pathwise": (PathwiseConfig, "agent.pathwise.PathwiseLearner"),
-    "ppo": (PPOConfig, "agent.ppo.PPOLearner"),
-    "reinforce": (ReinforceConfig, "agent.reinforce.ReinforceLearner"),
+    "pathwise": (PathwiseConfig, "agent.learning.pathwise.PathwiseLearner"),
+    "ppo": (PPOConfig, "agent.learning.ppo.PPOLearner"),
+    "reinforce": (ReinforceConfig, "agent.learning.reinforce.ReinforceLearner"),
 }
 
 
@@ -220,7 +220,7 @@ LEARNERS: dict[str, tuple[type, str]] = {
 class TrainConfig(PathwiseConfig, PPOConfig, ReinforceConfig, LoggingConfig, RunConfig, BudgetConfig, WorldConfig):
     """A run's whole configuration: every section and every learner's fields, flat, with the
     learner named by `algo`. What config.json stores and every module reads; the command line
-    fills it from one learner's sections (`agent.commands`)."""
+    fills it from one learner's sections (`agent.run.commands`)."""
 
     algo: Literal["pathwise", "reinforce", "ppo"] = "pathwise"
     """pathwise: back-propagate the return through Gumbel straight-through actions and the
@@ -474,7 +474,7 @@ def refuse_renamed_flags(argv: list[str]) -> None:
 def validate(cfg: TrainConfig) -> None:
     """Raise ValueError naming the flag, the value and the accepted range; the CLI prints it as one
     line. Cross-field rules come after the per-field ones."""
-    from agent.straight_through import ESTIMATORS
+    from agent.learning.straight_through import ESTIMATORS
 
     for name, (ok, accepted) in RULES.items():
         value = getattr(cfg, name)

@@ -9,13 +9,13 @@ import abc
 
 import torch
 
-from agent.config import TrainConfig
-from agent.critic import fit_critic, rescale_critic
-from agent.ensemble import clip_per_member, member_count
-from agent.information import InformationClass, information_class
-from agent.optim import Adam
-from agent.policy import PolicyNet, ValueNet
-from agent.rollout import EpisodeStats, VisitBonus
+from agent.learning.critic import fit_critic, rescale_critic
+from agent.learning.ensemble import clip_per_member, member_count
+from agent.learning.information import InformationClass, information_class
+from agent.learning.optim import Adam
+from agent.learning.policy import PolicyNet, ValueNet
+from agent.learning.rollout import EpisodeStats, VisitBonus
+from agent.run.config import TrainConfig
 
 
 def percentiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
@@ -79,11 +79,11 @@ class ReturnScale:
 
 
 class Learner(abc.ABC):
-    """The contract every learner meets (register a new one in `agent.factory.LEARNERS`):
+    """The contract every learner meets (register a new one in `agent.run.factory.LEARNERS`):
 
-    - what it may know of the env: `information`, one class of `agent.information`
+    - what it may know of the env: `information`, one class of `agent.learning.information`
       (samples, simulator or model), read from its config; a simulator-class learner reads the
-      env only through `agent.information.view_for`;
+      env only through `agent.learning.information.view_for`;
     - `update(env, obs, tau, stats) -> (obs, metrics)`: one window of B x T env steps, then its
       optimiser steps; `obs` is where the next window starts, `metrics` maps TensorBoard names
       to a float (or, for --num-seeds, a list of one per member, `per_member`);
@@ -95,7 +95,7 @@ class Learner(abc.ABC):
 
     @property
     def information(self) -> InformationClass:
-        """What this learner may know of the env (`agent.information.information_class`)."""
+        """What this learner may know of the env (`agent.learning.information.information_class`)."""
         return information_class(self.cfg)
 
     def __init__(

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from agent.gumbel import _compute_dtype, _output_dtype, check_tau, conditional_gumbel, noise_like, softmax
+from agent.learning.gumbel import _compute_dtype, _output_dtype, check_tau, conditional_gumbel, noise_like, softmax
 
 __all__ = ["ESTIMATORS", "straight_through"]
 

@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import torch
 
-from agent import interrupt
-from agent.critic import cell_values, greedy_backups, lambda_returns, visited_backups
-from agent.ensemble import Ensemble
-from agent.gumbel import softmax
-from agent.information import view_for
-from agent.learner import Learner, clip_and_step, per_member
-from agent.policy import logits_of_every_cell
-from agent.rollout import EpisodeStats
-from agent.straight_through import straight_through
+from agent.learning.critic import cell_values, greedy_backups, lambda_returns, visited_backups
+from agent.learning.ensemble import Ensemble
+from agent.learning.gumbel import softmax
+from agent.learning.information import view_for
+from agent.learning.learner import Learner, clip_and_step, per_member
+from agent.learning.policy import logits_of_every_cell
+from agent.learning.rollout import EpisodeStats
+from agent.learning.straight_through import straight_through
+from agent.run import interrupt
 from envs.diffstep import ActionStep
 
 

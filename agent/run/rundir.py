@@ -17,8 +17,8 @@ import shutil
 import time
 from pathlib import Path
 
-from agent.checkpoint import BEST, LATEST
-from agent.logger import METRICS_FILE
+from agent.run.checkpoint import BEST, LATEST
+from agent.run.logger import METRICS_FILE
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.json"

@@ -2,7 +2,7 @@
 
     python train.py [LEARNER] [FLAGS]       LEARNER: pathwise (the default), ppo or reinforce
 
-A learner's own flags are its config's fields (`agent.config.PathwiseConfig`, ...): they are the
+A learner's own flags are its config's fields (`agent.run.config.PathwiseConfig`, ...): they are the
 only learner flags it shows and accepts. The shared sections (world, budget, run, logging) are
 listed by `python train.py --help` and may stand anywhere on the line. `--algo NAME` still picks
 the learner, and `--resume RUN` without one continues with the run's own.
@@ -19,8 +19,8 @@ from typing import Annotated, Union
 
 import tyro
 
-from agent.cli import CliError, given_fields, parse
-from agent.config import LEARNERS, BudgetConfig, LoggingConfig, RunConfig, TrainConfig, WorldConfig, flag
+from agent.run.cli import CliError, given_fields, parse
+from agent.run.config import LEARNERS, BudgetConfig, LoggingConfig, RunConfig, TrainConfig, WorldConfig, flag
 
 LEARNER_CONFIGS: dict[str, type] = {name: config for name, (config, _) in LEARNERS.items()}
 DEFAULT_LEARNER = "pathwise"

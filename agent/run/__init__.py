@@ -1,0 +1,2 @@
+"""The run machinery: the configuration and command line, building a run, the trainer,
+checkpoints, logging, interrupts and scoring."""
