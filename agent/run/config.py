@@ -123,12 +123,11 @@ class LearnerConfig:
     hidden: int = 128
     """Width of the hidden layers."""
     value_map: bool = True
-    """Image observations: the critic is a value map of the world's static planes, read off at the
-    agent's position (linear in the agent plane). --no-value-map: one CNN value of the whole image."""
+    """Image observations: the critic is a value map of the world's static planes, read at the
+    agent's cell (--no-value-map: one CNN value of the whole image)."""
     explore_starts: float = 0.5
-    """Probability that a training episode starts in a state drawn uniformly from those an
-    episode can reach, instead of at the world's start (exploring starts; every algo; never in
-    evaluation)."""
+    """Probability that a training episode starts in a cell drawn uniformly from those an episode
+    can reach (exploring starts; never in evaluation)."""
     explore_bonus: float = 0.0
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
     training reward (never to logged returns); 0 disables it."""
@@ -155,15 +154,11 @@ class PathwiseConfig(LearnerConfig):
     tau_anneal_rate: float = 1e-6
     """Rate r of the exponential schedule max(tau_min, tau0 * exp(-r * step))."""
     critic: Literal["visited", "oracle", "none"] = "visited"
-    """pathwise: what closes each look-ahead. visited: a critic learnt from experience, its targets
-    greedy backups at the cells the rollout was in (the simulator class). oracle: value iteration
-    over the env's whole tables (the model class: a labelled ceiling, never a baseline's rival).
-    none: no critic; the return within the look-ahead alone."""
+    """What closes each look-ahead: visited (learnt at the cells the rollouts were in; simulator
+    class), oracle (value iteration over the whole tables; model class, a ceiling), or none."""
     lookahead: int = 1
-    """pathwise: env steps each action's gradient looks ahead through the differentiable env
-    before the critic's value closes it (1: the gradient of r + gamma V(next); --horizon: the
-    whole rollout window). Above 1 it differentiates the position, which reads every cell's
-    step: the model class."""
+    """Env steps each action's gradient looks ahead through the differentiable env before the
+    critic closes it (1: r + gamma V(next)); above 1 the learner is of the model class."""
     actor_steps: int = 0
     """pathwise: the policy's optimiser steps per update, spread evenly over its T env steps (at
     most T / --lookahead). 0: one after every look-ahead (1 where --lookahead does not divide T)."""
