@@ -56,8 +56,10 @@ class PathwiseLearner(Learner):
             return world_id
         return torch.arange(self.members, device=env.device).repeat_interleave(env.num_envs // self.members)
 
-    def _every_world_backups(self, env, values: torch.Tensor | None) -> dict[int, torch.Tensor]:
-        """With `actor_backups` k: the critic's tables `values` (rows as `_value_tables`) after k
+    def _oracle_actor_backups(self, env, values: torch.Tensor | None) -> dict[int, torch.Tensor]:
+        """The model class only (`--critic oracle`, the one that allows `actor_backups`): value
+        iteration over the env's whole tables. With `actor_backups` k: the critic's tables `values`
+        (rows as `_value_tables`) after k
         greedy backups, in every world, (M or 1, W, S), under the key k; and after `backup_steps`,
         the critic's own targets, under that key: one run of value iteration gives both. Empty
         without (the actor reads `values`, and the targets are backed up in the worlds visited only)."""
@@ -131,7 +133,7 @@ class PathwiseLearner(Learner):
         }
         values = self._value_tables(env) if cfg.critic != "none" else None  # (W or 1, S)
         if cfg.critic == "oracle":
-            backed_up = self._every_world_backups(env, values)
+            backed_up = self._oracle_actor_backups(env, values)
             closing = self._closing_values(env, backed_up.get(cfg.actor_backups), values)
         else:  # the visited critic: the last update's targets where its rollout was, the critic elsewhere
             closing = self._closing_values(env, self._backed_up if values is not None else None, values)
@@ -204,7 +206,7 @@ class PathwiseLearner(Learner):
 
         rec = {k: torch.stack(v) for k, v in record.items()}  # (T, B)
         if cfg.critic == "oracle":
-            visited, (targets, *fit_on) = self._backup_targets(
+            visited, (targets, *fit_on) = self._oracle_targets(
                 env, values, rec["cells"], rec["worlds"], backed_up.get(cfg.backup_steps)
             )
         elif values is not None:
@@ -249,7 +251,7 @@ class PathwiseLearner(Learner):
         self._backed_up = table
         return table[rows, worlds, cells]  # (T, B)
 
-    def _backup_targets(
+    def _oracle_targets(
         self,
         env,
         values: torch.Tensor,
@@ -257,7 +259,8 @@ class PathwiseLearner(Learner):
         worlds: torch.Tensor,
         every_world: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """The critic's targets from `backup_steps` greedy backups of its value tables `values`
+        """The model class only (`--critic oracle`): the critic's targets from `backup_steps` greedy
+        backups over the env's whole tables of its value tables `values`
         (rows as `_value_tables`; `every_world`, (R, W, S): those backups already made in every
         world), at every reachable cell of the worlds the rollout (cells, worlds: (T, B)) was in.
         Returns (the targets at the rollout's own cells, (T, B), for the return scale; then, to
