@@ -13,7 +13,7 @@ import sys
 from agent.run import interrupt
 from agent.run.checkpoint import CheckpointError
 from agent.run.commands import parse_train
-from agent.run.config import refuse_renamed_flags
+from agent.run.resolve import refuse_renamed_flags
 from agent.run.trainer import say, train
 
 

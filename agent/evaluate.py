@@ -27,8 +27,9 @@ import tyro
 
 from agent.run.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint
 from agent.run.cli import parse
-from agent.run.config import TrainConfig, build_world, eval_seeds
+from agent.run.config import TrainConfig
 from agent.run.factory import build_eval_env, build_networks, resolve_device
+from agent.run.resolve import build_world, eval_seeds
 from agent.run.scoring import evaluate, record_episode
 
 GIF_FPS = 8

@@ -31,7 +31,8 @@ from typing import Any
 
 from agent.run.cli import CliError, parse
 from agent.run.commands import parse_train
-from agent.run.config import TrainConfig, validate
+from agent.run.config import TrainConfig
+from agent.run.resolve import validate
 
 PLAN_ATTR = "train_args"  # the study's user attribute holding the flags every trial shares
 SPACE_ATTR = "space"  # ... and the values of each parameter

@@ -166,7 +166,8 @@ def value_iteration_row(world: SuiteWorld, target: float) -> dict[str, Any]:
     exactly as a run's kept policy is, and the seconds it took, as a row of the results."""
     import torch
 
-    from agent.run.config import TrainConfig, build_world
+    from agent.run.config import TrainConfig
+    from agent.run.resolve import build_world
     from envs.oracle import normalized_score as score_of
     from envs.oracle import optimal_time_limited_return, policy_metrics, uniform_policy, value_iteration
 

@@ -23,7 +23,8 @@ from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_arg
 
 _PROBE = """
 import json, resource, statistics, sys, time, torch
-from agent.run.config import TrainConfig, resolve
+from agent.run.config import TrainConfig
+from agent.run.resolve import resolve
 from agent.run.factory import build_env, build_eval_env, build_learner, build_networks
 from agent.learning.rollout import EpisodeStats
 from agent.run.scoring import evaluate, reference_returns

@@ -31,7 +31,8 @@ CONFIGS = [  # env, B, T, algo
 
 _PROBE = """
 import json, math, resource, sys, torch
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
+from agent.run.resolve import build_world, resolve_defaults
 from agent.run.factory import build_env, build_learner, build_networks
 from agent.learning.rollout import EpisodeStats
 env_name, B, T, algo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import torch
 
-from agent.run.config import TrainConfig, resolve
+from agent.run.config import TrainConfig
 from agent.run.factory import build_eval_env
+from agent.run.resolve import resolve
 from agent.run.scoring import reference_returns, world_tables
 from benchmarks import suite
 from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json

@@ -32,7 +32,8 @@ t = {"start": time.perf_counter()}
 import torch
 t["import torch"] = time.perf_counter()
 import train
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
+from agent.run.resolve import build_world, resolve_defaults
 t["import train.py's modules"] = time.perf_counter()
 from agent.run.scoring import reference_returns
 from agent.run.factory import (build_env, build_eval_env, build_learner, build_networks)

@@ -33,8 +33,9 @@ from typing import Literal
 import torch
 
 from agent.learning.rollout import EpisodeStats
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
+from agent.run.resolve import build_world, resolve_defaults
 from benchmarks import common
 
 LEARNERS = ("pathwise", "reinforce", "ppo")

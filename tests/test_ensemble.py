@@ -12,8 +12,9 @@ import torch
 from agent.learning.ensemble import Ensemble, clip_per_member
 from agent.learning.policy import PolicyNet, ValueNet
 from agent.learning.rollout import EpisodeStats
-from agent.run.config import TrainConfig, resolve
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
+from agent.run.resolve import resolve
 
 
 def test_each_member_computes_what_it_would_alone():

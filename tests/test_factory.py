@@ -8,8 +8,9 @@ from dataclasses import fields
 import pytest
 import torch
 
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env
+from agent.run.resolve import build_world, resolve_defaults
 
 WORLDS = [
     {"env": "four_rooms"},

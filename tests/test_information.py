@@ -9,8 +9,9 @@ import torch
 from agent.learning.critic import rescale_critic
 from agent.learning.information import INFORMATION_CLASSES, SimulatorView, view_for
 from agent.learning.rollout import EpisodeStats
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
+from agent.run.resolve import build_world, resolve_defaults
 from envs import load_map
 
 # A room split by a wall with a door: most cells are far from the start, and a short run

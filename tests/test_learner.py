@@ -8,8 +8,9 @@ import torch
 from agent.learning.learner import clip_and_step, percentiles
 from agent.learning.optim import Adam
 from agent.learning.rollout import EpisodeStats
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
+from agent.run.resolve import build_world, resolve_defaults
 
 
 def make_learner(**overrides):

@@ -20,8 +20,9 @@ import torch
 
 from agent.evaluate import evaluate_checkpoint
 from agent.run.checkpoint import load_checkpoint
-from agent.run.config import TrainConfig, build_world
+from agent.run.config import TrainConfig
 from agent.run.factory import build_networks
+from agent.run.resolve import build_world
 from envs.oracle import value_iteration
 
 ROOT = Path(__file__).resolve().parents[1]

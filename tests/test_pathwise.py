@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from agent.learning.pathwise import action_entropy, cell_entropy, steps_without_positions
-from agent.run.config import TrainConfig, build_world, resolve_defaults
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
+from agent.run.resolve import build_world, resolve_defaults
 
 
 def test_cell_entropy_is_the_action_entropy_when_every_move_lands_elsewhere():

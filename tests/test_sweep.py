@@ -150,7 +150,8 @@ def test_the_wandb_sweep_config_gives_flags_train_py_takes():
     import yaml
 
     from agent.run.cli import parse
-    from agent.run.config import TrainConfig, validate
+    from agent.run.config import TrainConfig
+    from agent.run.resolve import validate
 
     spec = yaml.safe_load((ROOT / "docs" / "sweeps" / "wandb.yaml").read_text())
     assert (ROOT / spec["program"]).exists()

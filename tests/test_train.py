@@ -20,7 +20,8 @@ from conftest import TINY, assert_one_line_error, clean_env, rows, run_train
 
 import train
 from agent.run.checkpoint import load_checkpoint
-from agent.run.config import TrainConfig, eval_seeds
+from agent.run.config import TrainConfig
+from agent.run.resolve import eval_seeds
 from agent.run.trainer import next_eval_step
 
 ROOT = Path(__file__).resolve().parents[1]

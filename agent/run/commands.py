@@ -20,7 +20,8 @@ from typing import Annotated, Union
 import tyro
 
 from agent.run.cli import CliError, given_fields, parse
-from agent.run.config import LEARNERS, BudgetConfig, LoggingConfig, RunConfig, TrainConfig, WorldConfig, flag
+from agent.run.config import LEARNERS, BudgetConfig, LoggingConfig, RunConfig, TrainConfig, WorldConfig
+from agent.run.resolve import flag
 
 LEARNER_CONFIGS: dict[str, type] = {name: config for name, (config, _) in LEARNERS.items()}
 DEFAULT_LEARNER = "pathwise"

@@ -8,7 +8,8 @@ import torch
 
 from agent.learning.ensemble import Ensemble
 from agent.learning.policy import PolicyNet, ValueNet
-from agent.run.config import LEARNERS, TrainConfig, build_world, eval_seeds, obs_mode
+from agent.run.config import LEARNERS, TrainConfig
+from agent.run.resolve import build_world, eval_seeds, obs_mode
 from envs import BatchedGridWorld
 
 

@@ -148,8 +148,8 @@ def record_episode(
     policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True, max_frames: int | None = None
 ) -> list:
     """RGB frames of one episode in the gymnasium env (same dynamics), for GIFs."""
-    from agent.run.config import build_world
     from agent.run.factory import trained_obs_mode
+    from agent.run.resolve import build_world
     from envs import GridWorldEnv
 
     env = GridWorldEnv(

@@ -25,10 +25,11 @@ from agent.learning.rollout import EpisodeStats
 from agent.learning.temperature import TauSchedule
 from agent.run import interrupt
 from agent.run.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
-from agent.run.config import FIXED_ON_RESUME, TrainConfig, flag, member_configs, resolve, run_record
+from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_eval_env, build_learner, build_networks, check_memory, resolve_device
 from agent.run.logger import RunLogger, WandbError, has_wandb_credentials
 from agent.run.progress import Progress
+from agent.run.resolve import FIXED_ON_RESUME, flag, member_configs, resolve, run_record
 from agent.run.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
 from agent.run.scoring import evaluate, record_episode, reference_returns
 
