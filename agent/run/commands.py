@@ -115,7 +115,8 @@ def _ordered(learner: str | None, argv: list[str]) -> list[str]:
     shared, own, group = [], [], None
     for token in argv:
         if token.startswith("--") or token in ("-h",):
-            group = shared if token in ("-h", "--help") and learner is None or _is_flag_of(_SHARED, token) else own
+            top_help = token in ("-h", "--help") and learner is None
+            group = shared if top_help or _is_flag_of(_SHARED, token) else own
         (group if group is not None else own).append(token)
     return shared + ([learner] if learner else []) + own
 

@@ -391,7 +391,9 @@ class Trainer:
         policy, _ = build_networks(member.cfg, self.env.observation_shape, self.env.A, self.device)
         policy.load_state_dict(state["policy"])
         test_env = build_eval_env(member.cfg, self.device, "test", world=self.world)
-        result = evaluate(policy, test_env, gamma=member.cfg.gamma)
+        # A single map's test env has the validation env's tables: its reference returns are the same.
+        reference = None if self.world.layouts_vary else self.reference
+        result = evaluate(policy, test_env, gamma=member.cfg.gamma, reference=reference)
         return result | {"kept": BEST, "kept_step": member.best["step"], "validation_score": member.best["score"]}
 
 
