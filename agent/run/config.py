@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 
 @dataclass
@@ -34,8 +34,8 @@ class WorldConfig:
 class BudgetConfig:
     """How much experience, in how many copies."""
 
-    num_envs: int = 256
-    """Number of parallel environments B."""
+    num_envs: int | None = None
+    """Number of parallel environments B (default: 64 for pathwise, 256 for ppo and reinforce)."""
     horizon: int = 16
     """Env steps T that each of the B envs takes per update (an update trains on B x T steps, and
     the critic's TD(lambda) targets span the T steps)."""
@@ -102,6 +102,9 @@ class LoggingConfig:
 class LearnerConfig:
     """What every learner takes: the optimisers, the critic, exploration and the entropy bonus."""
 
+    default_num_envs: ClassVar[int] = 256
+    """--num-envs when it is not given."""
+
     learning_rate: float = 3e-3
     """Adam learning rate of the policy."""
     anneal_lr: bool = True
@@ -139,6 +142,9 @@ class LearnerConfig:
 class PathwiseConfig(LearnerConfig):
     """The pathwise learner: the return back-propagated through straight-through Gumbel actions
     and the differentiable env."""
+
+    # 4x the updates per env step: why 64 and not 256 is in docs/guide.md
+    default_num_envs: ClassVar[int] = 64
 
     estimator: str = "st"
     """pathwise: gradient estimator through the sampled one-hot action (st, exact, st-gs,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from agent.run.config import TrainConfig
+from agent.run.config import LEARNERS, TrainConfig
 
 
 def build_world(cfg: TrainConfig, env: str | None = None):
@@ -38,6 +38,8 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     used. Learner settings have one default for every world; what depends on the world is only
     how the policy sees it (`obs_mode`)."""
     cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if cfg.num_envs is None:
+        cfg = replace(cfg, num_envs=LEARNERS[cfg.algo][0].default_num_envs)
     if cfg.actor_backups is None:  # value iteration for the actor belongs to the oracle critic only
         cfg = replace(cfg, actor_backups=32 if cfg.algo == "pathwise" and cfg.critic == "oracle" else 0)
     if cfg.actor_steps == 0:  # after every look-ahead
@@ -163,7 +165,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "entropy_coef": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "logit_penalty": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "max_grad_norm": (lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
-    "num_envs": (lambda v: v >= 1, "an integer >= 1"),
+    "num_envs": (lambda v: v is None or v >= 1, "an integer >= 1"),
     "horizon": (lambda v: v >= 1, "an integer >= 1"),
     "total_timesteps": (lambda v: v >= 1, "an integer >= 1"),
     "learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
