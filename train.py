@@ -12,9 +12,10 @@ import sys
 
 from agent.run import interrupt
 from agent.run.checkpoint import CheckpointError
+from agent.run.cli import say
 from agent.run.commands import parse_train
 from agent.run.resolve import refuse_renamed_flags
-from agent.run.trainer import say, train
+from agent.run.trainer import train
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from agent.run.cli import CliError, parse
+from agent.run.cli import CliError, parse, say
 from agent.run.commands import parse_train
 from agent.run.config import TrainConfig
 from agent.run.resolve import validate
@@ -271,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         if argv and argv[0] in ("-h", "--help"):
-            print(__doc__)
+            say(__doc__, sys.stdout)
             return 0
         print(
             f"error: give a command first: {', '.join(COMMANDS)} (python -m agent.sweep COMMAND --help)",

@@ -94,3 +94,17 @@ def test_an_integer_flag_refuses_a_fraction(argv):
 def test_other_flags_keep_their_exponents_as_written():
     value, _ = parse(Budget, ["--lr", "1e-3", "--name", "1e6"], prog="x")
     assert value.lr == 1e-3 and value.name == "1e6"
+
+
+@pytest.mark.parametrize("command", [["train.py", "--help"], ["-m", "agent.sweep", "--help"]])
+def test_help_into_a_pipe_closed_early_is_quiet(command):
+    # `python train.py --help | head -1`: the reader leaves after one line, and the help that
+    # cannot be written is dropped without a traceback.
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    assert first.strip() and "Traceback" not in err, err

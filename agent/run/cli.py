@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import decimal
 import io
+import os
 import re
 import sys
 import typing
@@ -23,6 +24,23 @@ _BOX = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]")
 _RULE = re.compile(r"[│╭╮╰╯─┃━┏┓┗┛]+|-{3,}")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _HELP_POINTERS = ("For full helptext", "Argument helptext", "usage:")
+
+
+def say(text: str, stream) -> None:
+    """Print that survives a closed pipe (`train.py | tee` after Ctrl-C): the text is lost, not the run."""
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, OSError):
+        silence(stream)
+
+
+def silence(stream) -> None:
+    """Point a stream whose reader has gone at /dev/null, so the interpreter's own flush at exit
+    stays quiet too."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class CliError(ValueError):
@@ -51,6 +69,9 @@ def parse(
         with contextlib.redirect_stderr(err):
             args = _integral_exponents(flat, argv)
             value = tyro.cli(cls, args=args, prog=prog, description=description, config=config or None, default=default)
+    except BrokenPipeError:  # `--help | head`: the reader has what it wanted
+        silence(sys.stdout)
+        raise SystemExit(0) from None
     except SystemExit as e:
         if e.code in (0, None):  # --help
             sys.stderr.write(err.getvalue())

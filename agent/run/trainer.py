@@ -11,7 +11,6 @@ one stops at once. `--resume RUN_DIR` continues. The world is built once, in `pl
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ from agent.learning.rollout import EpisodeStats
 from agent.learning.temperature import TauSchedule
 from agent.run import interrupt
 from agent.run.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint
+from agent.run.cli import say
 from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_eval_env, build_learner, build_networks, check_memory, resolve_device
 from agent.run.logger import RunLogger, WandbError, has_wandb_credentials
@@ -405,16 +405,3 @@ def saved_where(run_dir: Path, grouped: bool) -> str:
             f"python train.py --resume {run_dir}/seed-K"
         )
     return f"checkpoint saved to {run_dir / LATEST}; continue with: python train.py --resume {run_dir}"
-
-
-def say(text: str, stream) -> None:
-    """Print that survives a closed pipe (`train.py | tee` after Ctrl-C): the text is lost, not the run."""
-    try:
-        print(text, file=stream, flush=True)
-    except (BrokenPipeError, OSError):
-        # Point the stream at /dev/null so the interpreter's own flush at exit stays quiet too.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, stream.fileno())
-        except (OSError, ValueError):
-            pass
