@@ -5,7 +5,8 @@ Loads a checkpoint written by train.py (in a run directory the kept policy, best
 tabular core (success probability, expected return and length under the time limit, normalised
 score) and plays one episode in each of N env copies, greedy (argmax) by default. A
 procedural-maze run is scored on mazes it never saw: neither its training mazes nor those of
-train.py's periodic evaluation (`agent.run.config.eval_seeds`).
+train.py's periodic evaluation (`agent.run.config.eval_seeds`). A run on a gymnasium env without
+a table (Minigrid, CartPole) has only the sampled episodes, 1,000 by default, with 95% intervals.
 
 Examples:
     python -m agent.evaluate runs/four_rooms__pathwise__0__1700000000
@@ -29,10 +30,11 @@ from agent.run.checkpoint import BEST, LATEST, CheckpointError, load_checkpoint,
 from agent.run.cli import parse
 from agent.run.config import TrainConfig
 from agent.run.factory import build_eval_env, build_networks, resolve_device
-from agent.run.resolve import build_world, eval_seeds
+from agent.run.resolve import build_world, eval_seeds, is_black_box
 from agent.run.scoring import evaluate, record_episode
 
 GIF_FPS = 8
+BLACK_BOX_EPISODES = 1000
 
 
 def load_policy(path: str | Path, device: torch.device, which: str = BEST):
@@ -60,7 +62,7 @@ def load_policy(path: str | Path, device: torch.device, which: str = BEST):
 def evaluate_checkpoint(
     path: str | Path,
     *,
-    episodes: int = 256,
+    episodes: int | None = None,
     env: str | None = None,
     greedy: bool = True,
     seed: int = 0,
@@ -73,14 +75,17 @@ def evaluate_checkpoint(
     Returns `agent.run.scoring.evaluate`'s metrics plus where they came from (checkpoint, env,
     global_step, greedy, seed, maze_seed, gif).
     """
-    if episodes < 1:
+    if episodes is not None and episodes < 1:
         raise ValueError(f"--episodes {episodes} must be >= 1")
     dev = resolve_device(device)
     policy, cfg, state = load_policy(path, dev, which)
     world = build_world(cfg, env=env) if env is not None else build_world(cfg)
+    black_box = is_black_box(world)
+    # Sampled episodes are all a black box has, so it gets more of them.
+    episodes = episodes or (BLACK_BOX_EPISODES if black_box else 256)
     env_name = env or cfg.env
     eval_env = build_eval_env(cfg, dev, "test", world=world, episodes=episodes, seed=seed)
-    maze_seed = eval_seeds(cfg, "test", seed)["mazes"] if world.layouts_vary else None
+    maze_seed = eval_seeds(cfg, "test", seed)["mazes"] if not black_box and world.layouts_vary else None
 
     trained = (tuple(state["obs_shape"]), int(state["num_actions"]))
     given = (tuple(eval_env.observation_shape), int(eval_env.A))
@@ -102,7 +107,7 @@ def evaluate_checkpoint(
         "maze_seed": maze_seed,
         "time_limit": eval_env.max_episode_steps,
         "gamma": cfg.gamma,
-        "success_rule": eval_env.mdp.success_rule,
+        "success_rule": world.success_rule if black_box else eval_env.mdp.success_rule,
     }
     if gif is not None:
         # A maze GIF plays an unseen maze too: gymnasium seeds its maze draw like our pool does.
@@ -132,7 +137,18 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"{result['checkpoint']} (step {result['global_step']:,}) on {result['env']}, "
         f"{result['episodes']} {mode} episodes{unseen}",
-        f"  success means {result['success_rule']}",
+        f"  success means {result['success_rule'] or 'nothing: the env defines no success'}",
+    ]
+    # A black-box env has the sampled episodes only.
+    lines += black_box_lines(result) if "normalized_score" not in result else exact_lines(result)
+    if "gif" in result:
+        lines.append(f"  episode GIF       {result['gif']}")
+    return "\n".join(lines)
+
+
+def exact_lines(result: dict[str, Any]) -> list[str]:
+    """The exact evaluation on the tabular core, then the sampled episodes."""
+    return [
         f"  exact (no sampling noise, under the time limit of {result['time_limit']} steps):",
         f"    success probability  {result['exact_success_rate']:.1%}",
         f"    expected return      {result['exact_return']:.4g}  (discounted, gamma {result['gamma']})",
@@ -144,9 +160,21 @@ def summary(result: dict[str, Any]) -> str:
         f"    mean return          {result['mean_return']:.4g}  (undiscounted)",
         f"    mean length          {result['mean_length']:.1f}",
     ]
-    if "gif" in result:
-        lines.append(f"  episode GIF       {result['gif']}")
-    return "\n".join(lines)
+
+
+def black_box_lines(result: dict[str, Any]) -> list[str]:
+    """The sampled episodes of a black-box env, with their 95% intervals (no exact part)."""
+    lines = [
+        f"  sampled episodes (no tables to be exact with; time limit {result['time_limit']} steps):",
+        f"    mean return          {result['mean_return']:.4g}  [{result['return_ci95_low']:.4g}, "
+        f"{result['return_ci95_high']:.4g}]  (undiscounted, 95% interval)",
+    ]
+    if "success_rate" in result:
+        lines.append(
+            f"    success rate         {result['success_rate']:.1%}  [{result['success_ci95_low']:.1%}, "
+            f"{result['success_ci95_high']:.1%}]  (Wilson 95% interval)"
+        )
+    return lines + [f"    mean length          {result['mean_length']:.1f}"]
 
 
 @dataclass
@@ -155,8 +183,9 @@ class EvaluateArgs:
 
     run: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]
     """A run directory written by train.py (runs/NAME) or one of its .pt files."""
-    episodes: int = 256
-    """Sampled episodes to play, one per parallel env copy."""
+    episodes: int | None = None
+    """Sampled episodes to play, one per parallel env copy (default: 256; 1,000 on a gymnasium env
+    without a table, where they are the whole evaluation)."""
     env: str | None = None
     """Evaluate on another world (map name, map file, maze:HxW, gymnasium id) with the same
     observation shape; default: the training world."""
@@ -178,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         args, _ = parse(EvaluateArgs, argv, prog="python -m agent.evaluate", description=__doc__)
-        if args.episodes < 1:
+        if args.episodes is not None and args.episodes < 1:
             raise ValueError(f"--episodes {args.episodes} is out of range: it must be an integer >= 1")
         result = evaluate_checkpoint(
             args.run,

@@ -34,6 +34,10 @@ _ACTION_NAMES = {
 _OFF_TABLE = {"fickle_passenger": "the passenger's change of mind happens in step(), not in P"}
 
 
+class NoTransitionTable(ValueError):
+    """The env has no table `P` to import: it can only be stepped (`envs.blackbox`)."""
+
+
 def from_gymnasium(env: str | gym.Env, **kwargs: Any) -> TabularMDP:
     """Build a `TabularMDP` from a toy-text env id (plus make() kwargs) or an env instance.
 
@@ -47,7 +51,7 @@ def from_gymnasium(env: str | gym.Env, **kwargs: Any) -> TabularMDP:
     u = env.unwrapped
     P = getattr(u, "P", None)
     if not isinstance(P, dict):
-        raise ValueError(
+        raise NoTransitionTable(
             f"{type(u).__name__} has no transition table `P`; only toy-text style envs "
             "(FrozenLake-v1, CliffWalking-v1, Taxi-v4, ...) can be imported"
         )

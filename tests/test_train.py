@@ -103,17 +103,10 @@ def test_the_config_used_is_recorded_and_steps_follow_it(workdir):
     run_dir = workdir / "runs" / "slippery"
     config = json.loads((run_dir / "config.json").read_text())
     default = TrainConfig().to_dict()
-    for key in (
-        "lookahead",
-        "explore_starts",
-        "explore_bonus",
-        "actor_warmup",
-        "logit_penalty",
-        "backup_steps",
-        "state_norm",
-    ):
+    for key in ("lookahead", "explore_bonus", "actor_warmup", "logit_penalty", "backup_steps", "state_norm"):
         assert config[key] == default[key], key
     assert config["obs"] == "onehot" and config["horizon"] == 4
+    assert config["explore_starts"] == 0.5  # resolved: a gridworld's default (0 on a black-box env)
     # The seeds derived from --seed are written out too, as the run used them.
     cfg = TrainConfig.from_dict(config)
     assert config["derived_seeds"] == {

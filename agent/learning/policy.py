@@ -77,7 +77,8 @@ def logits_of_every_cell(policy: nn.Module, S: int) -> torch.Tensor:
 class ValueNet(nn.Module):
     """Observation -> state value (B,).
 
-    For a one-hot position it is a table of cells (see __init__).
+    For a one-hot position it is a table of cells (see __init__); any other flat observation
+    (`table=False`: a black-box env's) goes through an MLP.
     For an image it is a value map of the world read off the agent plane: the network sees only
     the static planes (walls, goal, hazards) and gives one value per cell, (B, H*Wd), and V is that
     map at the agent's cell. Any value of (world, cell) can be written so, but this one is linear
@@ -88,7 +89,12 @@ class ValueNet(nn.Module):
     """
 
     def __init__(
-        self, obs_shape: tuple[int, ...], hidden: int = 128, value_map: bool = True, scale: float = 1.0
+        self,
+        obs_shape: tuple[int, ...],
+        hidden: int = 128,
+        value_map: bool = True,
+        scale: float = 1.0,
+        table: bool = True,
     ) -> None:
         super().__init__()
         # Values are given in units of `scale` (the largest reward seen, `agent.learning.critic.rescale_critic`):
@@ -99,7 +105,7 @@ class ValueNet(nn.Module):
             C, H, W = obs_shape
             self.body, width = _body((C - 1, H, W), hidden)  # the static planes only
             self.head = nn.Linear(width, H * W)
-        elif len(obs_shape) == 1:
+        elif len(obs_shape) == 1 and table:
             # A one-hot position has nothing to generalise over, so the critic is a table: one value
             # per cell (and a shared offset), starting at 0. Hidden layers shared by every cell let
             # the pathwise learner's max-backups raise all values together and feed on their own

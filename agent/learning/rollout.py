@@ -30,7 +30,8 @@ class EpisodeStats:
         if done.any():
             which = done.nonzero().squeeze(1)  # (k,) the envs whose episode ended, in order
             columns = (info["episode"]["r"][which].tolist(), info["episode"]["l"][which].tolist())
-            columns += (info["success"][which].tolist(),)
+            # An env without a notion of success (a black-box one other than Minigrid) gives none.
+            columns += (info["success"][which].tolist() if "success" in info else [],)
             # Member m owns envs [m B/M, (m+1) B/M), so `which` holds member 0's first, then 1's, ...
             per_member = len(done) // self.members
             counts = (
@@ -50,12 +51,10 @@ class EpisodeStats:
         if not returns:
             return {}
         n = len(returns)
-        return {
-            "charts/episodic_return": sum(returns) / n,
-            "charts/episodic_length": sum(lengths) / n,
-            "charts/success_rate": sum(successes) / n,
-            "charts/episodes": float(n),
-        }
+        out = {"charts/episodic_return": sum(returns) / n, "charts/episodic_length": sum(lengths) / n}
+        if successes:
+            out["charts/success_rate"] = sum(successes) / n
+        return out | {"charts/episodes": float(n)}
 
 
 class VisitBonus:

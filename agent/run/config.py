@@ -15,7 +15,8 @@ class WorldConfig:
 
     env: str = "four_rooms"
     """World: a built-in map (empty, four_rooms, maze, lava_gap, cliff, lake8x8), a map file,
-    `maze:HxW` (a new procedural maze per episode), or a gymnasium toy-text id (FrozenLake-v1)."""
+    `maze:HxW` (a new procedural maze per episode), a gymnasium toy-text id (FrozenLake-v1), or
+    any gymnasium id with Discrete actions (MiniGrid-Empty-5x5-v0, CartPole-v1; ppo and reinforce)."""
     env_kwargs: tuple[str, ...] = ()
     """Keyword arguments for a gymnasium id, rl-zoo style: `map_name:8x8 is_slippery:False`."""
     slip: float = 0.0
@@ -26,8 +27,9 @@ class WorldConfig:
     """Reward for entering lava on our own maps (the episode ends there)."""
     maze_pool: int = 1024
     """Procedural mazes only: how many training mazes episodes are drawn from."""
-    obs: Literal["auto", "onehot", "image"] = "auto"
-    """Observation the policy sees; auto = image for mazes (to generalise), onehot otherwise."""
+    obs: Literal["auto", "onehot", "image", "flat"] = "auto"
+    """Observation the policy sees; auto = image for mazes (to generalise), flat (the env's own, as
+    floats) for gymnasium envs without a table, onehot otherwise."""
 
 
 @dataclass
@@ -126,9 +128,10 @@ class LearnerConfig:
     value_map: bool = True
     """Image observations: the critic is a value map of the world's static planes, read at the
     agent's cell (--no-value-map: one CNN value of the whole image)."""
-    explore_starts: float = 0.5
+    explore_starts: float | None = None
     """Probability that a training episode starts in a cell drawn uniformly from those an episode
-    can reach (exploring starts; never in evaluation)."""
+    can reach (exploring starts; never in evaluation). Default 0.5; 0 on gymnasium envs without a
+    table, which start only where their reset puts them."""
     explore_bonus: float = 0.0
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
     training reward (never to logged returns); 0 disables it."""

@@ -9,8 +9,9 @@ import torch
 from agent.learning.ensemble import Ensemble
 from agent.learning.policy import PolicyNet, ValueNet
 from agent.run.config import LEARNERS, TrainConfig
-from agent.run.resolve import build_world, eval_seeds, obs_mode
+from agent.run.resolve import build_world, eval_seeds, is_black_box, obs_mode
 from envs import BatchedGridWorld
+from envs.blackbox import BlackBoxEnv
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,9 +73,10 @@ def available_memory(device: torch.device) -> int | None:
 
 
 def check_memory(cfg: TrainConfig, world, device: torch.device) -> None:
-    """Refuse, before anything is built, a run whose update or evaluation would not fit."""
+    """Refuse, before anything is built, a run whose update or evaluation would not fit (on a
+    gridworld: a black-box env's size is not known before it runs)."""
     free = available_memory(device)
-    if free is None:
+    if free is None or is_black_box(world):
         return
     need = memory_estimate(cfg, world)
     S, _ = world_size(world)
@@ -104,12 +106,16 @@ def build_env(
     maze_seed: int | None = None,
     maze_pool: int = 0,
     explore_starts: float = 0.0,
-) -> BatchedGridWorld:
+) -> BatchedGridWorld | BlackBoxEnv:
     """The batched env of a run on `world` (the run's, built once by `agent.run.config.resolve`; or
     another, e.g. unseen mazes to evaluate on; None builds the config's). The observation mode
-    always follows the config, since the policy was built for it."""
+    always follows the config, since the policy was built for it. A black-box world steps in
+    gymnasium's vector env."""
+    world = build_world(cfg) if world is None else world
+    if is_black_box(world):
+        return BlackBoxEnv(world, num_envs or cfg.num_envs, seed=cfg.seed if seed is None else seed, device=device)
     return BatchedGridWorld(
-        build_world(cfg) if world is None else world,
+        world,
         num_envs or cfg.num_envs * cfg.num_seeds,  # --num-seeds: B envs for each agent
         obs_mode=trained_obs_mode(cfg),
         device=device,
@@ -140,7 +146,7 @@ def build_eval_env(
         world=world,
         num_envs=episodes or cfg.eval_episodes,
         seed=seeds["env"],
-        maze_seed=seeds["mazes"] if world.layouts_vary else None,
+        maze_seed=seeds["mazes"] if not is_black_box(world) and world.layouts_vary else None,
     )
 
 
@@ -153,7 +159,7 @@ def build_networks(
     def pair() -> tuple[PolicyNet, ValueNet]:
         return (
             PolicyNet(obs_shape, num_actions, cfg.hidden).to(device),
-            ValueNet(obs_shape, cfg.hidden, cfg.value_map).to(device),
+            ValueNet(obs_shape, cfg.hidden, cfg.value_map, table=cfg.obs != "flat").to(device),
         )
 
     if cfg.num_seeds == 1:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
+from agent.run.scoring import kept_score
+
 
 class Progress:
     def __init__(self, total: int, *, start: int = 0, enabled: bool = True, every_s: float = 5.0) -> None:
@@ -35,9 +37,13 @@ class Progress:
         m = self.last
         parts = [f"{step:>10,}/{self.total:,} steps ({step / self.total:5.1%})", f"SPS {m.get('charts/SPS', 0):,.0f}"]
         if "charts/episodic_return" in m:
-            parts += [f"return {m['charts/episodic_return']:.3f}", f"success {m['charts/success_rate']:.1%}"]
+            parts.append(f"return {m['charts/episodic_return']:.3f}")
+            if "charts/success_rate" in m:
+                parts.append(f"success {m['charts/success_rate']:.1%}")
         if self.eval:
-            parts.append(f"greedy eval {self.eval['success_rate']:.1%} (score {self.eval['normalized_score']:.3f})")
+            what = "score" if "normalized_score" in self.eval else "return"
+            rate = f"{self.eval['success_rate']:.1%} " if "success_rate" in self.eval else ""
+            parts.append(f"greedy eval {rate}({what} {kept_score(self.eval):.3f})")
         line = " | ".join(parts)
         if self.tty:
             sys.stderr.write("\r\033[K" + line + ("\n" if newline else ""))

@@ -15,13 +15,25 @@ from agent.run.config import LEARNERS, TrainConfig
 def build_world(cfg: TrainConfig, env: str | None = None):
     """The world `cfg` names (or `env`, another world spec, with none of cfg's env options)."""
     from envs import MapOptions, make_world  # envs imports torch: only when a world is built
+    from envs.blackbox import is_minigrid, open_black_box
+    from envs.toy_text import NoTransitionTable
 
     # Only options that differ from the defaults: gymnasium ids take none.
     given = {"slip": cfg.slip, "step_reward": cfg.step_reward, "hazard_reward": cfg.hazard_reward}
     options = {k: v for k, v in given.items() if v != getattr(MapOptions, k)}
     spec = env or cfg.env
     kwargs = parse_env_kwargs(cfg.env_kwargs) if env is None else {}
-    return make_world(spec, env_kwargs=kwargs or None, **options)
+    try:
+        if is_minigrid(spec):  # registered only once minigrid is imported, and never a table
+            raise NoTransitionTable(spec)
+        return make_world(spec, env_kwargs=kwargs or None, **options)
+    except NoTransitionTable:
+        if options:
+            raise ValueError(
+                f"{', '.join(flag(k) for k in options)} apply to our own maps; {spec} is a gymnasium env "
+                "(pass its own arguments with --env-kwargs)"
+            ) from None
+        return open_black_box(spec, kwargs)
 
 
 def resolve(cfg: TrainConfig) -> tuple[TrainConfig, Any]:
@@ -38,6 +50,10 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     used. Learner settings have one default for every world; what depends on the world is only
     how the policy sees it (`obs_mode`)."""
     cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if is_black_box(world):
+        cfg = black_box_defaults(cfg, world)
+    elif cfg.explore_starts is None:
+        cfg = replace(cfg, explore_starts=0.5)
     if cfg.num_envs is None:
         cfg = replace(cfg, num_envs=LEARNERS[cfg.algo][0].default_num_envs)
     if cfg.actor_backups is None:  # value iteration for the actor belongs to the oracle critic only
@@ -64,12 +80,47 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     return cfg
 
 
+def is_black_box(world) -> bool:
+    """Whether the world is a gymnasium env known only by stepping it (`envs.blackbox`)."""
+    from envs.blackbox import BlackBoxSpec
+
+    return isinstance(world, BlackBoxSpec)
+
+
+def black_box_defaults(cfg: TrainConfig, world) -> TrainConfig:
+    """What a run on a black-box env can't do is refused in one line; exploring starts, which
+    need the env's cells, are off."""
+    if cfg.algo == "pathwise":
+        raise ValueError(
+            f"--env {cfg.env} has no transition table, and the pathwise learner steps the env's differentiable "
+            f"form, which it lacks; train a score-function learner: python train.py ppo --env {cfg.env}"
+        )
+    refused = [
+        (bool(cfg.explore_starts), f"--explore-starts {cfg.explore_starts} starts episodes in any cell"),
+        (cfg.explore_bonus > 0, f"--explore-bonus {cfg.explore_bonus} counts visits to cells"),
+    ]
+    for bad, what in refused:
+        if bad:
+            raise ValueError(f"{what}, and --env {cfg.env} is a gymnasium env without cells; drop the flag")
+    if cfg.stop_at_success is not None and world.success_rule is None:
+        raise ValueError(
+            f"--stop-at-success {cfg.stop_at_success}: --env {cfg.env} defines no success (Minigrid envs do); "
+            "drop the flag"
+        )
+    return replace(cfg, explore_starts=0.0)
+
+
 def obs_mode(cfg: TrainConfig, world) -> str:
     """`--obs`, or for "auto": an image when the world is a family of layouts (a policy must see
-    which maze it is in), one-hot cells for a single world."""
-    if cfg.obs != "auto":
-        return cfg.obs
-    return "image" if world.layouts_vary else "onehot"
+    which maze it is in), one-hot cells for a single world, the env's own observation as a float
+    vector for a black-box env."""
+    black_box = is_black_box(world)
+    if cfg.obs == "auto":
+        return "flat" if black_box else "image" if world.layouts_vary else "onehot"
+    if black_box != (cfg.obs == "flat"):
+        fits = "flat (or auto)" if black_box else "onehot or image (or auto)"
+        raise ValueError(f"--obs {cfg.obs} does not fit --env {cfg.env}; use --obs {fits}")
+    return cfg.obs
 
 
 # Seeds derived from --seed for what evaluation plays, so it never replays training's noise or
@@ -160,7 +211,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tau_anneal_rate": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "lookahead": (lambda v: v >= 1, "an integer >= 1"),
     "actor_steps": (lambda v: v >= 0, "an integer >= 0 (0: one after every look-ahead)"),
-    "explore_starts": (lambda v: _finite(v) and 0 <= v <= 1, "a probability in [0, 1]"),
+    "explore_starts": (lambda v: v is None or (_finite(v) and 0 <= v <= 1), "a probability in [0, 1]"),
     "explore_bonus": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "entropy_coef": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "logit_penalty": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),

@@ -4,12 +4,14 @@ batched env's integer path."""
 
 from __future__ import annotations
 
+import gymnasium as gym
 import torch
 
 from agent.learning.gumbel import gumbel_max_sample
 from agent.learning.policy import PolicyNet, logits_of_every_cell
 from agent.run import interrupt
 from envs import BatchedGridWorld
+from envs.blackbox import BlackBoxEnv, observe_one
 from envs.oracle import normalized_score, optimal_time_limited_return, policy_metrics, uniform_policy
 
 
@@ -39,7 +41,8 @@ def run_episodes(
             first = info["_episode"] & ~finished
             out["return"] = torch.where(first, info["episode"]["r"], out["return"])
             out["length"] = torch.where(first, info["episode"]["l"].float(), out["length"])
-            out["success"] = torch.where(first, info["success"].float(), out["success"])
+            if "success" in info:
+                out["success"] = torch.where(first, info["success"].float(), out["success"])
             finished |= info["_episode"]
         if finished.all():
             break
@@ -120,51 +123,93 @@ def exact_evaluation(
 @torch.no_grad()
 def evaluate(
     policy: PolicyNet,
-    env: BatchedGridWorld,
+    env: BatchedGridWorld | BlackBoxEnv,
     *,
     gamma: float,
     greedy: bool = True,
     generator: torch.Generator | None = None,
     reference: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, float]:
-    """The exact evaluation (`exact_evaluation`) next to one sampled episode per env copy
-    (success_rate, mean_return, mean_length, episodes)."""
+    """One episode per env copy (success_rate, mean_return, mean_length, episodes), next to the
+    exact evaluation (`exact_evaluation`) on a gridworld, or with 95% intervals on a black-box env,
+    which has no tables to be exact with (`sampled_intervals`)."""
     was_training = policy.training
     policy.eval()
     ep = run_episodes(policy, env, gamma=gamma, greedy=greedy, generator=generator)
-    exact = exact_evaluation(policy, env, gamma=gamma, greedy=greedy, reference=reference)
-    policy.train(was_training)
-    return {
+    sampled = {
         "success_rate": float(ep["success"].mean()),
         "mean_return": float(ep["return"].mean()),
         "mean_length": float(ep["length"].mean()),
         "episodes": int(env.num_envs),
-        **exact,
     }
+    if isinstance(env, BlackBoxEnv):
+        sampled |= sampled_intervals(ep)
+        if env.spec.success_rule is None:  # nothing to count: no success column at all, not a 0
+            sampled = {k: v for k, v in sampled.items() if not k.startswith("success")}
+    else:
+        sampled |= exact_evaluation(policy, env, gamma=gamma, greedy=greedy, reference=reference)
+    policy.train(was_training)
+    return sampled
+
+
+def sampled_intervals(ep: dict[str, torch.Tensor]) -> dict[str, float]:
+    """95% intervals of a sample of episodes: the mean return's (normal, mean +- 1.96 standard
+    errors) and the success rate's (Wilson's score interval, which stays inside [0, 1] and is not
+    empty at a rate of 0 or 1; Wilson 1927)."""
+    n, z = ep["return"].numel(), 1.96
+    r = ep["return"].double()
+    half = z * float(r.std()) / n**0.5 if n > 1 else float("inf")
+    p = float(ep["success"].double().mean())
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    spread = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return {
+        "return_ci95_low": float(r.mean()) - half,
+        "return_ci95_high": float(r.mean()) + half,
+        "success_ci95_low": centre - spread,
+        "success_ci95_high": centre + spread,
+    }
+
+
+def kept_score(result: dict[str, float]) -> float:
+    """What the kept policy maximises: the normalised score on a gridworld, the mean return on a
+    black-box env (no optimum is known there to normalise by)."""
+    return result["normalized_score"] if "normalized_score" in result else result["mean_return"]
+
+
+def success_of(result: dict[str, float]) -> float:
+    """The success rate an evaluation found: exact on a gridworld, sampled on a black-box env."""
+    return result.get("exact_success_rate", result["success_rate"])
 
 
 @torch.no_grad()
 def record_episode(
     policy: PolicyNet, cfg, *, seed: int, world=None, greedy: bool = True, max_frames: int | None = None
 ) -> list:
-    """RGB frames of one episode in the gymnasium env (same dynamics), for GIFs."""
+    """RGB frames of one episode in the gymnasium env (same dynamics; a black-box env's own
+    `rgb_array` rendering), for GIFs."""
     from agent.run.factory import trained_obs_mode
-    from agent.run.resolve import build_world
+    from agent.run.resolve import build_world, is_black_box
     from envs import GridWorldEnv
 
-    env = GridWorldEnv(
-        build_world(cfg) if world is None else world, obs_mode=trained_obs_mode(cfg), render_mode="rgb_array"
-    )
+    world = build_world(cfg) if world is None else world
+    if is_black_box(world):
+        env = gym.make(world.env_id, render_mode="rgb_array", **world.env_kwargs)
+        as_input = lambda o: observe_one(world, env.observation_space, o)  # noqa: E731  (1, D)
+        limit = max_frames or world.max_episode_steps
+    else:
+        env = GridWorldEnv(world, obs_mode=trained_obs_mode(cfg), render_mode="rgb_array")
+        as_input = lambda o: o[None]  # noqa: E731
+        limit = max_frames or env.mdp.max_episode_steps
     device = next(policy.parameters()).device
     obs, _ = env.reset(seed=seed)
     frames = [env.render()]
     generator = torch.Generator(device=device).manual_seed(seed)
-    limit = max_frames or env.mdp.max_episode_steps
     for _ in range(limit):
-        logits = policy(torch.as_tensor(obs, device=device).unsqueeze(0))  # (1, A)
+        logits = policy(torch.as_tensor(as_input(obs), device=device))  # (1, A)
         action = logits.argmax(-1) if greedy else gumbel_max_sample(logits, generator=generator)
         obs, _, terminated, truncated, _ = env.step(int(action))
         frames.append(env.render())
         if terminated or truncated:
             break
+    env.close()
     return frames

@@ -29,9 +29,9 @@ from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_eval_env, build_learner, build_networks, check_memory, resolve_device
 from agent.run.logger import RunLogger, WandbError, has_wandb_credentials
 from agent.run.progress import Progress
-from agent.run.resolve import FIXED_ON_RESUME, flag, member_configs, resolve, run_record
+from agent.run.resolve import FIXED_ON_RESUME, flag, is_black_box, member_configs, resolve, run_record
 from agent.run.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
-from agent.run.scoring import evaluate, record_episode, reference_returns
+from agent.run.scoring import evaluate, kept_score, record_episode, reference_returns, success_of
 
 
 def next_eval_step(step: int, every: int, update_size: int) -> int | None:
@@ -202,8 +202,9 @@ class Trainer:
             )
             for k, (m, d) in enumerate(zip(configs, dirs, strict=True))
         ]
-        # The normalised score's ends, computed once.
-        self.reference = reference_returns(self.members[0].eval_env, cfg.gamma)
+        # The normalised score's ends, computed once (a black-box env has no tables to compute them from).
+        self.black_box = is_black_box(self.world)
+        self.reference = None if self.black_box else reference_returns(self.members[0].eval_env, cfg.gamma)
         self.policy, self.critic = build_networks(cfg, self.env.observation_shape, self.env.A, device)
         self.generator = torch.Generator(device=device).manual_seed(cfg.seed)
         self.learner = build_learner(cfg, self.env, self.policy, self.critic, self.generator)
@@ -310,23 +311,22 @@ class Trainer:
         self.progress.note(self.global_step, self.results[0])
         self.next_eval = next_eval_step(self.global_step, self.cfg.eval_every, self.update_size)
         target = self.cfg.stop_at_success
-        return target is not None and all(r["exact_success_rate"] >= target for r in self.results)
+        return target is not None and all(success_of(r) >= target for r in self.results)
 
     def evaluate(self, member: Member) -> dict:
-        """The member's greedy policy, scored exactly; logged, and kept when it is the best so far."""
+        """The member's greedy policy, scored (exactly on a gridworld); logged, and kept when it is
+        the best so far."""
         nets = self.networks(member)
         result = evaluate(nets[0], member.eval_env, gamma=self.cfg.gamma, reference=self.reference)
-        member.logger.log(
-            {f"eval/{k}": v for k, v in result.items()} | {"charts/normalized_score": result["normalized_score"]},
-            self.global_step,
-        )
+        charts = {} if self.black_box else {"charts/normalized_score": result["normalized_score"]}
+        member.logger.log({f"eval/{k}": v for k, v in result.items()} | charts, self.global_step)
         if self.cfg.capture_video:
             frames = record_episode(nets[0], member.cfg, seed=member.cfg.seed + self.global_step, world=self.world)
             member.logger.log_video("eval/episode", frames, self.global_step)
-        # Keep the policy with the best exact score (a later one that ties replaces it): what a
-        # user gets even when training drifts off a solution afterwards.
-        if result["normalized_score"] >= member.best["score"]:
-            member.best.update(score=result["normalized_score"], step=self.global_step)
+        # Keep the policy with the best score (a later one that ties replaces it): what a user gets
+        # even when training drifts off a solution afterwards.
+        if kept_score(result) >= member.best["score"]:
+            member.best.update(score=kept_score(result), step=self.global_step)
             self.checkpoint(member, BEST, nets)
         return result
 
@@ -370,14 +370,13 @@ class Trainer:
             final = self.report_kept_policy(member) | {
                 "global_step": self.global_step,
                 "wall_clock_s": wall_clock,
-                "final_policy": {k: last[k] for k in ("normalized_score", "exact_success_rate", "success_rate")},
+                "final_policy": {k: last[k] for k in FINAL_KEYS if k in last},
             }
             (member.run_dir / FINAL_FILE).write_text(json.dumps(final, indent=2))
             finals.append(final)
             say(
-                f"done: {self.global_step} steps; kept the policy of step {final['kept_step']}: greedy success "
-                f"{final['exact_success_rate']:.1%}, normalised score {final['normalized_score']:.3f}; "
-                f"run saved in {member.run_dir}",
+                f"done: {self.global_step} steps; kept the policy of step {final['kept_step']}: "
+                f"{describe(final)}; run saved in {member.run_dir}",
                 sys.stdout,
             )
         if not self.grouped:
@@ -392,9 +391,25 @@ class Trainer:
         policy.load_state_dict(state["policy"])
         test_env = build_eval_env(member.cfg, self.device, "test", world=self.world)
         # A single map's test env has the validation env's tables: its reference returns are the same.
-        reference = None if self.world.layouts_vary else self.reference
+        reference = None if self.black_box or self.world.layouts_vary else self.reference
         result = evaluate(policy, test_env, gamma=member.cfg.gamma, reference=reference)
         return result | {"kept": BEST, "kept_step": member.best["step"], "validation_score": member.best["score"]}
+
+
+# What final.json keeps of the last policy's evaluation (those the env has).
+FINAL_KEYS = ("normalized_score", "exact_success_rate", "success_rate", "mean_return")
+
+
+def describe(result: dict) -> str:
+    """An evaluation in a few words: exact on a gridworld, sampled with 95% intervals on a black box."""
+    if "normalized_score" in result:
+        return f"greedy success {result['exact_success_rate']:.1%}, normalised score {result['normalized_score']:.3f}"
+    words = f"greedy mean return {result['mean_return']:.3f} [{result['return_ci95_low']:.3f}, "
+    words += f"{result['return_ci95_high']:.3f}] over {result['episodes']} episodes"
+    if "success_rate" in result:  # an env that defines success (Minigrid)
+        words += f", success {result['success_rate']:.1%} [{result['success_ci95_low']:.1%}, "
+        words += f"{result['success_ci95_high']:.1%}]"
+    return words
 
 
 def saved_where(run_dir: Path, grouped: bool) -> str:

@@ -1,0 +1,215 @@
+"""Gymnasium envs known only by stepping them: any registered env whose action space is
+`Discrete(n)` and that has no transition table, Minigrid first.
+
+B copies step in gymnasium's own vector env (`SyncVectorEnv`, resetting an ended copy in the same
+step), and come back as torch tensors in the shapes the samples-class learners' rollout reads
+(`agent.learning.rollout.collect`). Observations become one float vector per copy:
+- a `Box` is flattened;
+- a `Discrete(n)` observation is one-hot;
+- Minigrid's own observation, the 7x7x3 egocentric image (object, colour, state codes, each
+  divided by its largest value) and the agent's direction (one-hot), is 151 numbers. Its mission
+  string is not seen: it is fixed in most of Minigrid's envs.
+
+An episode succeeds, in Minigrid, when it ends with a positive reward (reaching the goal, its
+reward being 1 - 0.9 steps / max_steps); other envs define no success.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+# Ids whose registration needs the minigrid package imported first.
+MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
+MINIGRID_INSTALL = "pip install -e '.[minigrid]'"
+# Largest value of each channel of Minigrid's image (object index, colour index, door state).
+_MINIGRID_CHANNEL_MAX = np.array([10.0, 5.0, 2.0], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class BlackBoxSpec:
+    """A gymnasium env known only by stepping it: the world of a run on a black-box env."""
+
+    env_id: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_actions: int = 0
+    obs_shape: tuple[int, ...] = ()
+    max_episode_steps: int = 0
+    minigrid: bool = False
+
+    @property
+    def success_rule(self) -> str | None:
+        """How an episode counts as a success, or None when the env defines none."""
+        return "an episode that ends with a positive reward (the goal reached)" if self.minigrid else None
+
+    def make(self) -> gym.Env:
+        return gym.make(self.env_id, **self.env_kwargs)
+
+
+def is_minigrid(env_id: str) -> bool:
+    return env_id.startswith(MINIGRID_PREFIXES)
+
+
+def register_minigrid(env_id: str) -> None:
+    """Import minigrid so that its ids are registered; a missing install is one line."""
+    try:
+        importlib.import_module("minigrid")
+    except ImportError:
+        raise ValueError(
+            f"--env {env_id} is a Minigrid env, and Minigrid is not installed: {MINIGRID_INSTALL}"
+        ) from None
+
+
+def open_black_box(env_id: str, env_kwargs: dict[str, Any] | None = None) -> BlackBoxSpec:
+    """The spec of a registered gymnasium env with a `Discrete(n)` action space; anything else is
+    refused in one line (ValueError)."""
+    kwargs = dict(env_kwargs or {})
+    if is_minigrid(env_id):
+        register_minigrid(env_id)
+    try:
+        gym.spec(env_id)
+    except gym.error.Error as e:
+        raise ValueError(f"--env {env_id}: no such gymnasium env ({e}); see gymnasium.pprint_registry()") from None
+    try:
+        env = gym.make(env_id, **kwargs)
+    except Exception as e:  # noqa: BLE001 (envs raise TypeError, ValueError, ... for bad arguments)
+        detail = f"{type(e).__name__}: {e}".splitlines()[0][:160]
+        raise ValueError(f"--env {env_id}: cannot make it with --env-kwargs {kwargs} ({detail})") from None
+    try:
+        if not isinstance(env.action_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"--env {env_id}: its action space is {env.action_space}, and only Discrete(n) actions can be "
+                "sampled by Gumbel-max; use an env with discrete actions"
+            )
+        minigrid = is_minigrid(env_id)
+        shape = (observation_size(env.observation_space, minigrid),)
+        # Minigrid truncates its episodes itself, at max_steps; others through gymnasium's TimeLimit.
+        limit = env.unwrapped.max_steps if minigrid else (env.spec.max_episode_steps if env.spec else None)
+        if not limit:
+            raise ValueError(
+                f"--env {env_id} has no time limit, so an evaluation episode might never end; register it "
+                "with max_episode_steps (gymnasium.register) or pick an env that has one"
+            )
+        return BlackBoxSpec(env_id, kwargs, int(env.action_space.n), shape, int(limit), minigrid)
+    finally:
+        env.close()
+
+
+def observation_size(space: gym.Space, minigrid: bool) -> int:
+    """Numbers in the float observation of `space` (refused in one line when it has none)."""
+    if minigrid:
+        return int(np.prod(space["image"].shape)) + int(space["direction"].n)
+    if isinstance(space, gym.spaces.Box):
+        return int(np.prod(space.shape))
+    if isinstance(space, gym.spaces.Discrete):
+        return int(space.n)
+    raise ValueError(f"observations of type {space} have no float form here; a Box or Discrete space is needed")
+
+
+def to_float(space: gym.Space, minigrid: bool, obs: Any) -> np.ndarray:
+    """A batch of the vector env's observations -> (B, D) float32."""
+    if minigrid:
+        image = obs["image"].astype(np.float32) / _MINIGRID_CHANNEL_MAX  # (B, 7, 7, 3)
+        direction = np.eye(space["direction"].n, dtype=np.float32)[obs["direction"]]  # (B, 4)
+        return np.concatenate([image.reshape(image.shape[0], -1), direction], axis=1)
+    if isinstance(space, gym.spaces.Discrete):
+        return np.eye(space.n, dtype=np.float32)[np.asarray(obs)]
+    obs = np.asarray(obs, dtype=np.float32)
+    return obs.reshape(obs.shape[0], -1)
+
+
+def observe_one(spec: BlackBoxSpec, space: gym.Space, obs: Any) -> np.ndarray:
+    """One observation of a single (not vector) env -> (1, D) float32."""
+    if spec.minigrid:
+        return to_float(space, True, {"image": obs["image"][None], "direction": np.asarray([obs["direction"]])})
+    return to_float(space, False, np.asarray([obs]))
+
+
+def _stack(items: list[Any]) -> Any:
+    """Single observations (e.g. of `final_obs`) -> one batch, as the vector env would give it."""
+    if isinstance(items[0], dict):
+        return {k: np.stack([np.asarray(x[k]) for x in items]) for k in ("image", "direction")}
+    return np.stack([np.asarray(x) for x in items])
+
+
+class BlackBoxEnv:
+    """B copies of a black-box env as torch tensors.
+
+    `step(actions (B,))` -> (obs (B, D), reward (B,), terminated (B,), truncated (B,), info). An
+    ended copy is reset in the same step: `obs` is its new episode's first observation, and
+    `info["final_obs"]` (B, D) is where each copy's step landed (the ended episode's last
+    observation where one ended). info also holds `done` (B,), `success` (B,) where the env defines
+    success (Minigrid), and, on a step where
+    an episode ended, `episode` {"r", "l"} (B,) and `_episode` (B,) as gymnasium's
+    RecordEpisodeStatistics names them. A black box has no cells: `state`, `world_id` and
+    `info["final_state"]` are zeros, so the table-reading parts of a learner cannot be used on it
+    (the trainer refuses them)."""
+
+    obs_mode = "flat"
+    num_worlds = 1
+    S = 1
+
+    def __init__(self, spec: BlackBoxSpec, num_envs: int, *, seed: int = 0, device: torch.device | str = "cpu"):
+        if spec.minigrid:
+            register_minigrid(spec.env_id)
+        self.spec, self.num_envs, self.seed = spec, num_envs, seed
+        self.device = torch.device(device)
+        self.vec = gym.vector.SyncVectorEnv(
+            [spec.make for _ in range(num_envs)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        )
+        self.space = self.vec.single_observation_space
+        self.A, self.observation_shape, self.max_episode_steps = (
+            spec.num_actions,
+            spec.obs_shape,
+            spec.max_episode_steps,
+        )
+        zeros = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.state, self.world_id = zeros, zeros
+        self._return = np.zeros(num_envs, dtype=np.float64)
+        self._length = np.zeros(num_envs, dtype=np.int64)
+
+    def _tensor(self, obs: Any) -> torch.Tensor:
+        return torch.as_tensor(to_float(self.space, self.spec.minigrid, obs), device=self.device)
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
+        """Copy i starts from seed + i (the env's `seed` when none is given); `options` are the
+        tabular env's, and a black box has none."""
+        obs, _ = self.vec.reset(seed=self.seed if seed is None else seed)
+        self._return[:], self._length[:] = 0.0, 0
+        return self._tensor(obs), {}
+
+    def step(self, action: torch.Tensor, observe: bool = True):
+        """One step of every copy (`observe` is the tabular env's: a black box always observes)."""
+        obs, reward, terminated, truncated, infos = self.vec.step(action.detach().cpu().numpy())
+        done = terminated | truncated
+        self._return += reward
+        self._length += 1
+        next_obs = self._tensor(obs)  # (B, D)
+        landed = next_obs.clone()
+        if done.any():  # where an episode ended, the step landed on its last observation
+            ended = np.flatnonzero(done)
+            landed[torch.as_tensor(ended, device=self.device)] = self._tensor(
+                _stack([infos["final_obs"][i] for i in ended])
+            )
+        t = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)  # noqa: E731
+        info = {
+            "done": t(done, torch.bool),
+            "final_obs": landed,
+            "final_state": self.state,
+            "explored": torch.zeros(self.num_envs, dtype=torch.bool, device=self.device),
+        }
+        if self.spec.success_rule is not None:  # Minigrid's: the episode ended with a reward
+            info["success"] = t(terminated & (reward > 0), torch.bool)
+        if done.any():
+            info["episode"] = {"r": t(self._return.copy(), torch.float32), "l": t(self._length.copy(), torch.long)}
+            info["_episode"] = info["done"]
+            self._return[done], self._length[done] = 0.0, 0
+        return next_obs, t(reward, torch.float32), t(terminated, torch.bool), t(truncated, torch.bool), info
+
+    def close(self) -> None:
+        self.vec.close()

@@ -1,0 +1,146 @@
+"""Gymnasium envs known only by stepping them (envs/blackbox.py): the batched adapter against
+gymnasium's own env, Minigrid's observation and success, the refusals, and train.py / evaluate
+on them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT, assert_one_line_error, run_train
+
+from envs.blackbox import BlackBoxEnv, open_black_box, to_float
+
+minigrid = pytest.importorskip("minigrid")  # the [minigrid] extra; CI installs it with [dev]
+
+
+def test_copies_step_as_gymnasium_steps_each_env_alone():
+    spec = open_black_box("CartPole-v1")
+    assert (spec.num_actions, spec.obs_shape, spec.max_episode_steps, spec.success_rule) == (2, (4,), 500, None)
+    B, seed = 3, 7
+    env = BlackBoxEnv(spec, B, seed=seed)
+    obs, _ = env.reset()
+    alone = [gym.make("CartPole-v1") for _ in range(B)]
+    expected = [e.reset(seed=seed + i)[0] for i, e in enumerate(alone)]
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(120):
+        assert torch.allclose(obs, torch.as_tensor(np.stack(expected)))
+        actions = rng.integers(0, 2, size=B)
+        obs, reward, terminated, truncated, info = env.step(torch.as_tensor(actions))
+        for i, e in enumerate(alone):
+            o, r, term, trunc, _ = e.step(int(actions[i]))
+            assert info["final_obs"][i].tolist() == pytest.approx(o.tolist())  # where the step landed
+            assert (float(reward[i]), bool(terminated[i]), bool(truncated[i])) == (r, term, trunc)
+            if term or trunc:  # gymnasium's env starts over from its own generator, as the vector env's copy does
+                ended += 1
+                o, _ = e.reset()
+                assert float(info["episode"]["l"][i]) == float(info["episode"]["r"][i]) > 0  # 1 per step
+            expected[i] = o
+    assert ended > B  # episodes ended and were reset along the way
+    assert "success" not in info  # CartPole defines no success
+
+
+def test_minigrid_observation_is_the_image_and_the_direction():
+    spec = open_black_box("MiniGrid-Empty-5x5-v0")
+    assert (spec.num_actions, spec.obs_shape, spec.max_episode_steps) == (7, (151,), 100)
+    raw = gym.make("MiniGrid-Empty-5x5-v0")
+    o, _ = raw.reset(seed=3)
+    flat = to_float(raw.observation_space, True, {"image": o["image"][None], "direction": np.array([o["direction"]])})
+    assert flat.shape == (1, 151)
+    assert np.allclose(flat[0, :147] * np.tile([10, 5, 2], 49), o["image"].reshape(-1))
+    assert flat[0, 147:].tolist() == np.eye(4)[o["direction"]].tolist()
+
+
+def test_minigrid_success_is_reaching_the_goal():
+    env = BlackBoxEnv(open_black_box("MiniGrid-Empty-5x5-v0"), 1, seed=0)
+    env.reset()
+    # Empty-5x5: the agent starts at (1, 1) facing east, the goal is at (3, 3).
+    forward, right = 2, 1
+    for a in (forward, forward, right, forward):
+        _, reward, terminated, _, info = env.step(torch.tensor([a]))
+        assert not terminated.any() and not info["success"].any()
+    _, reward, terminated, _, info = env.step(torch.tensor([forward]))
+    assert terminated.all() and info["success"].all()
+    assert float(reward[0]) == pytest.approx(1 - 0.9 * 5 / 100)
+    assert int(info["episode"]["l"][0]) == 5
+
+
+@pytest.mark.parametrize(
+    "env_id, says",
+    [
+        ("Pendulum-v1", r"only Discrete\(n\) actions"),
+        ("NoSuchEnv-v0", "no such gymnasium env"),
+        ("MiniGrid-NoSuch-v0", "no such gymnasium env"),
+    ],
+)
+def test_what_cannot_be_trained_is_refused_in_one_line(env_id, says):
+    with pytest.raises(ValueError, match=says):
+        open_black_box(env_id)
+
+
+def test_an_env_without_a_time_limit_is_refused():
+    gym.register("NoLimitCartPole-v0", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    try:
+        with pytest.raises(ValueError, match="has no time limit"):
+            open_black_box("NoLimitCartPole-v0")
+    finally:
+        gym.registry.pop("NoLimitCartPole-v0")
+
+
+def test_a_missing_minigrid_install_is_one_line(tmp_path):
+    # minigrid made unimportable, as in an environment without the [minigrid] extra
+    code = "import sys; sys.modules['minigrid'] = None; import train; sys.exit(train.main())"
+    proc = run_train(["ppo", "--env", "MiniGrid-Empty-5x5-v0"], tmp_path, script=("-c", code))
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr)
+    assert "pip install -e '.[minigrid]'" in proc.stderr
+
+
+def test_train_and_evaluate_a_black_box_env(tmp_path):
+    runs = tmp_path / "runs"
+    common = ["--runs-dir", str(runs), "--wandb-mode", "disabled", "--no-progress"]
+    refused = run_train(["--env", "CartPole-v1", *common], tmp_path)  # pathwise, the default
+    assert refused.returncode == 2 and "python train.py ppo --env CartPole-v1" in refused.stderr
+    assert_one_line_error(refused.stderr)
+
+    args = ["ppo", "--env", "CartPole-v1", "--num-envs", "16", "--total-timesteps", "2048", "--eval-episodes", "8"]
+    proc = run_train([*args, *common, "--run-name", "cp"], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((runs / "cp" / "config.json").read_text())
+    assert (config["obs"], config["explore_starts"]) == ("flat", 0.0)
+    final = json.loads((runs / "cp" / "final_eval.json").read_text())
+    assert final["episodes"] == 8 and "normalized_score" not in final and "success_rate" not in final
+    assert final["return_ci95_low"] <= final["mean_return"] <= final["return_ci95_high"]
+
+    resumed = run_train(["--resume", str(runs / "cp"), "--total-timesteps", "4096", "--no-progress"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads((runs / "cp" / "final_eval.json").read_text())["global_step"] == 4096
+
+    out = subprocess.run(
+        [sys.executable, "-m", "agent.evaluate", str(runs / "cp"), "--episodes", "20", "--json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["episodes"] == 20 and result["success_rule"] is None and result["time_limit"] == 500
+
+
+@pytest.mark.learning
+def test_ppo_solves_minigrid_empty_5x5(tmp_path):
+    # PPO (samples class) from the default settings: 5 steps is the shortest path, worth 0.955.
+    runs = tmp_path / "runs"
+    args = "ppo --env MiniGrid-Empty-5x5-v0 --total-timesteps 40960 --eval-episodes 32 --stop-at-success 1.0"
+    common = ["--runs-dir", str(runs), "--run-name", "mg", "--wandb-mode", "disabled", "--no-progress"]
+    proc = run_train([*args.split(), *common], tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    final = json.loads((runs / "mg" / "final_eval.json").read_text())
+    assert final["success_rate"] == 1.0 and final["mean_return"] == pytest.approx(0.955, abs=0.01)
