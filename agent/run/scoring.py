@@ -165,8 +165,8 @@ def sampled_intervals(ep: dict[str, torch.Tensor]) -> dict[str, float]:
     return {
         "return_ci95_low": float(r.mean()) - half,
         "return_ci95_high": float(r.mean()) + half,
-        "success_ci95_low": centre - spread,
-        "success_ci95_high": centre + spread,
+        "success_ci95_low": max(0.0, centre - spread),  # 0 or 1 exactly where rounding would step past
+        "success_ci95_high": min(1.0, centre + spread),
     }
 
 

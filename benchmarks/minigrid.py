@@ -1,0 +1,367 @@
+"""Minigrid: our learners beside stable-baselines3's PPO with rl-baselines3-zoo's settings.
+
+    python -m benchmarks.minigrid --split tuning --learners ppo sb3-ppo --seeds 0
+    python -m benchmarks.minigrid --envs MiniGrid-DoorKey-5x5-v0 --seeds 0 1 2
+    python -m benchmarks.minigrid --smoke                      # seconds, for CI
+
+Each run trains until its first evaluation with a greedy success rate of at least `--target`
+(0.95, as SB3's EvalCallback threshold is used) or `--frames` env steps (500k), evaluating every
+`--eval-every` frames on `--eval-episodes` greedy episodes. The policy kept is the best evaluated;
+it is then scored on `--test-episodes` greedy episodes on seeds no evaluation used, with 95%
+intervals. A run writes its row to RUNS_DIR/NAME/row.json and is not repeated: a long suite is
+run in parts, over sessions, and merged by running the command again.
+
+Learners and their information class (every one learns from samples here: a black box has no
+tables and no differentiable step):
+- `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
+- `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
+  n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
+  ../shared/REFERENCES.md).
+
+The suite's halves are fixed (`TUNING`, `HELD_OUT`): tune on the first only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
+
+# Fixed before any tuning; each half has an easy, a key-and-door, a lava and a larger env.
+TUNING = (
+    "MiniGrid-Empty-8x8-v0",
+    "MiniGrid-DoorKey-5x5-v0",
+    "MiniGrid-FourRooms-v0",
+    "MiniGrid-LavaGapS7-v0",
+    "MiniGrid-SimpleCrossingS9N1-v0",
+    "MiniGrid-Unlock-v0",
+)
+HELD_OUT = (
+    "MiniGrid-Empty-Random-6x6-v0",
+    "MiniGrid-DoorKey-8x8-v0",
+    "MiniGrid-LavaCrossingS9N1-v0",
+    "MiniGrid-MultiRoom-N2-S4-v0",
+    "MiniGrid-KeyCorridorS3R1-v0",
+    "MiniGrid-Dynamic-Obstacles-6x6-v0",
+)
+SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
+CLASS = {"ppo": "samples", "reinforce": "samples", "sb3-ppo": "samples"}
+# rl-baselines3-zoo's PPO settings for Minigrid (hyperparams/ppo.yml), as ../shared/REFERENCES.md records them.
+ZOO_PPO = {
+    "n_steps": 128,
+    "batch_size": 64,
+    "n_epochs": 10,
+    "learning_rate": 2.5e-4,
+    "ent_coef": 0.0,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_range": 0.2,
+}
+ZOO_ENVS = 8
+
+
+@dataclass(frozen=True)
+class Budget:
+    frames: int
+    target: float
+    eval_every: int
+    eval_episodes: int
+    test_episodes: int
+
+
+def run_one(env_id: str, learner: str, seed: int, budget: Budget, runs_dir: str) -> dict[str, Any]:
+    """One run in this (worker) process, or its stored row when it has finished before."""
+    import torch
+
+    torch.set_num_threads(1)
+    run_dir = Path(runs_dir) / f"{env_id}__{learner}__{seed}"
+    done = run_dir / "row.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    start = time.time()
+    row = (train_sb3 if learner.startswith("sb3") else train_ours)(env_id, learner, seed, budget, run_dir)
+    row |= {
+        "env": env_id,
+        "learner": learner,
+        "class": CLASS[learner],
+        "seed": seed,
+        "wall_clock_s": time.time() - start,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Path) -> dict[str, Any]:
+    """train.py's learner with its defaults, stopping at the target; the kept policy scored on the
+    test episodes by agent.evaluate."""
+    from agent.evaluate import evaluate_checkpoint
+    from agent.run.config import TrainConfig
+    from agent.run.logger import read_metrics
+    from agent.run.trainer import train
+
+    if run_dir.exists():  # an unfinished run from an interrupted suite starts over
+        import shutil
+
+        shutil.rmtree(run_dir)
+    cfg = TrainConfig(
+        env=env_id,
+        algo=learner,
+        seed=seed,
+        total_timesteps=budget.frames,
+        eval_every=budget.eval_every,
+        eval_episodes=budget.eval_episodes,
+        stop_at_success=budget.target,
+        wandb_mode="disabled",
+        progress=False,
+        runs_dir=str(run_dir.parent),
+        run_name=run_dir.name,
+    )
+    final = train(cfg)
+    if final.get("interrupted"):
+        raise KeyboardInterrupt(f"{run_dir.name} was interrupted")
+    evals = [r for r in read_metrics(run_dir) if "eval/success_rate" in r]
+    reached = [r["global_step"] for r in evals if r["eval/success_rate"] >= budget.target]
+    # The test episodes of seed + EVAL_SEED_OFFSET["test"], + 1, ...: the same ones the SB3 run plays.
+    test = evaluate_checkpoint(run_dir, episodes=budget.test_episodes, device="cpu")
+    return {
+        "frames": final["global_step"],
+        "frames_to_target": reached[0] if reached else None,
+        "kept_step": final["kept_step"],
+        **{k: test[k] for k in TEST_KEYS},
+    }
+
+
+TEST_KEYS = (
+    "success_rate",
+    "success_ci95_low",
+    "success_ci95_high",
+    "mean_return",
+    "return_ci95_low",
+    "return_ci95_high",
+    "episodes",
+)
+
+
+def train_sb3(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Path) -> dict[str, Any]:
+    """SB3 PPO with the zoo's settings; every `eval_every` frames its deterministic policy plays
+    `eval_episodes` episodes, the best is kept, and training stops at the target."""
+    import gymnasium as gym
+    from minigrid.wrappers import FlatObsWrapper
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agent.run.resolve import EVAL_SEED_OFFSET
+
+    envs = make_vec_env(env_id, n_envs=ZOO_ENVS, seed=seed, wrapper_class=FlatObsWrapper)
+    model = PPO("MlpPolicy", envs, seed=seed, device="cpu", verbose=0, **ZOO_PPO)
+    make = lambda: FlatObsWrapper(gym.make(env_id))  # noqa: E731
+    kept = run_dir / "best.zip"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    class Evaluate(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next, self.best, self.reached, self.kept_step = budget.eval_every, -1.0, None, 0
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next:
+                return True
+            self.next += budget.eval_every
+            # The validation episodes train.py's evaluations play, apart from training's and the test's.
+            result = greedy_episodes(make, self.model, budget.eval_episodes, seed + EVAL_SEED_OFFSET["validation"])
+            if result["mean_return"] >= self.best:
+                self.best, self.kept_step = result["mean_return"], self.num_timesteps
+                self.model.save(kept)
+            if result["success_rate"] >= budget.target:
+                self.reached = self.num_timesteps
+                return False
+            return True
+
+    callback = Evaluate()
+    model.learn(total_timesteps=budget.frames, callback=callback)
+    if not kept.exists():  # no evaluation came round: the last policy is the kept one
+        model.save(kept)
+    test = greedy_episodes(make, PPO.load(kept, device="cpu"), budget.test_episodes, seed + EVAL_SEED_OFFSET["test"])
+    return {
+        "frames": int(model.num_timesteps),
+        "frames_to_target": callback.reached,
+        "kept_step": callback.kept_step,
+        **{k: test[k] for k in TEST_KEYS},
+    }
+
+
+def greedy_episodes(make, model, episodes: int, seed: int) -> dict[str, float]:
+    """One deterministic episode in each of `episodes` copies (seeds seed, seed + 1, ...), in
+    gymnasium's vector env; the same summary and 95% intervals as agent.evaluate's."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from agent.run.scoring import sampled_intervals
+
+    vec = gym.vector.SyncVectorEnv([make] * episodes, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs, _ = vec.reset(seed=seed)
+    returns, success = np.zeros(episodes), np.zeros(episodes)
+    running, finished = np.zeros(episodes), np.zeros(episodes, dtype=bool)
+    while not finished.all():
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, _ = vec.step(action)
+        running += reward
+        ended = (terminated | truncated) & ~finished
+        returns[ended], success[ended] = running[ended], (terminated & (reward > 0))[ended]
+        finished |= terminated | truncated
+    vec.close()
+    ep = {"return": torch.as_tensor(returns), "success": torch.as_tensor(success)}
+    return {
+        "success_rate": float(success.mean()),
+        "mean_return": float(returns.mean()),
+        "episodes": episodes,
+        **sampled_intervals(ep),
+    }
+
+
+def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
+    """Per (env, learner): seeds solved and medians; per learner: envs solved on every seed."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["env"], r["learner"]), []).append(r)
+    per_env = [
+        {
+            "env": env,
+            "learner": learner,
+            "class": rs[0]["class"],
+            "seeds solved": f"{sum(r['success_rate'] >= target for r in rs)}/{len(rs)}",
+            "all seeds": all(r["success_rate"] >= target for r in rs),
+            "success (median)": statistics.median(r["success_rate"] for r in rs),
+            "return (median)": statistics.median(r["mean_return"] for r in rs),
+            # Runs that never reached the target count as their whole budget: an upper bound.
+            "frames to target (median)": statistics.median(r["frames_to_target"] or r["frames"] for r in rs),
+            "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
+        }
+        for (env, learner), rs in groups.items()
+    ]
+    learners: dict[str, list[dict]] = {}
+    for e in per_env:
+        learners.setdefault(e["learner"], []).append(e)
+    totals = [
+        {
+            "learner": name,
+            "class": es[0]["class"],
+            "envs": len(es),
+            "solved on every seed": sum(e["all seeds"] for e in es),
+        }
+        for name, es in sorted(learners.items())
+    ]
+    return per_env, totals
+
+
+@dataclass
+class Args:
+    split: Literal["tuning", "held-out", "all"] = "tuning"
+    """Which half of the suite (fixed before tuning; tune on `tuning` only)."""
+    envs: tuple[str, ...] | None = None
+    """Only these Minigrid ids (of the suite or any other)."""
+    learners: tuple[Literal["ppo", "reinforce", "sb3-ppo"], ...] = ("ppo", "sb3-ppo")
+    """Learners."""
+    seeds: tuple[int, ...] = (0,)
+    """Seeds of every (env, learner)."""
+    frames: int = 500_000
+    """Env steps a run may take at most."""
+    target: float = 0.95
+    """Greedy success rate at which a run stops, and which counts as solved."""
+    eval_every: int = 20_480
+    """Frames between evaluations."""
+    eval_episodes: int = 64
+    """Greedy episodes per evaluation."""
+    test_episodes: int = 1000
+    """Greedy episodes on which the kept policy is scored at the end."""
+    workers: int = 2
+    """Runs at a time, one process and torch thread each."""
+    runs_dir: str = "runs/minigrid"
+    """Where the runs go; a finished run there is reused, so the suite resumes."""
+    out: str = DEFAULT_OUT
+    """Directory for the results JSON and table."""
+    name: str | None = None
+    """File stem (default minigrid_SPLIT)."""
+    smoke: bool = False
+    """One env, one seed, a tiny budget (what CI runs)."""
+
+
+COLUMNS = [
+    "env",
+    "learner",
+    "class",
+    "seeds solved",
+    "success (median)",
+    "return (median)",
+    "frames to target (median)",
+    "wall-clock s (median)",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(Args, argv, "benchmarks.minigrid", __doc__)
+    if min(args.workers, args.frames, args.eval_every, args.eval_episodes, args.test_episodes) < 1:
+        fail("--workers, --frames, --eval-every, --eval-episodes and --test-episodes must be at least 1")
+    try:
+        import minigrid  # noqa: F401
+    except ImportError:
+        fail("Minigrid is not installed: pip install -e '.[bench]'")
+    if "sb3-ppo" in args.learners:
+        try:
+            import stable_baselines3  # noqa: F401
+        except ImportError:
+            fail("--learners sb3-ppo needs stable-baselines3: pip install -e '.[bench]'")
+    env_ids = list(args.envs or SPLITS[args.split])
+    budget = Budget(args.frames, args.target, args.eval_every, args.eval_episodes, args.test_episodes)
+    if args.smoke:
+        env_ids, args.seeds = ["MiniGrid-Empty-5x5-v0"], (0,)
+        budget = Budget(2048, args.target, 1024, 4, 8)
+    machine, stamp = machine_info(), provenance("benchmarks.minigrid", argv)
+    print(
+        f"machine: CPU {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']}, "
+        f"{args.workers} workers x 1 torch thread",
+        flush=True,
+    )
+    tasks = [(e, learner, seed) for e in env_ids for learner in args.learners for seed in args.seeds]
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_one, e, learner, seed, budget, args.runs_dir) for e, learner, seed in tasks]
+        for f in futures:
+            rows.append(f.result())
+            print(json.dumps(rows[-1]), flush=True)
+    per_env, totals = summarise(rows, args.target)
+    md = format_table(totals, ["learner", "class", "envs", "solved on every seed"], {}) + "\n\n"
+    md += format_table(per_env, COLUMNS, {})
+    print(md)
+    name = args.name or f"minigrid_{args.split}"
+    write_json(
+        Path(args.out) / f"{name}.json",
+        stamp
+        | {
+            "machine": machine,
+            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
+            "args": dataclasses.asdict(args),
+            "budget": dataclasses.asdict(budget),
+            "zoo_ppo": {"n_envs": ZOO_ENVS, **ZOO_PPO},
+            "totals": totals,
+            "envs": per_env,
+            "runs": rows,
+        },
+    )
+    (Path(args.out) / f"{name}.md").write_text(md + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
