@@ -13,7 +13,9 @@ run in parts, over sessions, and merged by running the command again.
 
 Learners and their information class (every one learns from samples here: a black box has no
 tables and no differentiable step):
-- `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
+- `model` (train.py's default on a black box: pathwise through a model learnt from experience),
+  `model-reinforce` (the same model, its actor trained by REINFORCE, `--actor-grad reinforce`),
+  `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md).
@@ -53,7 +55,14 @@ HELD_OUT = (
     "MiniGrid-Dynamic-Obstacles-6x6-v0",
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
-CLASS = {"ppo": "samples", "reinforce": "samples", "sb3-ppo": "samples"}
+CLASS = dict.fromkeys(("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo"), "samples")
+# Our learners as train.py names them, with the flags that make each one.
+OURS = {
+    "model": {"algo": "model"},
+    "model-reinforce": {"algo": "model", "actor_grad": "reinforce"},
+    "ppo": {"algo": "ppo"},
+    "reinforce": {"algo": "reinforce"},
+}
 # rl-baselines3-zoo's PPO settings for Minigrid (hyperparams/ppo.yml), as ../shared/REFERENCES.md records them.
 ZOO_PPO = {
     "n_steps": 128,
@@ -114,7 +123,7 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         shutil.rmtree(run_dir)
     cfg = TrainConfig(
         env=env_id,
-        algo=learner,
+        **OURS[learner],
         seed=seed,
         total_timesteps=budget.frames,
         eval_every=budget.eval_every,
@@ -271,7 +280,11 @@ class Args:
     """Which half of the suite (fixed before tuning; tune on `tuning` only)."""
     envs: tuple[str, ...] | None = None
     """Only these Minigrid ids (of the suite or any other)."""
-    learners: tuple[Literal["ppo", "reinforce", "sb3-ppo"], ...] = ("ppo", "sb3-ppo")
+    learners: tuple[Literal["model", "model-reinforce", "ppo", "reinforce", "sb3-ppo"], ...] = (
+        "model",
+        "ppo",
+        "sb3-ppo",
+    )
     """Learners."""
     seeds: tuple[int, ...] = (0,)
     """Seeds of every (env, learner)."""

@@ -36,9 +36,9 @@ def make_world(
         return spec
     if not isinstance(spec, str):
         raise ValueError(f"world spec must be a string, TabularMDP or MazeSpec, not {type(spec).__name__}")
-    if env_kwargs and not _looks_like_gym_id(spec):
+    if env_kwargs and not looks_like_gym_id(spec):
         raise ValueError(f"env_kwargs {env_kwargs} only apply to gymnasium ids like FrozenLake-v1, not {spec!r}")
-    if _looks_like_gym_id(spec):
+    if looks_like_gym_id(spec):
         if map_options:
             raise ValueError(
                 f"map options {sorted(map_options)} don't apply to {spec}; pass its own keyword "
@@ -59,6 +59,6 @@ def make_world(
     return load_map(spec, max_episode_steps=max_episode_steps, **map_options)
 
 
-def _looks_like_gym_id(spec: str) -> bool:
+def looks_like_gym_id(spec: str) -> bool:
     # Gymnasium ids end in -v<N> and are single-line; our built-in names never do.
     return "\n" not in spec and spec not in BUILTIN_MAPS and spec.rsplit("-v", 1)[-1].isdigit()

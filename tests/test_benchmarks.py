@@ -349,15 +349,15 @@ def test_large_maps_smoke(tmp_path):
 
 
 def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
-    # Our PPO and SB3's, one tiny run each; a second call reuses the stored rows (no retraining).
-    args = ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--learners", "ppo", "sb3-ppo"]
+    # The model learner, our PPO and SB3's, one tiny run each; a second call reuses the stored rows.
+    args = ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--learners", "model", "ppo", "sb3-ppo"]
     run_smoke(["-m", "benchmarks.minigrid"], args)
     data = json.loads((tmp_path / "minigrid_tuning.json").read_text())
-    assert {r["learner"] for r in data["runs"]} == {"ppo", "sb3-ppo"}
+    assert {r["learner"] for r in data["runs"]} == {"model", "ppo", "sb3-ppo"}
     for r in data["runs"]:
         assert r["episodes"] == 8 and 0 <= r["success_ci95_low"] <= r["success_rate"] <= r["success_ci95_high"] <= 1
         assert r["class"] == "samples" and r["frames"] >= 2048
     rows = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")}
-    assert len(rows) == 2
+    assert len(rows) == 3
     run_smoke(["-m", "benchmarks.minigrid"], args)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")} == rows

@@ -114,6 +114,8 @@ class Rollout:
     rewards: torch.Tensor  # (T, B)
     next_values: torch.Tensor  # (T, B) V of the true successor (0 after termination)
     continues: torch.Tensor  # (T, B)
+    next_obs: torch.Tensor | None = None  # (T, B, *obs_shape) where each step landed (`keep_next`)
+    terminals: torch.Tensor | None = None  # (T, B) whether it ended the episode by the env's dynamics
 
 
 @torch.no_grad()
@@ -126,9 +128,11 @@ def collect(
     stats: EpisodeStats,
     generator: torch.Generator,
     bonus: VisitBonus,
+    keep_next: bool = False,
 ) -> tuple[Rollout, torch.Tensor]:
     """Run the current policy for `horizon` steps with integer actions; returns the rollout
-    and the observation to continue from."""
+    (with where each step landed and whether it terminated, for `keep_next`) and the observation
+    to continue from."""
     buf: dict[str, list[torch.Tensor]] = {k: [] for k in Rollout.__dataclass_fields__}
     for _ in range(horizon):
         interrupt.check()
@@ -150,5 +154,8 @@ def collect(
         buf["rewards"].append(reward)
         buf["next_values"].append(next_value)
         buf["continues"].append((~info["done"]).float())
+        if keep_next:
+            buf["next_obs"].append(info["final_obs"])
+            buf["terminals"].append(terminated)
         obs = next_obs
-    return Rollout(**{k: torch.stack(v) for k, v in buf.items()}), obs
+    return Rollout(**{k: torch.stack(v) for k, v in buf.items() if v}), obs

@@ -1,6 +1,6 @@
 """train.py's command line: one subcommand per learner, over the sections every learner shares.
 
-    python train.py [LEARNER] [FLAGS]       LEARNER: pathwise (the default), ppo or reinforce
+    python train.py [LEARNER] [FLAGS]       LEARNER: pathwise (the default), model, ppo or reinforce
 
 A learner's own flags are its config's fields (`agent.run.config.PathwiseConfig`, ...): they are the
 only learner flags it shows and accepts. The shared sections (world, budget, run, logging) are
@@ -21,7 +21,7 @@ import tyro
 
 from agent.run.cli import CliError, given_fields, parse
 from agent.run.config import LEARNERS, BudgetConfig, LoggingConfig, RunConfig, TrainConfig, WorldConfig
-from agent.run.resolve import flag
+from agent.run.resolve import default_learner, flag
 
 LEARNER_CONFIGS: dict[str, type] = {name: config for name, (config, _) in LEARNERS.items()}
 DEFAULT_LEARNER = "pathwise"
@@ -43,8 +43,9 @@ Learner = Union[  # noqa: UP007 (tyro reads the subcommands from a Union)
 class Command:
     """Train a gridworld agent whose gradients flow through its sampled (Gumbel) actions.
 
-    Name a learner first (pathwise, the default; ppo; reinforce) for its own flags:
-    `python train.py ppo --help`. The options below are every learner's, and may stand anywhere."""
+    Name a learner first (pathwise, the default; model, the default on gymnasium envs without a
+    table; ppo; reinforce) for its own flags: `python train.py ppo --help`. The options below are
+    every learner's, and may stand anywhere."""
 
     learner: Learner
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -150,6 +151,8 @@ def parse_train(argv: list[str], *, prog: str = "train.py") -> tuple[TrainConfig
     for section in SECTIONS:
         values |= asdict(getattr(command, section))
     cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}, algo=chosen)
+    if learner is None and not cfg.resume:  # none named: pathwise, or the model learner on a black box
+        cfg = dataclasses.replace(cfg, algo=default_learner(cfg))
     given = given_fields(TrainConfig, rest) | ({"algo"} if learner else set())
     return cfg, given
 

@@ -194,6 +194,37 @@ class PathwiseConfig(LearnerConfig):
 
 
 @dataclass
+class ModelConfig(LearnerConfig):
+    """The model-based learner: a model of the env learnt from experience, and a policy trained by
+    back-propagating imagined returns through the model and its straight-through Gumbel actions."""
+
+    default_num_envs: ClassVar[int] = 16
+
+    estimator: str = "st"
+    """Gradient estimator through each imagined one-hot action (st, st-gs, gumbel-rao, reinmax,
+    zgr, gs)."""
+    tau: float = 1.0
+    """Gumbel-Softmax temperature."""
+    actor_grad: Literal["pathwise", "reinforce"] = "pathwise"
+    """The actor's gradient through the imagined steps: pathwise (through the actions and the
+    model), or reinforce (score function, DreamerV2/V3's choice for discrete actions)."""
+    imagine_horizon: int = 8
+    """Steps H the actor imagines through the model from each real observation."""
+    gae_lambda: float = 0.95
+    """lambda of the imagined TD(lambda) returns."""
+    model_hidden: int = 256
+    """Width of the model's hidden layers."""
+    model_learning_rate: float = 1e-3
+    """Adam learning rate of the model."""
+    model_steps: int = 16
+    """The model's minibatch steps per update."""
+    model_batch: int = 256
+    """Transitions per model minibatch."""
+    replay_size: int = 100_000
+    """Real transitions the model is trained on: the most recent ones."""
+
+
+@dataclass
 class PPOConfig(LearnerConfig):
     """PPO (clipped surrogate, GAE): the score-function baseline of the samples class."""
 
@@ -215,18 +246,22 @@ LEARNERS: dict[str, tuple[type, str]] = {
     "pathwise": (PathwiseConfig, "agent.learning.pathwise.PathwiseLearner"),
     "ppo": (PPOConfig, "agent.learning.ppo.PPOLearner"),
     "reinforce": (ReinforceConfig, "agent.learning.reinforce.ReinforceLearner"),
+    "model": (ModelConfig, "agent.learning.model_based.ModelBasedLearner"),
 }
 
 
 @dataclass
-class TrainConfig(PathwiseConfig, PPOConfig, ReinforceConfig, LoggingConfig, RunConfig, BudgetConfig, WorldConfig):
+class TrainConfig(
+    PathwiseConfig, ModelConfig, PPOConfig, ReinforceConfig, LoggingConfig, RunConfig, BudgetConfig, WorldConfig
+):
     """A run's whole configuration: every section and every learner's fields, flat, with the
     learner named by `algo`. What config.json stores and every module reads; the command line
     fills it from one learner's sections (`agent.run.commands`)."""
 
-    algo: Literal["pathwise", "reinforce", "ppo"] = "pathwise"
+    algo: Literal["pathwise", "reinforce", "ppo", "model"] = "pathwise"
     """pathwise: back-propagate the return through Gumbel straight-through actions and the
-    differentiable env. reinforce / ppo: score-function baselines on the same batched env."""
+    differentiable env. model: through a model of the env learnt from experience. reinforce /
+    ppo: score-function baselines on the same batched env."""
 
     def default_run_name(self) -> str:
         env = self.env.replace("/", "-").replace(":", "").replace("\n", "")[:40]

@@ -50,6 +50,11 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     used. Learner settings have one default for every world; what depends on the world is only
     how the policy sees it (`obs_mode`)."""
     cfg = replace(cfg, obs=obs_mode(cfg, world))
+    if cfg.algo == "model" and cfg.obs == "image":
+        raise ValueError(
+            f"--env {cfg.env}: the model learner reads flat observations, and this world is seen as images "
+            "(procedural mazes); use --obs onehot for a single map, or another learner"
+        )
     if is_black_box(world):
         cfg = black_box_defaults(cfg, world)
     elif cfg.explore_starts is None:
@@ -78,6 +83,19 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
                     f"visit bonus, not with {what}; run the seeds as separate processes (--seed K)"
                 )
     return cfg
+
+
+def default_learner(cfg: TrainConfig) -> str:
+    """The learner a run trains when none is named: pathwise, or the model learner on a gymnasium
+    env without a table (a black box), which pathwise can't step."""
+    from envs.world import looks_like_gym_id
+
+    if not looks_like_gym_id(cfg.env):
+        return "pathwise"
+    try:
+        return "model" if is_black_box(build_world(cfg)) else "pathwise"
+    except ValueError:  # the run's own checks say what is wrong with the env
+        return "pathwise"
 
 
 def is_black_box(world) -> bool:
@@ -227,6 +245,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "backup_steps": (lambda v: v >= 1, "an integer >= 1"),
     "actor_backups": (lambda v: v is None or v >= 0, "an integer >= 0"),
     "update_epochs": (lambda v: v >= 1, "an integer >= 1"),
+    "imagine_horizon": (lambda v: v >= 1, "an integer >= 1"),
+    "model_hidden": (lambda v: v >= 1, "an integer >= 1"),
+    "model_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "model_batch": (lambda v: v >= 1, "an integer >= 1"),
+    "replay_size": (lambda v: v >= 1, "an integer >= 1"),
+    "model_learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
     "clip_coef": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "hidden": (lambda v: v >= 1, "an integer >= 1"),
@@ -297,6 +321,11 @@ def validate(cfg: TrainConfig) -> None:
         raise ValueError(
             f"--actor-backups {cfg.actor_backups} backs the critic up over the env's whole tables, which only "
             "--critic oracle reads; add --critic oracle or drop --actor-backups"
+        )
+    if cfg.algo == "model" and cfg.estimator == "exact":
+        raise ValueError(
+            "--estimator exact sums over the actions of one step through the env's own step; the model "
+            "learner imagines several through a learnt model: use st, st-gs, gumbel-rao, reinmax, zgr or gs"
         )
     if cfg.estimator == "exact" and cfg.lookahead != 1:
         raise ValueError(

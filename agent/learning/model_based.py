@@ -1,0 +1,261 @@
+"""The model-based learner: a model of the env learnt from the agent's own transitions, and a
+policy trained by imagining H steps through it, the return back-propagated through the
+straight-through Gumbel actions and the model's dynamics into the policy (Dreamer's actor and
+critic, Hafner et al. 2020-2023, whose discrete actions take REINFORCE instead).
+
+It knows only what it experienced (information class: samples), so it runs where no table and no
+differentiable step exist: black-box envs such as Minigrid, and the gridworlds alike.
+
+Each update: T real steps of the B envs (Gumbel-max actions), added to a replay of the last
+`--replay-size` transitions; `--model-steps` minibatch steps of the model on the replay; from
+each of the B x T real observations, H imagined steps under the policy; the actor's loss is minus
+the imagined TD(lambda) returns (pathwise, `--actor-grad pathwise`) or their score-function
+form (`--actor-grad reinforce`); the critic regresses on those returns.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from agent.learning.gumbel import gumbel_max_sample
+from agent.learning.learner import Learner, clip_and_step
+from agent.learning.optim import Adam
+from agent.learning.rollout import EpisodeStats, collect
+from agent.learning.straight_through import straight_through
+from agent.run import interrupt
+
+
+class WorldModel(nn.Module):
+    """(observation (N, D), one-hot action (N, A)) -> (next observation (N, D), reward (N,),
+    continuation logit (N,)).
+
+    An MLP of the observation predicts the outcome of every action, (N, A, D + 2), and the action
+    picks its own: the prediction is linear in the one-hot action, as the gridworlds' step is. A
+    straight-through gradient through one step is then J(pi) times the predictions' differences
+    between the actions, not the network's derivative in a direction between them, which
+    need not rank the actions at all. The next observation is predicted as a change of the current
+    one, most of which stays as it is from one step to the next."""
+
+    def __init__(self, obs_dim: int, num_actions: int, hidden: int = 256) -> None:
+        super().__init__()
+        self.obs_dim, self.num_actions = obs_dim, num_actions
+        self.net = nn.Sequential(
+            nn.Linear(obs_dim, hidden),
+            nn.ELU(),
+            nn.Linear(hidden, hidden),
+            nn.ELU(),
+            nn.Linear(hidden, num_actions * (obs_dim + 2)),
+        )
+
+    def every_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The predicted change of observation, reward and continuation logit of every action, (N, A, D + 2)."""
+        return self.net(obs).view(*obs.shape[:-1], self.num_actions, self.obs_dim + 2)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = (action.unsqueeze(-1) * self.every_action(obs)).sum(-2)  # (N, D + 2)
+        return obs + out[..., : self.obs_dim], out[..., self.obs_dim], out[..., self.obs_dim + 1]
+
+    def loss(self, obs, action, reward, next_obs, terminal) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Squared errors of the next observation and the reward, and the cross-entropy of the
+        continuation, on a batch of real transitions (each (N, ...))."""
+        predicted, r, cont = self(obs, action)
+        parts = {
+            "obs": (predicted - next_obs).pow(2).sum(-1).mean(),
+            "reward": (r - reward).pow(2).mean(),
+            "continue": F.binary_cross_entropy_with_logits(cont, (~terminal).float()),
+        }
+        return sum(parts.values()), parts
+
+
+class Replay:
+    """The last `capacity` real transitions, sampled uniformly; kept on the learner's device, not
+    checkpointed (a resumed run refills it)."""
+
+    def __init__(self, capacity: int, obs_dim: int, num_actions: int, device: torch.device) -> None:
+        self.capacity, self.size, self.at = capacity, 0, 0
+        self.obs = torch.zeros(capacity, obs_dim, device=device)
+        self.next_obs = torch.zeros(capacity, obs_dim, device=device)
+        self.action = torch.zeros(capacity, num_actions, device=device)
+        self.reward = torch.zeros(capacity, device=device)
+        self.terminal = torch.zeros(capacity, dtype=torch.bool, device=device)
+
+    def add(self, obs, action, reward, next_obs, terminal) -> None:
+        """Transitions (n, ...), overwriting the oldest once full."""
+        n = obs.shape[0]
+        idx = (self.at + torch.arange(n, device=obs.device)) % self.capacity  # (n,)
+        for store, value in (
+            (self.obs, obs),
+            (self.action, action),
+            (self.reward, reward),
+            (self.next_obs, next_obs),
+            (self.terminal, terminal),
+        ):
+            store[idx] = value
+        self.at = (self.at + n) % self.capacity
+        self.size = min(self.capacity, self.size + n)
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+        idx = torch.randint(self.size, (n,), generator=generator, device=generator.device)
+        return self.obs[idx], self.action[idx], self.reward[idx], self.next_obs[idx], self.terminal[idx]
+
+
+def imagined_returns(
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    conts: torch.Tensor,
+    gamma: float,
+    lam: float,
+    one_step: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """TD(lambda) returns of H imagined steps, (H, N): G_t = r_t + gamma c_t ((1 - lambda) V_{t+1}
+    + lambda G_{t+1}), G_H = V_H, from rewards (H, N), values (H + 1, N) and the predicted chances
+    of going on, c (H, N) (DreamerV1's returns, Hafner et al. 2020). `one_step` (H, N), if given,
+    is r_t + gamma c_t V_{t+1} written so that it is linear in the step's action; it replaces
+    (1 - lambda) of that part of G_t (the same number, another gradient)."""
+    out, ahead = [], values[-1]
+    for t in reversed(range(rewards.shape[0])):
+        if one_step is None:
+            ahead = rewards[t] + gamma * conts[t] * ((1 - lam) * values[t + 1] + lam * ahead)
+        else:
+            ahead = (1 - lam) * one_step[t] + lam * (rewards[t] + gamma * conts[t] * ahead)
+        out.append(ahead)
+    return torch.stack(out[::-1])
+
+
+class ModelBasedLearner(Learner):
+    def __init__(self, cfg, policy, critic, generator, bonus) -> None:
+        super().__init__(cfg, policy, critic, generator, bonus)
+        first = policy.body[0]
+        if not isinstance(first, nn.Linear):
+            raise ValueError(
+                "--algo model reads flat observations; use --obs onehot (image observations are not supported)"
+            )
+        device = first.weight.device
+        self.num_actions = policy.head.out_features
+        self.model = WorldModel(first.in_features, self.num_actions, cfg.model_hidden).to(device)
+        self.model_optimizer = Adam(self.model.parameters(), lr=cfg.model_learning_rate)
+        self.replay = Replay(cfg.replay_size, first.in_features, self.num_actions, device)
+
+    def update(self, env, obs: torch.Tensor, tau: float, stats: EpisodeStats) -> tuple[torch.Tensor, dict]:
+        cfg = self.cfg
+        roll, obs = collect(
+            env, obs, self.policy, self.critic, cfg.horizon, stats, self.generator, self.bonus, keep_next=True
+        )
+        actions = F.one_hot(roll.actions, self.num_actions).float()  # (T, B, A)
+        self.replay.add(
+            roll.obs.flatten(0, 1),
+            actions.flatten(0, 1),
+            roll.rewards.flatten(),
+            roll.next_obs.flatten(0, 1),
+            roll.terminals.flatten(),
+        )
+        model_metrics = self.fit_model()
+        start = roll.obs.flatten(0, 1)  # (N, D): every real observation of this window
+        returns, weights, states, logits = self.imagine(start, tau)  # (H, N), (H, N), (H + 1, N, D), (H, N, A)
+
+        # The actor: minus the weighted imagined returns (in units of the return scale), minus the entropy bonus.
+        scale = self.return_scale.update(returns.detach())[0]
+        dist = torch.distributions.Categorical(logits=logits)
+        entropy = (weights * dist.entropy()).mean()
+        if cfg.actor_grad == "pathwise":
+            objective = (weights * returns).mean() / scale
+        else:  # REINFORCE on the imagined steps, the critic as baseline (DreamerV2/V3's discrete actor)
+            advantage = (returns - self.critic(states[:-1].flatten(0, 1)).view_as(returns)).detach()
+            objective = (weights * self.imagined_logp * advantage).mean() / scale
+        loss = -objective - cfg.entropy_coef * entropy
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
+
+        value_loss = self.fit_critic(states[:-1].detach(), returns.detach(), weights)
+        return obs, {
+            "losses/policy_loss": float(loss),
+            "losses/value_loss": float(value_loss),
+            "losses/entropy": float(entropy),
+            "losses/grad_norm": float(grad_norm[0]),
+            **{f"losses/model_{k}": float(v) for k, v in model_metrics.items()},
+        }
+
+    def fit_model(self) -> dict[str, torch.Tensor]:
+        """`--model-steps` minibatch steps of the model on the replay; the last step's losses."""
+        parts: dict[str, torch.Tensor] = {}
+        for _ in range(self.cfg.model_steps):
+            interrupt.check()
+            loss, parts = self.model.loss(*self.replay.sample(self.cfg.model_batch, self.generator))
+            self.model_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip_and_step(self.model.parameters(), self.model_optimizer, 100.0)
+        return {k: v.detach() for k, v in parts.items()}
+
+    def imagine(self, start: torch.Tensor, tau: float):
+        """H steps from `start` (N, D) under the policy, through the model: the TD(lambda) returns
+        of every imagined step (H, N), with the gradient of the actions; the weight of each step,
+        the chance that the episode is still going when it is taken (H, N); the imagined
+        observations (H + 1, N, D); and the policy's logits at each step (H, N, A)."""
+        cfg = self.cfg
+        frozen = [*self.model.parameters(), *self.critic.parameters()]
+        for p in frozen:  # the actor's gradient flows through the model and the critic, not into them
+            p.requires_grad_(False)
+        try:
+            o, states, rewards, conts, all_logits, logps = start.detach(), [start.detach()], [], [], [], []
+            one_step = []
+            for _ in range(cfg.imagine_horizon):
+                logits = self.policy(o)  # (N, A)
+                if cfg.actor_grad == "pathwise":
+                    action, _ = straight_through(logits, cfg.estimator, tau=tau, generator=self.generator)
+                else:
+                    index = gumbel_max_sample(logits.detach(), generator=self.generator)  # (N,)
+                    action = F.one_hot(index, self.num_actions).float()
+                    logps.append(torch.log_softmax(logits, -1).gather(1, index[:, None]).squeeze(1))
+                # Every action's outcome, and the critic at each: the one-step part of the return,
+                # r + gamma c V(next), is then linear in the one-hot action.
+                outcome = self.model.every_action(o)  # (N, A, D + 2)
+                nexts = o.unsqueeze(1) + outcome[..., : self.model.obs_dim]  # (N, A, D)
+                cont_k = torch.sigmoid(outcome[..., -1])  # (N, A)
+                v_k = self.critic(nexts.flatten(0, 1)).view(cont_k.shape)  # (N, A)
+                one_step.append((action * (outcome[..., -2] + cfg.gamma * cont_k * v_k)).sum(-1))  # (N,)
+                o = (action.unsqueeze(-1) * nexts).sum(1)  # (N, D) the action's own outcome
+                states.append(o)
+                rewards.append((action * outcome[..., -2]).sum(-1))
+                conts.append((action * cont_k).sum(-1))
+                all_logits.append(logits)
+            states_t = torch.stack(states)  # (H + 1, N, D)
+            values = self.critic(states_t.flatten(0, 1)).view(states_t.shape[:2])  # (H + 1, N)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        conts_t = torch.stack(conts)  # (H, N)
+        returns = imagined_returns(
+            torch.stack(rewards), values, conts_t, cfg.gamma, cfg.gae_lambda, torch.stack(one_step)
+        )
+        # Step t counts as much as the chance that the episode lasts until it (DreamerV1's weights).
+        alive = torch.cat([torch.ones_like(conts_t[:1]), torch.cumprod(conts_t[:-1], 0)]).detach()  # (H, N)
+        self.imagined_logp = torch.stack(logps) if logps else None
+        return returns, alive, states_t, torch.stack(all_logits)
+
+    def fit_critic(self, states: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Regress V on the imagined returns at the imagined observations (H, N, ...), each
+        weighted as the actor weighs it; `--update-epochs` full-batch steps."""
+        flat, target, w = states.flatten(0, 1), targets.flatten(), weights.flatten()
+        for _ in range(self.cfg.update_epochs):
+            loss = (w * (self.critic(flat) - target).pow(2)).mean() / 2
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.critic_optimizer.step()
+        return loss.detach()
+
+    def state_dict(self) -> dict:
+        return super().state_dict() | {
+            "model": self.model.state_dict(),
+            "model_optimizer": self.model_optimizer.state_dict(),
+        }
+
+    def member_state_dict(self, k: int) -> dict:
+        return self.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.model.load_state_dict(state["model"])
+        self.model_optimizer.load_state_dict(state["model_optimizer"])

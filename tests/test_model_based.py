@@ -1,0 +1,147 @@
+"""The model-based learner (agent/learning/model_based.py): its model learns a table world from
+random transitions, its actor's gradient is the finite-difference one, and it is the default on a
+black-box env, which it solves."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import run_train
+
+from agent.learning.model_based import WorldModel, imagined_returns
+from agent.run.commands import parse_train
+from agent.run.config import TrainConfig
+from agent.run.factory import build_env, build_learner, build_networks
+from agent.run.resolve import resolve
+
+
+def test_the_model_learns_a_deterministic_table_world_from_random_transitions():
+    # lava_gap: walls, lava that ends the episode, a goal worth 1; one-hot cells as observations.
+    torch.manual_seed(0)
+    env = build_env(TrainConfig(env="lava_gap"), torch.device("cpu"), num_envs=256, explore_starts=1.0)
+    obs, _ = env.reset(seed=0)
+    batches = []
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        action = torch.randint(0, env.A, (env.num_envs,), generator=generator)
+        next_obs, reward, terminated, _, info = env.step(action)
+        batches.append((obs, F.one_hot(action, env.A).float(), reward, info["final_obs"], terminated))
+        obs = next_obs
+    data = [torch.cat(x) for x in zip(*batches, strict=True)]  # 10,240 transitions
+    train, test = [x[:8192] for x in data], [x[8192:] for x in data]
+    model = WorldModel(env.S, env.A, hidden=128)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(600):
+        idx = torch.randint(0, 8192, (256,), generator=generator)
+        loss, _ = model.loss(*(x[idx] for x in train))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        predicted, reward, cont = model(test[0], test[1])
+    # Stated tolerance: the next cell right on 99% of held-out transitions, rewards within 0.1,
+    # and whether the episode ends right on 99%.
+    assert (predicted.argmax(-1) == test[3].argmax(-1)).float().mean() >= 0.99
+    assert (reward - test[2]).abs().max() < 0.1
+    assert ((cont < 0) == test[4]).float().mean() >= 0.99
+
+
+def _tiny_learner():
+    cfg = TrainConfig(
+        env="empty", algo="model", imagine_horizon=1, gae_lambda=0.0, hidden=8, model_hidden=8, num_envs=4
+    )
+    cfg, world = resolve(cfg)
+    env = build_env(cfg, torch.device("cpu"), world=world)
+    policy, critic = build_networks(cfg, env.observation_shape, env.A, torch.device("cpu"))
+    torch.manual_seed(1)
+    for p in critic.parameters():  # a critic that is not all zeros, so V(next) matters
+        p.data.normal_(0, 0.3)
+    learner = build_learner(cfg, env, policy, critic, torch.Generator().manual_seed(0))
+    return cfg, env, learner
+
+
+def test_the_actors_gradient_through_the_model_is_the_finite_difference_one():
+    # With H = 1 and lambda = 0 the imagined return is r + gamma c V(next) of the action taken,
+    # linear in the one-hot action (WorldModel predicts every action's outcome); straight-through
+    # at tau = 1 then gives exactly the gradient of its expectation sum_a pi(a|s) q(s, a), which is
+    # a smooth function of the policy's parameters and can be differenced.
+    cfg, env, learner = _tiny_learner()
+    torch.set_default_dtype(torch.float64)
+    try:
+        learner.model.double(), learner.critic.double(), learner.policy.double()
+        start = torch.eye(env.S, dtype=torch.float64)[:12]  # (N, S): 12 cells as observations
+        returns, weights, _, _ = learner.imagine(start, 1.0)
+        params = list(learner.policy.parameters())
+        grad = torch.autograd.grad((weights * returns).mean(), params)
+
+        def expected(policy_params) -> float:
+            with torch.no_grad():
+                saved = [p.clone() for p in params]
+                for p, v in zip(params, policy_params, strict=True):
+                    p.copy_(v)
+                outcome = learner.model.every_action(start)  # (N, A, D + 2)
+                nexts = start.unsqueeze(1) + outcome[..., : env.S]
+                q = outcome[..., -2] + cfg.gamma * torch.sigmoid(outcome[..., -1]) * learner.critic(
+                    nexts.flatten(0, 1)
+                ).view(12, env.A)
+                value = float((learner.policy(start).softmax(-1) * q).sum(-1).mean())
+                for p, v in zip(params, saved, strict=True):
+                    p.copy_(v)
+            return value
+
+        eps = 1e-6
+        base = [p.detach().clone() for p in params]
+        checked = 0
+        for i, p in enumerate(params):
+            for j in range(0, p.numel(), max(1, p.numel() // 5)):
+                up = [b.clone() for b in base]
+                down = [b.clone() for b in base]
+                up[i].view(-1)[j] += eps
+                down[i].view(-1)[j] -= eps
+                fd = (expected(up) - expected(down)) / (2 * eps)
+                assert grad[i].view(-1)[j].item() == pytest.approx(fd, rel=1e-5, abs=1e-9)
+                checked += 1
+        assert checked >= 15 and any(g.abs().sum() > 0 for g in grad)
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
+def test_imagined_returns_are_the_lambda_returns_and_the_one_step_form_keeps_their_value():
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])  # (H, N)
+    values = torch.tensor([[0.5], [1.0], [3.0], [4.0]])  # (H + 1, N)
+    conts = torch.tensor([[1.0], [0.5], [1.0]])
+    gamma, lam = 0.9, 0.8
+    g2 = 2.0 + gamma * 1.0 * 4.0
+    g1 = 0.0 + gamma * 0.5 * ((1 - lam) * 3.0 + lam * g2)
+    g0 = 1.0 + gamma * 1.0 * ((1 - lam) * 1.0 + lam * g1)
+    assert imagined_returns(rewards, values, conts, gamma, lam)[:, 0].tolist() == pytest.approx([g0, g1, g2])
+    one_step = rewards + gamma * conts * values[1:]
+    same = imagined_returns(rewards, values, conts, gamma, lam, one_step)
+    assert same[:, 0].tolist() == pytest.approx([g0, g1, g2])
+
+
+def test_the_default_learner_of_a_black_box_env_is_the_model_learner():
+    assert parse_train(["--env", "MiniGrid-Empty-5x5-v0"])[0].algo == "model"
+    assert parse_train(["--env", "CartPole-v1"])[0].algo == "model"
+    assert parse_train(["--env", "FrozenLake-v1"])[0].algo == "pathwise"  # a table: the pathwise learner
+    assert parse_train(["ppo", "--env", "CartPole-v1"])[0].algo == "ppo"
+    cfg, _ = resolve(replace(parse_train(["--env", "CartPole-v1"])[0]))
+    assert (cfg.num_envs, cfg.explore_starts, cfg.obs) == (16, 0.0, "flat")
+
+
+@pytest.mark.learning
+def test_the_default_learner_solves_minigrid_empty_5x5(tmp_path):
+    # The model learner (pathwise through the learnt model), from train.py's defaults: the
+    # shortest path is 5 steps, worth 1 - 0.9 * 5 / 100 = 0.955.
+    runs = tmp_path / "runs"
+    args = "--env MiniGrid-Empty-5x5-v0 --total-timesteps 30720 --eval-every 10240 --eval-episodes 32"
+    common = ["--runs-dir", str(runs), "--run-name", "mg", "--wandb-mode", "disabled", "--no-progress"]
+    proc = run_train([*args.split(), "--stop-at-success", "1.0", *common], tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((runs / "mg" / "config.json").read_text())["algo"] == "model"
+    final = json.loads((runs / "mg" / "final_eval.json").read_text())
+    assert final["success_rate"] == 1.0 and final["mean_return"] >= 0.93
