@@ -144,3 +144,25 @@ def test_ppo_solves_minigrid_empty_5x5(tmp_path):
     assert proc.returncode == 0, proc.stderr
     final = json.loads((runs / "mg" / "final_eval.json").read_text())
     assert final["success_rate"] == 1.0 and final["mean_return"] == pytest.approx(0.955, abs=0.01)
+
+
+def test_ctrl_c_on_a_black_box_run_saves_and_resume_continues_every_step_once(tmp_path):
+    # The model learner (the default here) on CartPole: Ctrl-C mid-run saves its checkpoint (the
+    # model and its optimiser with it; the replay refills), and --resume logs each update once.
+    import signal
+
+    from test_faults import checkpoint_step, logged_steps, start, wait_for
+
+    runs = tmp_path / "runs"
+    run_dir = runs / "bb"
+    args = "--env CartPole-v1 --total-timesteps 400000 --eval-every 0 --eval-episodes 8 --no-progress"
+    common = ["--wandb-mode", "disabled", "--runs-dir", str(runs), "--run-name", "bb"]
+    proc = start([*args.split(), *common], tmp_path / "home", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wait_for(lambda: len(logged_steps(run_dir)) > 3, timeout=120, what="training")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    saved = checkpoint_step(run_dir)
+    assert saved >= 256 and json.loads((run_dir / "config.json").read_text())["algo"] == "model"
+    resumed = run_train(["--resume", str(run_dir), "--total-timesteps", str(saved + 1024)], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert logged_steps(run_dir) == list(range(256, saved + 1024 + 1, 256))
