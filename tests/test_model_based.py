@@ -74,7 +74,7 @@ def test_the_actors_gradient_through_the_model_is_the_finite_difference_one():
     try:
         learner.model.double(), learner.critic.double(), learner.policy.double()
         start = torch.eye(env.S, dtype=torch.float64)[:12]  # (N, S): 12 cells as observations
-        returns, weights, _, _ = learner.imagine(start, 1.0)
+        returns, weights, *_ = learner.imagine(start, 1.0)
         params = list(learner.policy.parameters())
         grad = torch.autograd.grad((weights * returns).mean(), params)
 

@@ -15,6 +15,8 @@ form (`--actor-grad reinforce`); the critic regresses on those returns.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -124,6 +126,16 @@ def imagined_returns(
     return torch.stack(out[::-1])
 
 
+class Imagined(NamedTuple):
+    """H imagined steps from N real observations."""
+
+    returns: torch.Tensor  # (H, N) TD(lambda) returns, with the gradient of the actions (pathwise)
+    weights: torch.Tensor  # (H, N) the chance that the episode is still going at each step
+    states: torch.Tensor  # (H + 1, N, D) the imagined observations, the real one first
+    logits: torch.Tensor  # (H, N, A) the policy's at each step
+    logps: torch.Tensor | None  # (H, N) log pi of the actions sampled (--actor-grad reinforce)
+
+
 class ModelBasedLearner(Learner):
     def __init__(self, cfg, policy, critic, generator, bonus) -> None:
         super().__init__(cfg, policy, critic, generator, bonus)
@@ -153,7 +165,7 @@ class ModelBasedLearner(Learner):
         )
         model_metrics = self.fit_model()
         start = roll.obs.flatten(0, 1)  # (N, D): every real observation of this window
-        returns, weights, states, logits = self.imagine(start, tau)  # (H, N), (H, N), (H + 1, N, D), (H, N, A)
+        returns, weights, states, logits, logps = self.imagine(start, tau)
 
         # The actor: minus the weighted imagined returns (in units of the return scale), minus the entropy bonus.
         scale = self.return_scale.update(returns.detach())[0]
@@ -163,7 +175,7 @@ class ModelBasedLearner(Learner):
             objective = (weights * returns).mean() / scale
         else:  # REINFORCE on the imagined steps, the critic as baseline (DreamerV2/V3's discrete actor)
             advantage = (returns - self.critic(states[:-1].flatten(0, 1)).view_as(returns)).detach()
-            objective = (weights * self.imagined_logp * advantage).mean() / scale
+            objective = (weights * logps * advantage).mean() / scale
         loss = -objective - cfg.entropy_coef * entropy
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -171,9 +183,9 @@ class ModelBasedLearner(Learner):
 
         value_loss = self.fit_critic(states[:-1].detach(), returns.detach(), weights)
         return obs, {
-            "losses/policy_loss": float(loss),
+            "losses/policy_loss": float(loss.detach()),
             "losses/value_loss": float(value_loss),
-            "losses/entropy": float(entropy),
+            "losses/entropy": float(entropy.detach()),
             "losses/grad_norm": float(grad_norm[0]),
             **{f"losses/model_{k}": float(v) for k, v in model_metrics.items()},
         }
@@ -189,11 +201,8 @@ class ModelBasedLearner(Learner):
             clip_and_step(self.model.parameters(), self.model_optimizer, 100.0)
         return {k: v.detach() for k, v in parts.items()}
 
-    def imagine(self, start: torch.Tensor, tau: float):
-        """H steps from `start` (N, D) under the policy, through the model: the TD(lambda) returns
-        of every imagined step (H, N), with the gradient of the actions; the weight of each step,
-        the chance that the episode is still going when it is taken (H, N); the imagined
-        observations (H + 1, N, D); and the policy's logits at each step (H, N, A)."""
+    def imagine(self, start: torch.Tensor, tau: float) -> Imagined:
+        """H steps from `start` (N, D) under the policy, through the model (`Imagined`)."""
         cfg = self.cfg
         frozen = [*self.model.parameters(), *self.critic.parameters()]
         for p in frozen:  # the actor's gradient flows through the model and the critic, not into them
@@ -232,8 +241,7 @@ class ModelBasedLearner(Learner):
         )
         # Step t counts as much as the chance that the episode lasts until it (DreamerV1's weights).
         alive = torch.cat([torch.ones_like(conts_t[:1]), torch.cumprod(conts_t[:-1], 0)]).detach()  # (H, N)
-        self.imagined_logp = torch.stack(logps) if logps else None
-        return returns, alive, states_t, torch.stack(all_logits)
+        return Imagined(returns, alive, states_t, torch.stack(all_logits), torch.stack(logps) if logps else None)
 
     def fit_critic(self, states: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """Regress V on the imagined returns at the imagined observations (H, N, ...), each
