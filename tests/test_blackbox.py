@@ -105,8 +105,8 @@ def test_a_missing_minigrid_install_is_one_line(tmp_path):
 def test_train_and_evaluate_a_black_box_env(tmp_path):
     runs = tmp_path / "runs"
     common = ["--runs-dir", str(runs), "--wandb-mode", "disabled", "--no-progress"]
-    refused = run_train(["--env", "CartPole-v1", *common], tmp_path)  # pathwise, the default
-    assert refused.returncode == 2 and "python train.py ppo --env CartPole-v1" in refused.stderr
+    refused = run_train(["pathwise", "--env", "CartPole-v1", *common], tmp_path)  # it needs the env's step
+    assert refused.returncode == 2 and "python train.py model --env CartPole-v1" in refused.stderr
     assert_one_line_error(refused.stderr)
 
     args = ["ppo", "--env", "CartPole-v1", "--num-envs", "16", "--total-timesteps", "2048", "--eval-episodes", "8"]

@@ -111,7 +111,8 @@ def black_box_defaults(cfg: TrainConfig, world) -> TrainConfig:
     if cfg.algo == "pathwise":
         raise ValueError(
             f"--env {cfg.env} has no transition table, and the pathwise learner steps the env's differentiable "
-            f"form, which it lacks; train a score-function learner: python train.py ppo --env {cfg.env}"
+            f"form, which it lacks; train one that learns from experience: python train.py model --env {cfg.env} "
+            "(or ppo, reinforce)"
         )
     refused = [
         (bool(cfg.explore_starts), f"--explore-starts {cfg.explore_starts} starts episodes in any cell"),
