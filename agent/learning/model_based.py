@@ -7,10 +7,11 @@ It knows only what it experienced (information class: samples), so it runs where
 differentiable step exist: black-box envs such as Minigrid, and the gridworlds alike.
 
 Each update: T real steps of the B envs (Gumbel-max actions), added to a replay of the last
-`--replay-size` transitions; `--model-steps` minibatch steps of the model on the replay; from
-each of the B x T real observations, H imagined steps under the policy; the actor's loss is minus
-the imagined TD(lambda) returns (pathwise, `--actor-grad pathwise`) or their score-function
-form (`--actor-grad reinforce`); the critic regresses on those returns.
+`--replay-size` transitions; then `--train-steps` times, on a minibatch of replayed transitions:
+a step of the model; H imagined steps under the policy from the minibatch's observations; a step
+of the actor, whose loss is minus the imagined TD(lambda) returns (pathwise, `--actor-grad
+pathwise`) or their score-function form (`--actor-grad reinforce`); a step of the critic on the
+window's real TD(lambda) returns.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from agent.learning.critic import lambda_returns
 from agent.learning.gumbel import gumbel_max_sample
 from agent.learning.learner import Learner, clip_and_step
 from agent.learning.optim import Adam
@@ -163,10 +165,25 @@ class ModelBasedLearner(Learner):
             roll.next_obs.flatten(0, 1),
             roll.terminals.flatten(),
         )
-        model_metrics = self.fit_model()
-        start = roll.obs.flatten(0, 1)  # (N, D): every real observation of this window
-        returns, weights, states, logits, logps = self.imagine(start, tau)
+        # The critic's targets: the window's real TD(lambda) returns.
+        real = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, cfg.gae_lambda)  # (T, B)
+        real_obs = roll.obs.flatten(0, 1)  # (T*B, D)
+        # Many gradient steps per window of real steps: the model and the imagination are where
+        # the experience is reused, which is what makes a model-based learner sample-efficient.
+        for _ in range(cfg.train_steps):
+            interrupt.check()
+            batch = self.replay.sample(cfg.model_batch, self.generator)
+            model_metrics = self.fit_model(batch)
+            metrics = self.train_actor_critic(batch[0], tau, real_obs, real.flatten())
+        return obs, metrics | {f"losses/model_{k}": float(v) for k, v in model_metrics.items()}
 
+    def train_actor_critic(
+        self, start: torch.Tensor, tau: float, real_obs: torch.Tensor, real_returns: torch.Tensor
+    ) -> dict[str, float]:
+        """One step of the actor on H steps imagined from `start` (N, D), and one of the critic on
+        the real returns (M,) of observations (M, D)."""
+        cfg = self.cfg
+        returns, weights, states, logits, logps = self.imagine(start, tau)
         # The actor: minus the weighted imagined returns (in units of the return scale), minus the entropy bonus.
         scale = self.return_scale.update(returns.detach())[0]
         dist = torch.distributions.Categorical(logits=logits)
@@ -181,24 +198,20 @@ class ModelBasedLearner(Learner):
         loss.backward()
         grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
 
-        value_loss = self.fit_critic(states[:-1].detach(), returns.detach(), weights)
-        return obs, {
+        value_loss = self.fit_critic(real_obs, real_returns)
+        return {
             "losses/policy_loss": float(loss.detach()),
             "losses/value_loss": float(value_loss),
             "losses/entropy": float(entropy.detach()),
             "losses/grad_norm": float(grad_norm[0]),
-            **{f"losses/model_{k}": float(v) for k, v in model_metrics.items()},
         }
 
-    def fit_model(self) -> dict[str, torch.Tensor]:
-        """`--model-steps` minibatch steps of the model on the replay; the last step's losses."""
-        parts: dict[str, torch.Tensor] = {}
-        for _ in range(self.cfg.model_steps):
-            interrupt.check()
-            loss, parts = self.model.loss(*self.replay.sample(self.cfg.model_batch, self.generator))
-            self.model_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_and_step(self.model.parameters(), self.model_optimizer, 100.0)
+    def fit_model(self, batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        """One step of the model on a minibatch of real transitions; its losses."""
+        loss, parts = self.model.loss(*batch)
+        self.model_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_and_step(self.model.parameters(), self.model_optimizer, 100.0)
         return {k: v.detach() for k, v in parts.items()}
 
     def imagine(self, start: torch.Tensor, tau: float) -> Imagined:
@@ -243,15 +256,14 @@ class ModelBasedLearner(Learner):
         alive = torch.cat([torch.ones_like(conts_t[:1]), torch.cumprod(conts_t[:-1], 0)]).detach()  # (H, N)
         return Imagined(returns, alive, states_t, torch.stack(all_logits), torch.stack(logps) if logps else None)
 
-    def fit_critic(self, states: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """Regress V on the imagined returns at the imagined observations (H, N, ...), each
-        weighted as the actor weighs it; `--update-epochs` full-batch steps."""
-        flat, target, w = states.flatten(0, 1), targets.flatten(), weights.flatten()
-        for _ in range(self.cfg.update_epochs):
-            loss = (w * (self.critic(flat) - target).pow(2)).mean() / 2
-            self.critic_optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.critic_optimizer.step()
+    def fit_critic(self, real_obs: torch.Tensor, real_returns: torch.Tensor) -> torch.Tensor:
+        """One step regressing V on the window's real TD(lambda) returns (M,) at their observations
+        (M, D). Not on the imagined returns: a critic fit to them bootstraps on itself at the model's
+        predictions, and its values ran away from the returns that are possible (docs/guide.md)."""
+        loss = (self.critic(real_obs) - real_returns).pow(2).mean() / 2
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_optimizer.step()
         return loss.detach()
 
     def state_dict(self) -> dict:

@@ -106,21 +106,24 @@ class LearnerConfig:
 
     default_num_envs: ClassVar[int] = 256
     """--num-envs when it is not given."""
+    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "critic_learning_rate": 3e-3, "entropy_coef": 0.01}
+    """The values of the fields below that are None when not given."""
 
-    learning_rate: float = 3e-3
-    """Adam learning rate of the policy."""
+    learning_rate: float | None = None
+    """Adam learning rate of the policy (default 3e-3; the model learner 3e-4)."""
     anneal_lr: bool = True
     """Let the policy's learning rate fall linearly to 0 over --total-timesteps (--no-anneal-lr:
     constant); the critic's stays constant."""
     actor_warmup: int = 0
     """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
     (0 = none)."""
-    critic_learning_rate: float = 3e-3
-    """Adam learning rate of the value network."""
+    critic_learning_rate: float | None = None
+    """Adam learning rate of the value network (default 3e-3; the model learner 3e-4)."""
     gamma: float = 0.99
     """Discount factor."""
-    entropy_coef: float = 0.01
-    """Weight of the policy-entropy bonus (in units of the return scale)."""
+    entropy_coef: float | None = None
+    """Weight of the policy-entropy bonus, in units of the return scale (default 0.01; the model
+    learner 1e-3)."""
     max_grad_norm: float = 1.0
     """Clip the policy gradient to this global norm (0 disables clipping)."""
     hidden: int = 128
@@ -199,6 +202,7 @@ class ModelConfig(LearnerConfig):
     back-propagating imagined returns through the model and its straight-through Gumbel actions."""
 
     default_num_envs: ClassVar[int] = 16
+    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-4, "critic_learning_rate": 3e-4, "entropy_coef": 1e-3}
 
     estimator: str = "st"
     """Gradient estimator through each imagined one-hot action (st, st-gs, gumbel-rao, reinmax,
@@ -216,10 +220,11 @@ class ModelConfig(LearnerConfig):
     """Width of the model's hidden layers."""
     model_learning_rate: float = 1e-3
     """Adam learning rate of the model."""
-    model_steps: int = 16
-    """The model's minibatch steps per update."""
-    model_batch: int = 256
-    """Transitions per model minibatch."""
+    train_steps: int = 16
+    """Gradient steps of the model, the actor and the critic per update, each on a minibatch of
+    --model-batch replayed transitions (the actor and critic on H steps imagined from them)."""
+    model_batch: int = 64
+    """Transitions per minibatch."""
     replay_size: int = 100_000
     """Real transitions the model is trained on: the most recent ones."""
 

@@ -59,8 +59,10 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
         cfg = black_box_defaults(cfg, world)
     elif cfg.explore_starts is None:
         cfg = replace(cfg, explore_starts=0.5)
+    own = LEARNERS[cfg.algo][0]
     if cfg.num_envs is None:
-        cfg = replace(cfg, num_envs=LEARNERS[cfg.algo][0].default_num_envs)
+        cfg = replace(cfg, num_envs=own.default_num_envs)
+    cfg = replace(cfg, **{k: v for k, v in own.defaults.items() if getattr(cfg, k) is None})
     if cfg.actor_backups is None:  # value iteration for the actor belongs to the oracle critic only
         cfg = replace(cfg, actor_backups=32 if cfg.algo == "pathwise" and cfg.critic == "oracle" else 0)
     if cfg.actor_steps == 0:  # after every look-ahead
@@ -232,15 +234,15 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "actor_steps": (lambda v: v >= 0, "an integer >= 0 (0: one after every look-ahead)"),
     "explore_starts": (lambda v: v is None or (_finite(v) and 0 <= v <= 1), "a probability in [0, 1]"),
     "explore_bonus": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
-    "entropy_coef": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
+    "entropy_coef": (lambda v: v is None or (_finite(v) and v >= 0), "a finite number >= 0"),
     "logit_penalty": (lambda v: _finite(v) and v >= 0, "a finite number >= 0"),
     "max_grad_norm": (lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: no clipping)"),
     "num_envs": (lambda v: v is None or v >= 1, "an integer >= 1"),
     "horizon": (lambda v: v >= 1, "an integer >= 1"),
     "total_timesteps": (lambda v: v >= 1, "an integer >= 1"),
-    "learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "learning_rate": (lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0"),
     "actor_warmup": (lambda v: v >= 0, "an integer >= 0 (0: no warm-up)"),
-    "critic_learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
+    "critic_learning_rate": (lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0"),
     "gamma": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
     "gae_lambda": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
     "backup_steps": (lambda v: v >= 1, "an integer >= 1"),
@@ -248,7 +250,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "update_epochs": (lambda v: v >= 1, "an integer >= 1"),
     "imagine_horizon": (lambda v: v >= 1, "an integer >= 1"),
     "model_hidden": (lambda v: v >= 1, "an integer >= 1"),
-    "model_steps": (lambda v: v >= 1, "an integer >= 1"),
+    "train_steps": (lambda v: v >= 1, "an integer >= 1"),
     "model_batch": (lambda v: v >= 1, "an integer >= 1"),
     "replay_size": (lambda v: v >= 1, "an integer >= 1"),
     "model_learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
