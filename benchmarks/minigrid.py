@@ -35,7 +35,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from benchmarks.common import DEFAULT_OUT, fail, format_table, machine_info, parse_args, provenance, write_json
+from benchmarks.common import (
+    DEFAULT_OUT,
+    STARTED_AT,
+    fail,
+    format_table,
+    machine_info,
+    parse_args,
+    provenance,
+    pyplot,
+    write_json,
+)
 
 # Fixed before any tuning; each half has an easy, a key-and-door, a lava and a larger env.
 TUNING = (
@@ -94,7 +104,10 @@ def run_one(env_id: str, learner: str, seed: int, budget: Budget, runs_dir: str)
     run_dir = Path(runs_dir) / f"{env_id}__{learner}__{seed}"
     done = run_dir / "row.json"
     if done.exists():
-        return json.loads(done.read_text())
+        row = json.loads(done.read_text())
+        if "curve" not in row and not learner.startswith("sb3"):  # a row stored before rows kept their curves
+            row["curve"] = eval_curve(run_dir)
+        return row
     start = time.time()
     row = (train_sb3 if learner.startswith("sb3") else train_ours)(env_id, learner, seed, budget, run_dir)
     row |= {
@@ -103,6 +116,8 @@ def run_one(env_id: str, learner: str, seed: int, budget: Budget, runs_dir: str)
         "class": CLASS[learner],
         "seed": seed,
         "wall_clock_s": time.time() - start,
+        # Rows of one suite may come from several sessions: each names the code that made it.
+        "git_commit": STARTED_AT["git_commit"],
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     done.write_text(json.dumps(row, indent=2))
@@ -114,7 +129,6 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
     test episodes by agent.evaluate."""
     from agent.evaluate import evaluate_checkpoint
     from agent.run.config import TrainConfig
-    from agent.run.logger import read_metrics
     from agent.run.trainer import train
 
     if run_dir.exists():  # an unfinished run from an interrupted suite starts over
@@ -137,16 +151,28 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
     final = train(cfg)
     if final.get("interrupted"):
         raise KeyboardInterrupt(f"{run_dir.name} was interrupted")
-    evals = [r for r in read_metrics(run_dir) if "eval/success_rate" in r]
-    reached = [r["global_step"] for r in evals if r["eval/success_rate"] >= budget.target]
+    curve = eval_curve(run_dir)
+    reached = [step for step, success, _ in curve if success >= budget.target]
     # The test episodes of seed + EVAL_SEED_OFFSET["test"], + 1, ...: the same ones the SB3 run plays.
     test = evaluate_checkpoint(run_dir, episodes=budget.test_episodes, device="cpu")
     return {
         "frames": final["global_step"],
         "frames_to_target": reached[0] if reached else None,
         "kept_step": final["kept_step"],
+        "curve": curve,
         **{k: test[k] for k in TEST_KEYS},
     }
+
+
+def eval_curve(run_dir: Path) -> list[list[float]]:
+    """[frames, greedy success rate, mean return] of each of a run's evaluations."""
+    from agent.run.logger import read_metrics
+
+    return [
+        [r["global_step"], r["eval/success_rate"], r["eval/mean_return"]]
+        for r in read_metrics(run_dir)
+        if "eval/success_rate" in r
+    ]
 
 
 TEST_KEYS = (
@@ -181,6 +207,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pat
         def __init__(self) -> None:
             super().__init__()
             self.next, self.best, self.reached, self.kept_step = budget.eval_every, -1.0, None, 0
+            self.curve: list[list[float]] = []
 
         def _on_step(self) -> bool:
             if self.num_timesteps < self.next:
@@ -188,6 +215,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pat
             self.next += budget.eval_every
             # The validation episodes train.py's evaluations play, apart from training's and the test's.
             result = greedy_episodes(make, self.model, budget.eval_episodes, seed + EVAL_SEED_OFFSET["validation"])
+            self.curve.append([self.num_timesteps, result["success_rate"], result["mean_return"]])
             if result["mean_return"] >= self.best:
                 self.best, self.kept_step = result["mean_return"], self.num_timesteps
                 self.model.save(kept)
@@ -205,6 +233,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pat
         "frames": int(model.num_timesteps),
         "frames_to_target": callback.reached,
         "kept_step": callback.kept_step,
+        "curve": callback.curve,
         **{k: test[k] for k in TEST_KEYS},
     }
 
@@ -237,6 +266,32 @@ def greedy_episodes(make, model, episodes: int, seed: int) -> dict[str, float]:
         "episodes": episodes,
         **sampled_intervals(ep),
     }
+
+
+def plot_curves(rows: list[dict], target: float, out: Path) -> list[Path]:
+    """One figure per env, docs/figures/minigrid_ENV.png: each run's greedy success rate at its
+    evaluations against frames, a colour per learner and a line per seed."""
+    from agent.gumbel_figures import save_figure
+
+    plt = pyplot()
+    if plt is None:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    colours = dict(zip(CLASS, ("C0", "C1", "C2", "C3", "C4"), strict=True))
+    paths = []
+    for env in dict.fromkeys(r["env"] for r in rows):
+        fig, ax = plt.subplots(figsize=(6, 3.6))
+        shown: set[str] = set()
+        for r in (r for r in rows if r["env"] == env and r.get("curve")):
+            frames, success = [c[0] for c in r["curve"]], [c[1] for c in r["curve"]]
+            label = None if r["learner"] in shown else f"{r['learner']} ({r['class']})"
+            shown.add(r["learner"])
+            ax.plot(frames, success, color=colours[r["learner"]], marker=".", label=label, alpha=0.8)
+        ax.axhline(target, color="grey", lw=0.8, ls="--")
+        ax.set(title=env, xlabel="frames (env steps)", ylabel="greedy success rate", ylim=(-0.03, 1.03))
+        ax.legend(fontsize=8, loc="lower right")
+        paths.append(save_figure(fig, out / f"minigrid_{env.removeprefix('MiniGrid-').removesuffix('-v0')}.png"))
+    return paths
 
 
 def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
@@ -304,6 +359,8 @@ class Args:
     """Where the runs go; a finished run there is reused, so the suite resumes."""
     out: str = DEFAULT_OUT
     """Directory for the results JSON and table."""
+    figures: str | None = "docs/figures"
+    """Directory for the learning-curve figure of each env (None: none)."""
     name: str | None = None
     """File stem (default minigrid_SPLIT)."""
     smoke: bool = False
@@ -373,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     (Path(args.out) / f"{name}.md").write_text(md + "\n")
+    if args.figures and not args.smoke:
+        for path in plot_curves(rows, args.target, Path(args.figures)):
+            print(f"wrote {path}")
     return 0
 
 

@@ -356,7 +356,15 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
     assert {r["learner"] for r in data["runs"]} == {"model", "ppo", "sb3-ppo"}
     for r in data["runs"]:
         assert r["episodes"] == 8 and 0 <= r["success_ci95_low"] <= r["success_rate"] <= r["success_ci95_high"] <= 1
-        assert r["class"] == "samples" and r["frames"] >= 2048
+        assert r["class"] == "samples" and r["frames"] >= 2048 and r["git_commit"] == data["git_commit"]
+        # Every evaluation in order, as [frames, success, return], the last at the run's end.
+        frames = [c[0] for c in r["curve"]]
+        assert frames == sorted(frames) and frames[-1] == r["frames"], r
+        assert all(0 <= c[1] <= 1 for c in r["curve"])
+    from benchmarks.minigrid import plot_curves
+
+    (figure,) = plot_curves(data["runs"], 0.95, tmp_path / "figures")
+    assert figure.name == "minigrid_Empty-5x5.png" and figure.read_bytes()[:4] == b"\x89PNG"
     rows = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")}
     assert len(rows) == 3
     run_smoke(["-m", "benchmarks.minigrid"], args)

@@ -133,6 +133,20 @@ def test_the_default_learner_of_a_black_box_env_is_the_model_learner():
     assert (cfg.num_envs, cfg.explore_starts, cfg.obs) == (16, 0.0, "flat")
 
 
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["model", "--env", "CartPole-v1"], (3e-4, 3e-4, 1e-3)),
+        (["ppo", "--env", "CartPole-v1"], (3e-3, 3e-3, 0.01)),
+        (["pathwise", "--env", "lava_gap"], (3e-3, 3e-3, 0.01)),
+        (["model", "--env", "CartPole-v1", "--learning-rate", "0.02", "--entropy-coef", "0"], (0.02, 3e-4, 0.0)),
+    ],
+)
+def test_each_learner_resolves_its_own_optimiser_defaults_and_a_given_value_stays(argv, expected):
+    cfg, _ = resolve(parse_train(argv)[0])
+    assert (cfg.learning_rate, cfg.critic_learning_rate, cfg.entropy_coef) == expected
+
+
 @pytest.mark.learning
 def test_the_default_learner_solves_minigrid_empty_5x5(tmp_path):
     # The model learner (pathwise through the learnt model), from train.py's defaults: the
