@@ -30,7 +30,7 @@ import json
 import os
 import statistics
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -379,6 +379,31 @@ COLUMNS = [
 ]
 
 
+def write_results(args: Args, name: str, rows: list[dict], planned: int, budget: Budget, machine, stamp) -> str:
+    """NAME.json and NAME.md from the runs finished so far (of `planned`); returns the tables."""
+    rows = sorted(rows, key=lambda r: (r["env"], r["learner"], r["seed"]))
+    per_env, totals = summarise(rows, args.target)
+    md = format_table(totals, ["learner", "class", "envs", "solved on every seed"], {}) + "\n\n"
+    md += format_table(per_env, COLUMNS, {})
+    write_json(
+        Path(args.out) / f"{name}.json",
+        stamp
+        | {
+            "machine": machine,
+            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
+            "args": dataclasses.asdict(args),
+            "budget": dataclasses.asdict(budget),
+            "zoo_ppo": {"n_envs": ZOO_ENVS, **ZOO_PPO},
+            "runs finished": f"{len(rows)}/{planned}",
+            "totals": totals,
+            "envs": per_env,
+            "runs": rows,
+        },
+    )
+    (Path(args.out) / f"{name}.md").write_text(md + "\n")
+    return md
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.minigrid", __doc__)
     if min(args.workers, args.frames, args.eval_every, args.eval_episodes, args.test_episodes) < 1:
@@ -404,32 +429,16 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     tasks = [(e, learner, seed) for e in env_ids for learner in args.learners for seed in args.seeds]
-    rows = []
+    name = args.name or f"minigrid_{args.split}"
+    rows: list[dict] = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_one, e, learner, seed, budget, args.runs_dir) for e, learner, seed in tasks]
-        for f in futures:
+        for f in as_completed(futures):
             rows.append(f.result())
             print(json.dumps(rows[-1]), flush=True)
-    per_env, totals = summarise(rows, args.target)
-    md = format_table(totals, ["learner", "class", "envs", "solved on every seed"], {}) + "\n\n"
-    md += format_table(per_env, COLUMNS, {})
+            # Written after every run, so a suite stopped part-way leaves what it has finished.
+            md = write_results(args, name, rows, len(tasks), budget, machine, stamp)
     print(md)
-    name = args.name or f"minigrid_{args.split}"
-    write_json(
-        Path(args.out) / f"{name}.json",
-        stamp
-        | {
-            "machine": machine,
-            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
-            "args": dataclasses.asdict(args),
-            "budget": dataclasses.asdict(budget),
-            "zoo_ppo": {"n_envs": ZOO_ENVS, **ZOO_PPO},
-            "totals": totals,
-            "envs": per_env,
-            "runs": rows,
-        },
-    )
-    (Path(args.out) / f"{name}.md").write_text(md + "\n")
     if args.figures and not args.smoke:
         for path in plot_curves(rows, args.target, Path(args.figures)):
             print(f"wrote {path}")

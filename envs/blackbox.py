@@ -137,6 +137,9 @@ def _stack(items: list[Any]) -> Any:
     return np.stack([np.asarray(x) for x in items])
 
 
+OBS_BUCKETS = 2**20  # hash buckets of observations: a 4 MB table of visit counts
+
+
 class BlackBoxEnv:
     """B copies of a black-box env as torch tensors.
 
@@ -146,13 +149,14 @@ class BlackBoxEnv:
     observation where one ended). info also holds `done` (B,), `success` (B,) where the env defines
     success (Minigrid), and, on a step where
     an episode ended, `episode` {"r", "l"} (B,) and `_episode` (B,) as gymnasium's
-    RecordEpisodeStatistics names them. A black box has no cells: `state`, `world_id` and
-    `info["final_state"]` are zeros, so the table-reading parts of a learner cannot be used on it
-    (the trainer refuses them)."""
+    RecordEpisodeStatistics names them. A black box has no cells: `state` (B,) and
+    `info["final_state"]` (B,) are the buckets of the current and the landed observations (a hash
+    into `S` buckets, which is what `--explore-bonus` counts), `world_id` is zeros, and the
+    table-reading parts of a learner cannot be used on it (the trainer refuses them)."""
 
     obs_mode = "flat"
     num_worlds = 1
-    S = 1
+    S = OBS_BUCKETS
 
     def __init__(self, spec: BlackBoxSpec, num_envs: int, *, seed: int = 0, device: torch.device | str = "cpu"):
         if spec.minigrid:
@@ -168,8 +172,11 @@ class BlackBoxEnv:
             spec.obs_shape,
             spec.max_episode_steps,
         )
-        zeros = torch.zeros(num_envs, dtype=torch.long, device=self.device)
-        self.state, self.world_id = zeros, zeros
+        self.world_id = torch.zeros(num_envs, dtype=torch.long, device=self.device)
+        self.state = self.world_id
+        self._hash = torch.randint(1, 2**31, self.observation_shape, generator=torch.Generator().manual_seed(0)).to(
+            self.device
+        )  # (D,)
         self._return = np.zeros(num_envs, dtype=np.float64)
         self._length = np.zeros(num_envs, dtype=np.int64)
 
@@ -181,7 +188,16 @@ class BlackBoxEnv:
         tabular env's, and a black box has none."""
         obs, _ = self.vec.reset(seed=self.seed if seed is None else seed)
         self._return[:], self._length[:] = 0.0, 0
-        return self._tensor(obs), {}
+        first = self._tensor(obs)
+        self.state = self.bucket(first)
+        return first, {}
+
+    def bucket(self, obs: torch.Tensor) -> torch.Tensor:
+        """Each observation's bucket (B,) of (B, D): a hash of its values rounded to 1/4096, so the
+        same observation always lands in the same one (counts of distinct observations, Tang et al.
+        2017's #Exploration, with a fixed hash in place of their SimHash)."""
+        rounded = torch.round(obs * 4096).long()  # (B, D)
+        return torch.remainder((rounded * self._hash).sum(-1), self.S)  # int64 overflow wraps, as a hash may
 
     def step(self, action: torch.Tensor, observe: bool = True):
         """One step of every copy (`observe` is the tabular env's: a black box always observes)."""
@@ -197,10 +213,11 @@ class BlackBoxEnv:
                 _stack([infos["final_obs"][i] for i in ended])
             )
         t = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)  # noqa: E731
+        self.state = self.bucket(next_obs)
         info = {
             "done": t(done, torch.bool),
             "final_obs": landed,
-            "final_state": self.state,
+            "final_state": self.bucket(landed),
             "explored": torch.zeros(self.num_envs, dtype=torch.bool, device=self.device),
         }
         if self.spec.success_rule is not None:  # Minigrid's: the episode ended with a reward

@@ -353,7 +353,7 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
     args = ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--learners", "model", "ppo", "sb3-ppo"]
     run_smoke(["-m", "benchmarks.minigrid"], args)
     data = json.loads((tmp_path / "minigrid_tuning.json").read_text())
-    assert {r["learner"] for r in data["runs"]} == {"model", "ppo", "sb3-ppo"}
+    assert {r["learner"] for r in data["runs"]} == {"model", "ppo", "sb3-ppo"} and data["runs finished"] == "3/3"
     for r in data["runs"]:
         assert r["episodes"] == 8 and 0 <= r["success_ci95_low"] <= r["success_rate"] <= r["success_ci95_high"] <= 1
         assert r["class"] == "samples" and r["frames"] >= 2048 and r["git_commit"] == data["git_commit"]

@@ -57,6 +57,35 @@ def test_minigrid_observation_is_the_image_and_the_direction():
     assert flat[0, 147:].tolist() == np.eye(4)[o["direction"]].tolist()
 
 
+def test_observations_are_counted_by_their_bucket():
+    # Empty-5x5's agent sees one view per (cell, heading): 3 x 3 cells x 4 headings at most, each
+    # in a bucket of its own, and the same view always in the same one.
+    env = BlackBoxEnv(open_black_box("MiniGrid-Empty-5x5-v0"), 8, seed=0)
+    obs, _ = env.reset()
+    assert torch.equal(env.state, env.bucket(obs))
+    views, rng = {}, np.random.default_rng(0)
+    for _ in range(300):
+        obs, _, _, _, info = env.step(torch.as_tensor(rng.integers(0, 3, size=8)))  # turns and forward
+        for o, b in zip(info["final_obs"], info["final_state"], strict=True):
+            assert views.setdefault(tuple(o.tolist()), int(b)) == int(b)
+        assert torch.equal(env.state, env.bucket(obs))
+    assert 20 <= len(views) <= 36
+    assert len(set(views.values())) == len(views)  # no two views share a bucket
+    assert all(0 <= b < env.S for b in views.values())
+
+
+def test_the_visit_bonus_on_a_black_box_counts_observations(tmp_path):
+    args = [
+        "ppo", "--env", "MiniGrid-Empty-5x5-v0", "--explore-bonus", "0.1", "--num-envs", "8", "--horizon", "16",
+        "--total-timesteps", "512", "--eval-every", "0", "--eval-episodes", "2", "--wandb-mode", "disabled",
+        "--runs-dir", str(tmp_path), "--run-name", "b",
+    ]  # fmt: skip
+    proc = run_train(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    counts = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["learner"]["bonus"]["counts"]
+    assert counts.shape == (1, 2**20) and counts.sum() == 512 and 10 <= int((counts > 0).sum()) <= 36
+
+
 def test_minigrid_success_is_reaching_the_goal():
     env = BlackBoxEnv(open_black_box("MiniGrid-Empty-5x5-v0"), 1, seed=0)
     env.reset()

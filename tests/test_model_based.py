@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import run_train
 
-from agent.learning.model_based import WorldModel, imagined_returns
+from agent.learning.model_based import Window, WorldModel, imagined_returns
 from agent.run.commands import parse_train
 from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
@@ -50,9 +50,9 @@ def test_the_model_learns_a_deterministic_table_world_from_random_transitions():
     assert ((cont < 0) == test[4]).float().mean() >= 0.99
 
 
-def _tiny_learner():
+def _tiny_learner(lam: float = 0.0):
     cfg = TrainConfig(
-        env="empty", algo="model", imagine_horizon=1, gae_lambda=0.0, hidden=8, model_hidden=8, num_envs=4
+        env="empty", algo="model", imagine_horizon=1, gae_lambda=lam, hidden=8, model_hidden=8, num_envs=4
     )
     cfg, world = resolve(cfg)
     env = build_env(cfg, torch.device("cpu"), world=world)
@@ -64,12 +64,13 @@ def _tiny_learner():
     return cfg, env, learner
 
 
-def test_the_actors_gradient_through_the_model_is_the_finite_difference_one():
-    # With H = 1 and lambda = 0 the imagined return is r + gamma c V(next) of the action taken,
+@pytest.mark.parametrize("lam", [0.0, 0.95])
+def test_the_actors_gradient_through_the_model_is_the_finite_difference_one(lam):
+    # With H = 1 the imagined return is r + gamma c V(next) of the action taken, whatever lambda,
     # linear in the one-hot action (WorldModel predicts every action's outcome); straight-through
     # at tau = 1 then gives exactly the gradient of its expectation sum_a pi(a|s) q(s, a), which is
     # a smooth function of the policy's parameters and can be differenced.
-    cfg, env, learner = _tiny_learner()
+    cfg, env, learner = _tiny_learner(lam)
     torch.set_default_dtype(torch.float64)
     try:
         learner.model.double(), learner.critic.double(), learner.policy.double()
@@ -108,6 +109,30 @@ def test_the_actors_gradient_through_the_model_is_the_finite_difference_one():
         assert checked >= 15 and any(g.abs().sum() > 0 for g in grad)
     finally:
         torch.set_default_dtype(torch.float32)
+
+
+def test_the_critic_learns_a_reward_from_the_replay_after_its_window_has_gone():
+    # Cells 0-3 step to cell 4 for a reward of 1 and the episode ends; the window (no reward) says
+    # nothing of it. Only the replay's one-step TD targets r + gamma (1 - terminal) V(s') can teach it.
+    cfg, env, learner = _tiny_learner()
+    eye = torch.eye(env.S)
+    obs, nxt = eye[:4], eye[4:5].expand(4, -1)
+    batch = (
+        obs,
+        F.one_hot(torch.zeros(4, dtype=torch.long), env.A).float(),
+        torch.ones(4),
+        nxt,
+        torch.ones(4, dtype=torch.bool),
+    )
+    window = Window(eye[10:14], torch.zeros(4), torch.zeros(0, env.A), torch.zeros(0, env.S), torch.zeros(0))
+    with torch.no_grad():
+        assert learner.critic(obs).sub(1).abs().min() > 0.2  # not there to begin with
+    learner.critic_optimizer.param_groups[0]["lr"] = 3e-3  # ten times the default, for a short test
+    for _ in range(1000):
+        learner.fit_critic(window, batch)
+    with torch.no_grad():
+        assert learner.critic(obs).tolist() == pytest.approx([1.0] * 4, abs=0.05)
+        assert learner.critic(eye[10:14]).abs().max() < 0.05  # the window's returns, 0, held too
 
 
 def test_imagined_returns_are_the_lambda_returns_and_the_one_step_form_keeps_their_value():

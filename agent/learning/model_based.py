@@ -117,11 +117,15 @@ def imagined_returns(
     + lambda G_{t+1}), G_H = V_H, from rewards (H, N), values (H + 1, N) and the predicted chances
     of going on, c (H, N) (DreamerV1's returns, Hafner et al. 2020). `one_step` (H, N), if given,
     is r_t + gamma c_t V_{t+1} written so that it is linear in the step's action; it replaces
-    (1 - lambda) of that part of G_t (the same number, another gradient)."""
-    out, ahead = [], values[-1]
-    for t in reversed(range(rewards.shape[0])):
+    (1 - lambda) of that part of G_t, and the whole of the last step's (the same numbers, another
+    gradient). With H = 1 the return is then linear in the action, and straight-through at tau = 1
+    gives its exact gradient, whatever lambda."""
+    out, ahead, H = [], values[-1], rewards.shape[0]
+    for t in reversed(range(H)):
         if one_step is None:
             ahead = rewards[t] + gamma * conts[t] * ((1 - lam) * values[t + 1] + lam * ahead)
+        elif t == H - 1:  # G_H = V_H: the whole last step is its one-step return
+            ahead = one_step[t]
         else:
             ahead = (1 - lam) * one_step[t] + lam * (rewards[t] + gamma * conts[t] * ahead)
         out.append(ahead)
@@ -136,6 +140,16 @@ class Imagined(NamedTuple):
     states: torch.Tensor  # (H + 1, N, D) the imagined observations, the real one first
     logits: torch.Tensor  # (H, N, A) the policy's at each step
     logps: torch.Tensor | None  # (H, N) log pi of the actions sampled (--actor-grad reinforce)
+
+
+class Window(NamedTuple):
+    """The critic's data from the last window of real steps."""
+
+    obs: torch.Tensor  # (M, D) the M = T x B observations
+    returns: torch.Tensor  # (M,) their real TD(lambda) returns
+    next_action: torch.Tensor  # (M', A) the one-hot actions of the M' steps that did not terminate
+    next_from: torch.Tensor  # (M', D) the observations they were taken in
+    next_returns: torch.Tensor  # (M',) the target of each one's successor, (G_t - r_t) / gamma
 
 
 class ModelBasedLearner(Learner):
@@ -167,23 +181,29 @@ class ModelBasedLearner(Learner):
         )
         # The critic's targets: the window's real TD(lambda) returns.
         real = lambda_returns(roll.rewards, roll.next_values, roll.continues, cfg.gamma, cfg.gae_lambda)  # (T, B)
-        real_obs = roll.obs.flatten(0, 1)  # (T*B, D)
+        # The target at each step's successor, (G_t - r_t) / gamma, where the episode went on.
+        going_on = ~roll.terminals.flatten()  # (T*B,)
+        window = Window(
+            roll.obs.flatten(0, 1),
+            real.flatten(),
+            actions.flatten(0, 1)[going_on],
+            roll.obs.flatten(0, 1)[going_on],
+            ((real - roll.rewards) / cfg.gamma).flatten()[going_on],
+        )
         # Many gradient steps per window of real steps: the model and the imagination are where
         # the experience is reused, which is what makes a model-based learner sample-efficient.
         for _ in range(cfg.train_steps):
             interrupt.check()
             batch = self.replay.sample(cfg.model_batch, self.generator)
             model_metrics = self.fit_model(batch)
-            metrics = self.train_actor_critic(batch[0], tau, real_obs, real.flatten())
+            metrics = self.train_actor_critic(batch, tau, window)
         return obs, metrics | {f"losses/model_{k}": float(v) for k, v in model_metrics.items()}
 
-    def train_actor_critic(
-        self, start: torch.Tensor, tau: float, real_obs: torch.Tensor, real_returns: torch.Tensor
-    ) -> dict[str, float]:
-        """One step of the actor on H steps imagined from `start` (N, D), and one of the critic on
-        the real returns (M,) of observations (M, D)."""
+    def train_actor_critic(self, batch: tuple[torch.Tensor, ...], tau: float, window: Window) -> dict[str, float]:
+        """One step of the actor on H steps imagined from the replayed minibatch's observations, and
+        one of the critic on real returns."""
         cfg = self.cfg
-        returns, weights, states, logits, logps = self.imagine(start, tau)
+        returns, weights, states, logits, logps = self.imagine(batch[0], tau)
         # The actor: minus the weighted imagined returns (in units of the return scale), minus the entropy bonus.
         scale = self.return_scale.update(returns.detach())[0]
         dist = torch.distributions.Categorical(logits=logits)
@@ -198,7 +218,7 @@ class ModelBasedLearner(Learner):
         loss.backward()
         grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)
 
-        value_loss = self.fit_critic(real_obs, real_returns)
+        value_loss = self.fit_critic(window, batch)
         return {
             "losses/policy_loss": float(loss.detach()),
             "losses/value_loss": float(value_loss),
@@ -256,11 +276,26 @@ class ModelBasedLearner(Learner):
         alive = torch.cat([torch.ones_like(conts_t[:1]), torch.cumprod(conts_t[:-1], 0)]).detach()  # (H, N)
         return Imagined(returns, alive, states_t, torch.stack(all_logits), torch.stack(logps) if logps else None)
 
-    def fit_critic(self, real_obs: torch.Tensor, real_returns: torch.Tensor) -> torch.Tensor:
-        """One step regressing V on the window's real TD(lambda) returns (M,) at their observations
-        (M, D). Not on the imagined returns: a critic fit to them bootstraps on itself at the model's
-        predictions, and its values ran away from the returns that are possible (docs/guide.md)."""
-        loss = (self.critic(real_obs) - real_returns).pow(2).mean() / 2
+    def fit_critic(self, window: Window, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """One step regressing V on the window's real TD(lambda) returns at their observations; at
+        the model's prediction of each step's successor on the target of the real successor; and on
+        the one-step TD target r + gamma V(s') of the replayed transitions (N,), which keeps a
+        reward seen windows ago in the critic after the window that saw it has gone.
+
+        Not on the imagined returns: a critic fit to them bootstraps on itself at the model's
+        predictions, and its values ran away from the returns that are possible (docs/guide.md).
+        The second part is what the actor reads: V at predicted observations. Fit to real ones only,
+        the critic extrapolates there, and an action whose outcome the model predicts least
+        sharply (a turn, which changes the whole egocentric view) looked worse than it is."""
+        loss = (self.critic(window.obs) - window.returns).pow(2).mean() / 2
+        if window.next_returns.numel():  # (a window in which every step ended an episode has none)
+            with torch.no_grad():
+                predicted = self.model(window.next_from, window.next_action)[0]  # (M', D)
+            loss = loss + (self.critic(predicted) - window.next_returns).pow(2).mean() / 2
+        obs, _, reward, next_obs, terminal = batch
+        with torch.no_grad():
+            td = reward + self.cfg.gamma * (~terminal) * self.critic(next_obs)  # (N,)
+        loss = loss + (self.critic(obs) - td).pow(2).mean() / 2
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()

@@ -137,7 +137,8 @@ class LearnerConfig:
     table, which start only where their reset puts them."""
     explore_bonus: float = 0.0
     """beta of the count-based exploration bonus beta / sqrt(1 + visits(cell)) added to the
-    training reward (never to logged returns); 0 disables it."""
+    training reward (never to logged returns); on a black box, visits of the observation (hashed).
+    0 disables it."""
     update_epochs: int = 4
     """Optimisation epochs per rollout for ppo and for the critic."""
     num_minibatches: int = 4
@@ -212,8 +213,9 @@ class ModelConfig(LearnerConfig):
     actor_grad: Literal["pathwise", "reinforce"] = "pathwise"
     """The actor's gradient through the imagined steps: pathwise (through the actions and the
     model), or reinforce (score function, DreamerV2/V3's choice for discrete actions)."""
-    imagine_horizon: int = 8
-    """Steps H the actor imagines through the model from each real observation."""
+    imagine_horizon: int = 1
+    """Steps H the actor imagines through the model from each replayed observation (1: the exact
+    gradient of the one-step return, summed over the actions)."""
     gae_lambda: float = 0.95
     """lambda of the imagined TD(lambda) returns."""
     model_hidden: int = 256

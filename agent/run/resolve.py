@@ -109,20 +109,18 @@ def is_black_box(world) -> bool:
 
 def black_box_defaults(cfg: TrainConfig, world) -> TrainConfig:
     """What a run on a black-box env can't do is refused in one line; exploring starts, which
-    need the env's cells, are off."""
+    need the env's cells, are off. (`--explore-bonus` counts observations there.)"""
     if cfg.algo == "pathwise":
         raise ValueError(
             f"--env {cfg.env} has no transition table, and the pathwise learner steps the env's differentiable "
             f"form, which it lacks; train one that learns from experience: python train.py model --env {cfg.env} "
             "(or ppo, reinforce)"
         )
-    refused = [
-        (bool(cfg.explore_starts), f"--explore-starts {cfg.explore_starts} starts episodes in any cell"),
-        (cfg.explore_bonus > 0, f"--explore-bonus {cfg.explore_bonus} counts visits to cells"),
-    ]
-    for bad, what in refused:
-        if bad:
-            raise ValueError(f"{what}, and --env {cfg.env} is a gymnasium env without cells; drop the flag")
+    if cfg.explore_starts:
+        raise ValueError(
+            f"--explore-starts {cfg.explore_starts} starts episodes in any cell, and --env {cfg.env} is a "
+            "gymnasium env without cells; drop the flag"
+        )
     if cfg.stop_at_success is not None and world.success_rule is None:
         raise ValueError(
             f"--stop-at-success {cfg.stop_at_success}: --env {cfg.env} defines no success (Minigrid envs do); "
