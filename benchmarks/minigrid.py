@@ -294,7 +294,15 @@ def plot_curves(rows: list[dict], target: float, out: Path) -> list[Path]:
     return paths
 
 
-def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
+def on_grid(row: dict, eval_every: int) -> int:
+    """The frames at which a run reached the target, rounded up to a multiple of `eval_every`
+    (its whole budget if it never did)."""
+    if row["frames_to_target"] is None:
+        return row["frames"]
+    return -(-row["frames_to_target"] // eval_every) * eval_every
+
+
+def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[dict], list[dict]]:
     """Per (env, learner): seeds solved and medians; per learner: envs solved on every seed."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
@@ -308,8 +316,10 @@ def summarise(rows: list[dict], target: float) -> tuple[list[dict], list[dict]]:
             "all seeds": all(r["success_rate"] >= target for r in rs),
             "success (median)": statistics.median(r["success_rate"] for r in rs),
             "return (median)": statistics.median(r["mean_return"] for r in rs),
-            # Runs that never reached the target count as their whole budget: an upper bound.
-            "frames to target (median)": statistics.median(r["frames_to_target"] or r["frames"] for r in rs),
+            # On the common grid of --eval-every frames: train.py's runs evaluate after 1, 2, 4, ...
+            # updates too, and SB3's only on the grid, so a raw count would favour ours. Runs that
+            # never reached the target count as their whole budget: an upper bound.
+            "frames to target (median)": statistics.median(on_grid(r, eval_every) for r in rs),
             "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
         }
         for (env, learner), rs in groups.items()
@@ -382,7 +392,7 @@ COLUMNS = [
 def write_results(args: Args, name: str, rows: list[dict], planned: int, budget: Budget, machine, stamp) -> str:
     """NAME.json and NAME.md from the runs finished so far (of `planned`); returns the tables."""
     rows = sorted(rows, key=lambda r: (r["env"], r["learner"], r["seed"]))
-    per_env, totals = summarise(rows, args.target)
+    per_env, totals = summarise(rows, args.target, budget.eval_every)
     md = format_table(totals, ["learner", "class", "envs", "solved on every seed"], {}) + "\n\n"
     md += format_table(per_env, COLUMNS, {})
     write_json(

@@ -369,3 +369,12 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
     assert len(rows) == 3
     run_smoke(["-m", "benchmarks.minigrid"], args)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")} == rows
+
+
+def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
+    from benchmarks.minigrid import on_grid
+
+    # train.py's runs evaluate after 1, 2, 4, ... updates as well; SB3's only every --eval-every frames.
+    assert on_grid({"frames_to_target": 16384, "frames": 16384}, 20480) == 20480
+    assert on_grid({"frames_to_target": 40960, "frames": 40960}, 20480) == 40960
+    assert on_grid({"frames_to_target": None, "frames": 503808}, 20480) == 503808
