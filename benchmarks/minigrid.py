@@ -375,6 +375,9 @@ class Args:
     """File stem (default minigrid_SPLIT)."""
     smoke: bool = False
     """One env, one seed, a tiny budget (what CI runs)."""
+    collect: bool = False
+    """Train nothing: write the results of the runs of this command that have finished in
+    --runs-dir (a suite part-way through, between sessions)."""
 
 
 COLUMNS = [
@@ -441,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [(e, learner, seed) for e in env_ids for learner in args.learners for seed in args.seeds]
     name = args.name or f"minigrid_{args.split}"
     rows: list[dict] = []
+    if args.collect:
+        done = [t for t in tasks if (Path(args.runs_dir) / "__".join(map(str, t)) / "row.json").exists()]
+        if not done:
+            fail(f"--collect: none of these runs has finished in --runs-dir {args.runs_dir}")
+        rows = [run_one(*t[:3], budget, args.runs_dir) for t in done]
+        print(write_results(args, name, rows, len(tasks), budget, machine, stamp))
+        return 0
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_one, e, learner, seed, budget, args.runs_dir) for e, learner, seed in tasks]
         for f in as_completed(futures):

@@ -369,6 +369,12 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
     assert len(rows) == 3
     run_smoke(["-m", "benchmarks.minigrid"], args)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")} == rows
+    # --collect trains nothing and writes the finished runs' results, here all three.
+    run_smoke(["-m", "benchmarks.minigrid"], [*args, "--collect", "--name", "collected"])
+    collected = json.loads((tmp_path / "collected.json").read_text())
+    assert collected["runs finished"] == "3/3" and collected["runs"] == sorted(
+        data["runs"], key=lambda r: (r["env"], r["learner"], r["seed"])
+    )
 
 
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
