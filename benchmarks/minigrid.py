@@ -151,6 +151,8 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
     final = train(cfg)
     if final.get("interrupted"):
         raise KeyboardInterrupt(f"{run_dir.name} was interrupted")
+    if final.get("failed"):  # its row is not written, so the next call runs it again
+        raise RuntimeError(f"{run_dir.name}: the env failed (see its output above)")
     curve = eval_curve(run_dir)
     reached = [step for step, success, _ in curve if success >= budget.target]
     # The test episodes of seed + EVAL_SEED_OFFSET["test"], + 1, ...: the same ones the SB3 run plays.

@@ -137,6 +137,11 @@ def _stack(items: list[Any]) -> Any:
     return np.stack([np.asarray(x) for x in items])
 
 
+class EnvFailure(RuntimeError):
+    """The black-box env itself raised: its code, not the run's state, went wrong. The message is
+    one line naming the env and the error."""
+
+
 OBS_BUCKETS = 2**20  # hash buckets of observations: a 4 MB table of visit counts
 
 
@@ -186,7 +191,10 @@ class BlackBoxEnv:
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[torch.Tensor, dict]:
         """Copy i starts from seed + i (the env's `seed` when none is given); `options` are the
         tabular env's, and a black box has none."""
-        obs, _ = self.vec.reset(seed=self.seed if seed is None else seed)
+        try:
+            obs, _ = self.vec.reset(seed=self.seed if seed is None else seed)
+        except Exception as e:
+            raise EnvFailure(f"--env {self.spec.env_id}: the env raised {type(e).__name__} on reset: {e}") from e
         self._return[:], self._length[:] = 0.0, 0
         first = self._tensor(obs)
         self.state = self.bucket(first)
@@ -201,7 +209,10 @@ class BlackBoxEnv:
 
     def step(self, action: torch.Tensor, observe: bool = True):
         """One step of every copy (`observe` is the tabular env's: a black box always observes)."""
-        obs, reward, terminated, truncated, infos = self.vec.step(action.detach().cpu().numpy())
+        try:
+            obs, reward, terminated, truncated, infos = self.vec.step(action.detach().cpu().numpy())
+        except Exception as e:
+            raise EnvFailure(f"--env {self.spec.env_id}: the env raised {type(e).__name__} in a step: {e}") from e
         done = terminated | truncated
         self._return += reward
         self._length += 1

@@ -131,6 +131,40 @@ def test_a_missing_minigrid_install_is_one_line(tmp_path):
     assert "pip install -e '.[minigrid]'" in proc.stderr
 
 
+# An env whose every copy raises on its 100th step, as a crashed simulator would.
+FLAKY = """
+import sys, gymnasium as gym, numpy as np
+class Flaky(gym.Env):
+    observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+    steps = 0
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return np.zeros(3, np.float32), {}
+    def step(self, action):
+        self.steps += 1
+        if self.steps == 100:
+            raise RuntimeError("the simulator died")
+        return np.zeros(3, np.float32), 1.0, False, False, {}
+gym.register("Flaky-v0", entry_point=Flaky, max_episode_steps=20)
+import train; sys.exit(train.main())
+"""
+
+
+def test_an_env_that_fails_mid_run_is_one_line_and_a_checkpoint(tmp_path):
+    args = ["ppo", "--env", "Flaky-v0", "--num-envs", "4", "--horizon", "16", "--total-timesteps", "100000",
+            "--eval-every", "0", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path), "--run-name", "f"]  # fmt: skip
+    proc = run_train(args, tmp_path, script=("-c", FLAKY))
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "--env Flaky-v0: the env raised RuntimeError in a step: the simulator died" in line
+    assert "continue with: python train.py --resume" in line
+    # Six whole updates of 4 x 16 steps came before the 100th step; the seventh's part is dropped.
+    saved = torch.load(tmp_path / "f" / "checkpoint.pt", weights_only=False)
+    assert saved["global_step"] == 6 * 64
+
+
 def test_train_and_evaluate_a_black_box_env(tmp_path):
     runs = tmp_path / "runs"
     common = ["--runs-dir", str(runs), "--wandb-mode", "disabled", "--no-progress"]

@@ -10,8 +10,8 @@ Each update: T real steps of the B envs (Gumbel-max actions), added to a replay 
 `--replay-size` transitions; then `--train-steps` times, on a minibatch of replayed transitions:
 a step of the model; H imagined steps under the policy from the minibatch's observations; a step
 of the actor, whose loss is minus the imagined TD(lambda) returns (pathwise, `--actor-grad
-pathwise`) or their score-function form (`--actor-grad reinforce`); a step of the critic on the
-window's real TD(lambda) returns.
+pathwise`) or their score-function form (`--actor-grad reinforce`); a step of the critic on real
+experience (`fit_critic`).
 """
 
 from __future__ import annotations

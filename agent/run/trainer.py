@@ -32,6 +32,7 @@ from agent.run.progress import Progress
 from agent.run.resolve import FIXED_ON_RESUME, flag, is_black_box, member_configs, resolve, run_record
 from agent.run.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
 from agent.run.scoring import evaluate, kept_score, record_episode, reference_returns, success_of
+from envs.blackbox import EnvFailure
 
 
 def next_eval_step(step: int, every: int, update_size: int) -> int | None:
@@ -254,6 +255,12 @@ class Trainer:
             self.checkpoint_all()
             say(f"\nstopped at step {self.global_step}: {saved_where(self.run_dir, self.grouped)}", sys.stderr)
             return {"interrupted": True, "global_step": self.global_step, "exit_code": exit_code}
+        except EnvFailure as e:  # raised while stepping, before the update it was collecting for
+            exit_code = 1
+            self.progress.close()
+            self.checkpoint_all()
+            say(f"\nerror at step {self.global_step}: {e}; {saved_where(self.run_dir, self.grouped)}", sys.stderr)
+            return {"failed": True, "global_step": self.global_step, "exit_code": exit_code}
         except BaseException:
             exit_code = 1
             raise
