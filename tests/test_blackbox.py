@@ -153,7 +153,8 @@ import train; sys.exit(train.main())
 
 def test_an_env_that_fails_mid_run_is_one_line_and_a_checkpoint(tmp_path):
     args = ["ppo", "--env", "Flaky-v0", "--num-envs", "4", "--horizon", "16", "--total-timesteps", "100000",
-            "--eval-every", "0", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path), "--run-name", "f"]  # fmt: skip
+            "--eval-every", "0", "--wandb-mode", "disabled", "--runs-dir", str(tmp_path),
+            "--run-name", "f"]  # fmt: skip
     proc = run_train(args, tmp_path, script=("-c", FLAKY))
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
