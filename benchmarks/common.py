@@ -266,6 +266,18 @@ def provenance(module: str, argv: list[str] | None) -> dict[str, str]:
     return {"git_commit": git_commit(), "command": shlex.join(["python", "-m", module, *args])}
 
 
+def run_header(machine: dict[str, Any], args: Any) -> dict[str, Any]:
+    """What every suite's results file opens with: the machine, the thread setting and the
+    arguments (a dataclass)."""
+    import dataclasses
+
+    return {
+        "machine": machine,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
+        "args": dataclasses.asdict(args),
+    }
+
+
 def write_json(path: str | Path, payload: dict[str, Any]) -> Path:
     """Write `payload` as strict JSON (non-finite floats become null), with the commit and command
     that made it (`STARTED_AT`) unless it names its own; returns the path."""

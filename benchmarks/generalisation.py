@@ -22,9 +22,7 @@ way, and the seconds it took (no env steps: it reads the whole tables instead).
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +38,7 @@ from benchmarks.common import (
     parse_args,
     parse_set,
     provenance,
+    run_header,
     write_json,
 )
 from benchmarks.suite import BUILTINS, HELD_OUT, SUITE, TUNING, SuiteWorld, worlds
@@ -320,15 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json(
         Path(args.out) / f"{name}.json",
         stamp
-        | {
-            "machine": machine,
-            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
-            "args": dataclasses.asdict(args),
-            "overrides": overrides,
-            "totals": total_rows,
-            "worlds": world_rows,
-            "runs": rows,
-        },
+        | run_header(machine, args)
+        | {"overrides": overrides, "totals": total_rows, "worlds": world_rows, "runs": rows},
     )
     (Path(args.out) / f"{name}.md").write_text(md + "\n")
     return 0

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -44,6 +43,7 @@ from benchmarks.common import (
     parse_args,
     provenance,
     pyplot,
+    run_header,
     write_json,
 )
 
@@ -403,10 +403,8 @@ def write_results(args: Args, name: str, rows: list[dict], planned: int, budget:
     write_json(
         Path(args.out) / f"{name}.json",
         stamp
+        | run_header(machine, args)
         | {
-            "machine": machine,
-            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS",) if k in os.environ},
-            "args": dataclasses.asdict(args),
             "budget": dataclasses.asdict(budget),
             "zoo_ppo": {"n_envs": ZOO_ENVS, **ZOO_PPO},
             "runs finished": f"{len(rows)}/{planned}",
@@ -452,6 +450,7 @@ def main(argv: list[str] | None = None) -> int:
             fail(f"--collect: none of these runs has finished in --runs-dir {args.runs_dir}")
         rows = [run_one(*t[:3], budget, args.runs_dir) for t in done]
         print(write_results(args, name, rows, len(tasks), budget, machine, stamp))
+        write_figures(args, rows)
         return 0
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_one, e, learner, seed, budget, args.runs_dir) for e, learner, seed in tasks]
@@ -461,10 +460,14 @@ def main(argv: list[str] | None = None) -> int:
             # Written after every run, so a suite stopped part-way leaves what it has finished.
             md = write_results(args, name, rows, len(tasks), budget, machine, stamp)
     print(md)
+    write_figures(args, rows)
+    return 0
+
+
+def write_figures(args: Args, rows: list[dict]) -> None:
     if args.figures and not args.smoke:
         for path in plot_curves(rows, args.target, Path(args.figures)):
             print(f"wrote {path}")
-    return 0
 
 
 if __name__ == "__main__":
