@@ -101,6 +101,7 @@ class Learner(abc.ABC):
     def __init__(
         self, cfg: TrainConfig, policy: PolicyNet, critic: ValueNet, generator: torch.Generator, bonus: VisitBonus
     ) -> None:
+        cfg = cfg.with_learner_defaults()  # a config built by hand, not through resolve(), has them unset
         self.cfg, self.policy, self.critic, self.generator, self.bonus = cfg, policy, critic, generator, bonus
         self.members = member_count(policy)  # agents trained side by side (--num-seeds)
         self.return_scale = ReturnScale(members=self.members)

@@ -5,7 +5,7 @@ flat, the one record a run resolves, stores and reads."""
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
 
@@ -273,6 +273,11 @@ class TrainConfig(
     def default_run_name(self) -> str:
         env = self.env.replace("/", "-").replace(":", "").replace("\n", "")[:40]
         return f"{env}__{self.algo}__{self.seed}__{int(time.time())}"
+
+    def with_learner_defaults(self) -> TrainConfig:
+        """This config with its learner's `defaults` in the fields left unset (None)."""
+        unset = {k: v for k, v in LEARNERS[self.algo][0].defaults.items() if getattr(self, k) is None}
+        return replace(self, **unset) if unset else self
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -62,7 +62,7 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
     own = LEARNERS[cfg.algo][0]
     if cfg.num_envs is None:
         cfg = replace(cfg, num_envs=own.default_num_envs)
-    cfg = replace(cfg, **{k: v for k, v in own.defaults.items() if getattr(cfg, k) is None})
+    cfg = cfg.with_learner_defaults()
     if cfg.actor_backups is None:  # value iteration for the actor belongs to the oracle critic only
         cfg = replace(cfg, actor_backups=32 if cfg.algo == "pathwise" and cfg.critic == "oracle" else 0)
     if cfg.actor_steps == 0:  # after every look-ahead
