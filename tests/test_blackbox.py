@@ -82,7 +82,7 @@ def test_the_visit_bonus_on_a_black_box_counts_observations(tmp_path):
     ]  # fmt: skip
     proc = run_train(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
-    counts = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)["learner"]["bonus"]["counts"]
+    counts = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["learner"]["bonus"]["counts"]
     assert counts.shape == (1, 2**20) and counts.sum() == 512 and 10 <= int((counts > 0).sum()) <= 36
 
 
@@ -162,7 +162,7 @@ def test_an_env_that_fails_mid_run_is_one_line_and_a_checkpoint(tmp_path):
     assert "--env Flaky-v0: the env raised RuntimeError in a step: the simulator died" in line
     assert "continue with: python train.py --resume" in line
     # Six whole updates of 4 x 16 steps came before the 100th step; the seventh's part is dropped.
-    saved = torch.load(tmp_path / "f" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / "f" / "checkpoint.pt", weights_only=True)
     assert saved["global_step"] == 6 * 64
 
 
