@@ -284,9 +284,8 @@ class ModelBasedLearner(Learner):
 
         Not on the imagined returns: a critic fit to them bootstraps on itself at the model's
         predictions, and its values ran away from the returns that are possible (docs/guide.md).
-        The second part is what the actor reads: V at predicted observations. Fit to real ones only,
-        the critic extrapolates there, and an action whose outcome the model predicts least
-        sharply (a turn, which changes the whole egocentric view) looked worse than it is."""
+        The second part is there because the actor reads V at predicted observations, where a critic
+        fit to real ones only would extrapolate (its effect has not been measured on its own)."""
         loss = (self.critic(window.obs) - window.returns).pow(2).mean() / 2
         if window.next_returns.numel():  # (a window in which every step ended an episode has none)
             with torch.no_grad():

@@ -217,7 +217,7 @@ class ModelConfig(LearnerConfig):
     """Steps H the actor imagines through the model from each replayed observation (1: the exact
     gradient of the one-step return, summed over the actions)."""
     gae_lambda: float = 0.95
-    """lambda of the imagined TD(lambda) returns."""
+    """lambda of the imagined TD(lambda) returns and of the critic's real ones."""
     model_hidden: int = 256
     """Width of the model's hidden layers."""
     model_learning_rate: float = 1e-3

@@ -59,9 +59,8 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
         cfg = black_box_defaults(cfg, world)
     elif cfg.explore_starts is None:
         cfg = replace(cfg, explore_starts=0.5)
-    own = LEARNERS[cfg.algo][0]
     if cfg.num_envs is None:
-        cfg = replace(cfg, num_envs=own.default_num_envs)
+        cfg = replace(cfg, num_envs=LEARNERS[cfg.algo][0].default_num_envs)
     cfg = cfg.with_learner_defaults()
     if cfg.actor_backups is None:  # value iteration for the actor belongs to the oracle critic only
         cfg = replace(cfg, actor_backups=32 if cfg.algo == "pathwise" and cfg.critic == "oracle" else 0)
