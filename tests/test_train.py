@@ -22,7 +22,6 @@ import train
 from agent.run.checkpoint import load_checkpoint
 from agent.run.config import TrainConfig
 from agent.run.resolve import eval_seeds
-from agent.run.trainer import next_eval_step
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_FILES = ("config.json", "checkpoint.pt", "metrics.jsonl", "final_eval.json")
@@ -194,24 +193,6 @@ def test_evaluations_leave_training_as_it_was(workdir, pathwise_run):
         ]
 
     assert training(workdir / "runs" / "no_evals") == training(pathwise_run) != []
-
-
-@pytest.mark.parametrize(
-    ("step", "every", "update", "expected"),
-    [
-        (0, 200_000, 4096, 4096),  # after the first update,
-        (4096, 200_000, 4096, 8192),  # the second,
-        (8192, 200_000, 4096, 16384),  # the fourth...
-        (131072, 200_000, 4096, 200_000),  # ... then at the multiples of --eval-every
-        (200_704, 200_000, 4096, 400_000),
-        (12288, 200_000, 4096, 16384),  # a resumed run picks the schedule up where it stands
-        (0, 1000, 4096, 1000),  # updates larger than --eval-every: its multiples only
-        (4096, 1000, 4096, 5000),
-        (0, 0, 4096, None),  # only at the end
-    ],
-)
-def test_evaluations_double_their_gap_until_eval_every(step, every, update, expected):
-    assert next_eval_step(step, every, update) == expected
 
 
 # ------------------------------------------------------------------ resume

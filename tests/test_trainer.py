@@ -7,6 +7,7 @@ from conftest import TINY
 
 import envs
 import train
+from agent.run.trainer import next_eval_step
 
 
 @pytest.mark.parametrize(
@@ -56,3 +57,21 @@ def test_a_run_stored_by_the_format_before_the_trainer_resumes_and_evaluates(tmp
     stored = json.loads((run / "config.json").read_text())
     assert stored["hidden"] == 16 and stored["env"] == "empty"  # what the run was started with
     assert 0.0 <= evaluate_checkpoint(run, episodes=8)["exact_success_rate"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("step", "every", "update", "expected"),
+    [
+        (0, 200_000, 4096, 4096),  # after the first update,
+        (4096, 200_000, 4096, 8192),  # the second,
+        (8192, 200_000, 4096, 16384),  # the fourth...
+        (131072, 200_000, 4096, 200_000),  # ... then at the multiples of --eval-every
+        (200_704, 200_000, 4096, 400_000),
+        (12288, 200_000, 4096, 16384),  # a resumed run picks the schedule up where it stands
+        (0, 1000, 4096, 1000),  # updates larger than --eval-every: its multiples only
+        (4096, 1000, 4096, 5000),
+        (0, 0, 4096, None),  # only at the end
+    ],
+)
+def test_evaluations_double_their_gap_until_eval_every(step, every, update, expected):
+    assert next_eval_step(step, every, update) == expected

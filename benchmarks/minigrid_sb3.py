@@ -1,0 +1,113 @@
+"""stable-baselines3's PPO on Minigrid with rl-baselines3-zoo's settings, beside
+`benchmarks.minigrid`'s own learners: the same stop rule, evaluation seeds and test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# rl-baselines3-zoo's PPO settings for Minigrid (hyperparams/ppo.yml), as ../shared/REFERENCES.md records them.
+ZOO_PPO = {
+    "n_steps": 128,
+    "batch_size": 64,
+    "n_epochs": 10,
+    "learning_rate": 2.5e-4,
+    "ent_coef": 0.0,
+    "gamma": 0.99,
+    "gae_lambda": 0.95,
+    "clip_range": 0.2,
+}
+ZOO_ENVS = 8
+
+TEST_KEYS = (
+    "success_rate",
+    "success_ci95_low",
+    "success_ci95_high",
+    "mean_return",
+    "return_ci95_low",
+    "return_ci95_high",
+    "episodes",
+)
+
+
+def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> dict[str, Any]:
+    """SB3 PPO with the zoo's settings under `budget` (a `benchmarks.minigrid.Budget`): every
+    `eval_every` frames its deterministic policy plays `eval_episodes` episodes, the best is kept,
+    and training stops at the target."""
+    import gymnasium as gym
+    from minigrid.wrappers import FlatObsWrapper
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agent.run.resolve import EVAL_SEED_OFFSET
+
+    envs = make_vec_env(env_id, n_envs=ZOO_ENVS, seed=seed, wrapper_class=FlatObsWrapper)
+    model = PPO("MlpPolicy", envs, seed=seed, device="cpu", verbose=0, **ZOO_PPO)
+    make = lambda: FlatObsWrapper(gym.make(env_id))  # noqa: E731
+    kept = run_dir / "best.zip"
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    class Evaluate(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next, self.best, self.reached, self.kept_step = budget.eval_every, -1.0, None, 0
+            self.curve: list[list[float]] = []
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps < self.next:
+                return True
+            self.next += budget.eval_every
+            # The validation episodes train.py's evaluations play, apart from training's and the test's.
+            result = greedy_episodes(make, self.model, budget.eval_episodes, seed + EVAL_SEED_OFFSET["validation"])
+            self.curve.append([self.num_timesteps, result["success_rate"], result["mean_return"]])
+            if result["mean_return"] >= self.best:
+                self.best, self.kept_step = result["mean_return"], self.num_timesteps
+                self.model.save(kept)
+            if result["success_rate"] >= budget.target:
+                self.reached = self.num_timesteps
+                return False
+            return True
+
+    callback = Evaluate()
+    model.learn(total_timesteps=budget.frames, callback=callback)
+    if not kept.exists():  # no evaluation came round: the last policy is the kept one
+        model.save(kept)
+    test = greedy_episodes(make, PPO.load(kept, device="cpu"), budget.test_episodes, seed + EVAL_SEED_OFFSET["test"])
+    return {
+        "frames": int(model.num_timesteps),
+        "frames_to_target": callback.reached,
+        "kept_step": callback.kept_step,
+        "curve": callback.curve,
+        **{k: test[k] for k in TEST_KEYS},
+    }
+
+
+def greedy_episodes(make, model, episodes: int, seed: int) -> dict[str, float]:
+    """One deterministic episode in each of `episodes` copies (seeds seed, seed + 1, ...), in
+    gymnasium's vector env; the same summary and 95% intervals as agent.evaluate's."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from agent.run.scoring import sampled_intervals
+
+    vec = gym.vector.SyncVectorEnv([make] * episodes, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs, _ = vec.reset(seed=seed)
+    returns, success = np.zeros(episodes), np.zeros(episodes)
+    running, finished = np.zeros(episodes), np.zeros(episodes, dtype=bool)
+    while not finished.all():
+        action, _ = model.predict(obs, deterministic=True)
+        obs, reward, terminated, truncated, _ = vec.step(action)
+        running += reward
+        ended = (terminated | truncated) & ~finished
+        returns[ended], success[ended] = running[ended], (terminated & (reward > 0))[ended]
+        finished |= terminated | truncated
+    vec.close()
+    ep = {"return": torch.as_tensor(returns), "success": torch.as_tensor(success)}
+    return {
+        "success_rate": float(success.mean()),
+        "mean_return": float(returns.mean()),
+        "episodes": episodes,
+        **sampled_intervals(ep),
+    }
