@@ -18,7 +18,9 @@ tables and no differentiable step):
   `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
-  ../shared/REFERENCES.md).
+  ../shared/REFERENCES.md);
+- `sb3-dqn`: SB3 DQN on the same observations with SB3's defaults (`SB3_DQN`; the zoo has no
+  Minigrid DQN settings), a reference point on a few envs.
 
 The suite's halves are fixed (`TUNING`, `HELD_OUT`): tune on the first only.
 """
@@ -46,7 +48,7 @@ from benchmarks.common import (
     run_header,
     write_json,
 )
-from benchmarks.minigrid_sb3 import TEST_KEYS, ZOO_ENVS, ZOO_PPO, train_sb3
+from benchmarks.minigrid_sb3 import SB3_DQN, TEST_KEYS, ZOO_ENVS, ZOO_PPO, train_sb3
 
 # Fixed before any tuning; each half has an easy, a key-and-door, a lava and a larger env.
 TUNING = (
@@ -66,7 +68,7 @@ HELD_OUT = (
     "MiniGrid-Dynamic-Obstacles-6x6-v0",
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
-CLASS = dict.fromkeys(("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo"), "samples")
+CLASS = dict.fromkeys(("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"), "samples")
 # Our learners as train.py names them, with the flags that make each one.
 OURS = {
     "model": {"algo": "model"},
@@ -175,7 +177,7 @@ def plot_curves(rows: list[dict], target: float, out: Path) -> list[Path]:
     if plt is None:
         return []
     out.mkdir(parents=True, exist_ok=True)
-    colours = dict(zip(CLASS, ("C0", "C1", "C2", "C3", "C4"), strict=True))
+    colours = dict(zip(CLASS, ("C0", "C1", "C2", "C3", "C4", "C5"), strict=True))
     paths = []
     for env in dict.fromkeys(r["env"] for r in rows):
         fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -243,7 +245,7 @@ class Args:
     """Which half of the suite (fixed before tuning; tune on `tuning` only)."""
     envs: tuple[str, ...] | None = None
     """Only these Minigrid ids (of the suite or any other)."""
-    learners: tuple[Literal["model", "model-reinforce", "ppo", "reinforce", "sb3-ppo"], ...] = (
+    learners: tuple[Literal["model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"], ...] = (
         "model",
         "ppo",
         "sb3-ppo",
@@ -303,6 +305,7 @@ def write_results(args: Args, name: str, rows: list[dict], planned: int, budget:
         | {
             "budget": dataclasses.asdict(budget),
             "zoo_ppo": {"n_envs": ZOO_ENVS, **ZOO_PPO},
+            "sb3_dqn": {"n_envs": 1, **SB3_DQN},
             "runs finished": f"{len(rows)}/{planned}",
             "totals": totals,
             "envs": per_env,
@@ -321,11 +324,11 @@ def main(argv: list[str] | None = None) -> int:
         import minigrid  # noqa: F401
     except ImportError:
         fail("Minigrid is not installed: pip install -e '.[bench]'")
-    if "sb3-ppo" in args.learners:
+    for learner in (name for name in args.learners if name.startswith("sb3")):
         try:
             import stable_baselines3  # noqa: F401
         except ImportError:
-            fail("--learners sb3-ppo needs stable-baselines3: pip install -e '.[bench]'")
+            fail(f"--learners {learner} needs stable-baselines3: pip install -e '.[bench]'")
     env_ids = list(args.envs or SPLITS[args.split])
     budget = Budget(args.frames, args.target, args.eval_every, args.eval_episodes, args.test_episodes)
     if args.smoke:

@@ -1,5 +1,6 @@
-"""stable-baselines3's PPO on Minigrid with rl-baselines3-zoo's settings, beside
-`benchmarks.minigrid`'s own learners: the same stop rule, evaluation seeds and test."""
+"""stable-baselines3 on Minigrid beside `benchmarks.minigrid`'s own learners, with the same stop
+rule, evaluation seeds and test: PPO with rl-baselines3-zoo's Minigrid settings (`sb3-ppo`), and
+DQN (`sb3-dqn`, a reference point) with SB3's own defaults, as the zoo has no Minigrid entry for it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,20 @@ ZOO_PPO = {
     "clip_range": 0.2,
 }
 ZOO_ENVS = 8
+# SB3's DQN defaults (one env, a 1M replay, 32 per batch, an update every 4 steps, the target
+# copied every 10k, epsilon from 1 to 0.05 over the first 10% of the run), written out so that
+# a row names them; `exploration_fraction` is of the run's frame budget.
+SB3_DQN = {
+    "learning_rate": 1e-4,
+    "buffer_size": 1_000_000,
+    "learning_starts": 100,
+    "batch_size": 32,
+    "gamma": 0.99,
+    "train_freq": 4,
+    "target_update_interval": 10_000,
+    "exploration_fraction": 0.1,
+    "exploration_final_eps": 0.05,
+}
 
 TEST_KEYS = (
     "success_rate",
@@ -31,19 +46,20 @@ TEST_KEYS = (
 
 
 def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> dict[str, Any]:
-    """SB3 PPO with the zoo's settings under `budget` (a `benchmarks.minigrid.Budget`): every
-    `eval_every` frames its deterministic policy plays `eval_episodes` episodes, the best is kept,
-    and training stops at the target."""
+    """SB3 PPO with the zoo's settings (`sb3-ppo`) or DQN with SB3's (`sb3-dqn`) under `budget` (a
+    `benchmarks.minigrid.Budget`): every `eval_every` frames its deterministic policy plays
+    `eval_episodes` episodes, the best is kept, and training stops at the target."""
     import gymnasium as gym
     from minigrid.wrappers import FlatObsWrapper
-    from stable_baselines3 import PPO
+    from stable_baselines3 import DQN, PPO
     from stable_baselines3.common.callbacks import BaseCallback
     from stable_baselines3.common.env_util import make_vec_env
 
     from agent.run.resolve import EVAL_SEED_OFFSET
 
-    envs = make_vec_env(env_id, n_envs=ZOO_ENVS, seed=seed, wrapper_class=FlatObsWrapper)
-    model = PPO("MlpPolicy", envs, seed=seed, device="cpu", verbose=0, **ZOO_PPO)
+    algo, settings, n_envs = (DQN, SB3_DQN, 1) if learner == "sb3-dqn" else (PPO, ZOO_PPO, ZOO_ENVS)
+    envs = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=FlatObsWrapper)
+    model = algo("MlpPolicy", envs, seed=seed, device="cpu", verbose=0, **settings)
     make = lambda: FlatObsWrapper(gym.make(env_id))  # noqa: E731
     kept = run_dir / "best.zip"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -73,7 +89,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
     model.learn(total_timesteps=budget.frames, callback=callback)
     if not kept.exists():  # no evaluation came round: the last policy is the kept one
         model.save(kept)
-    test = greedy_episodes(make, PPO.load(kept, device="cpu"), budget.test_episodes, seed + EVAL_SEED_OFFSET["test"])
+    test = greedy_episodes(make, algo.load(kept, device="cpu"), budget.test_episodes, seed + EVAL_SEED_OFFSET["test"])
     return {
         "frames": int(model.num_timesteps),
         "frames_to_target": callback.reached,

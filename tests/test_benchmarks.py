@@ -349,11 +349,12 @@ def test_large_maps_smoke(tmp_path):
 
 
 def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
-    # The model learner, our PPO and SB3's, one tiny run each; a second call reuses the stored rows.
-    args = ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--learners", "model", "ppo", "sb3-ppo"]
+    # The model learner, our PPO, SB3's PPO and DQN, one tiny run each; a second call reuses the stored rows.
+    learners = ["model", "ppo", "sb3-ppo", "sb3-dqn"]
+    args = ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--learners", *learners]
     run_smoke(["-m", "benchmarks.minigrid"], args)
     data = json.loads((tmp_path / "minigrid_tuning.json").read_text())
-    assert {r["learner"] for r in data["runs"]} == {"model", "ppo", "sb3-ppo"} and data["runs finished"] == "3/3"
+    assert {r["learner"] for r in data["runs"]} == set(learners) and data["runs finished"] == "4/4"
     for r in data["runs"]:
         assert r["episodes"] == 8 and 0 <= r["success_ci95_low"] <= r["success_rate"] <= r["success_ci95_high"] <= 1
         assert r["class"] == "samples" and r["frames"] >= 2048 and r["git_commit"] == data["git_commit"]
@@ -366,13 +367,13 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
     (figure,) = plot_curves(data["runs"], 0.95, tmp_path / "figures")
     assert figure.name == "minigrid_Empty-5x5.png" and figure.read_bytes()[:4] == b"\x89PNG"
     rows = {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")}
-    assert len(rows) == 3
+    assert len(rows) == 4
     run_smoke(["-m", "benchmarks.minigrid"], args)
     assert {p: p.stat().st_mtime_ns for p in (tmp_path / "runs").glob("*/row.json")} == rows
-    # --collect trains nothing and writes the finished runs' results, here all three.
+    # --collect trains nothing and writes the finished runs' results, here all four.
     run_smoke(["-m", "benchmarks.minigrid"], [*args, "--collect", "--name", "collected"])
     collected = json.loads((tmp_path / "collected.json").read_text())
-    assert collected["runs finished"] == "3/3" and collected["runs"] == sorted(
+    assert collected["runs finished"] == "4/4" and collected["runs"] == sorted(
         data["runs"], key=lambda r: (r["env"], r["learner"], r["seed"])
     )
 
