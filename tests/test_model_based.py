@@ -127,12 +127,38 @@ def test_the_critic_learns_a_reward_from_the_replay_after_its_window_has_gone():
     window = Window(eye[10:14], torch.zeros(4), torch.zeros(0, env.A), torch.zeros(0, env.S), torch.zeros(0))
     with torch.no_grad():
         assert learner.critic(obs).sub(1).abs().min() > 0.2  # not there to begin with
-    learner.critic_optimizer.param_groups[0]["lr"] = 3e-3  # ten times the default, for a short test
+    learner.critic_optimizer.param_groups[0]["lr"] = 3e-3  # three times the default, for a short test
     for _ in range(1000):
         learner.fit_critic(window, batch)
     with torch.no_grad():
         assert learner.critic(obs).tolist() == pytest.approx([1.0] * 4, abs=0.05)
         assert learner.critic(eye[10:14]).abs().max() < 0.05  # the window's returns, 0, held too
+
+
+@pytest.mark.parametrize("regulariser", ["log-barrier", "entropy"])
+def test_the_log_barrier_pulls_a_dropped_action_back_and_the_entropy_does_not(regulariser):
+    # Every action's q is 0 (a model that predicts nothing, a critic of zeros), so the actor's
+    # gradient is the regulariser's alone; the policy puts all but e^-20 on action 0. The log
+    # barrier's gradient in each dropped action's logit is coef (1/A - pi(a)) ~ coef / A; the
+    # entropy's is pi(a) (log pi(a) + H), all but 0.
+    cfg, env, learner = _tiny_learner()
+    learner.cfg = cfg = replace(cfg, actor_regulariser=regulariser)
+    with torch.no_grad():
+        learner.model.net[-1].weight.zero_(), learner.model.net[-1].bias.zero_()
+        for p in learner.critic.parameters():
+            p.zero_()
+        head = learner.policy.head
+        head.weight.zero_(), head.bias.zero_()
+        head.bias[0] = 20.0
+    eye = torch.eye(env.S)
+    batch = (eye[:8], torch.zeros(8, env.A), torch.zeros(8), eye[:8], torch.zeros(8, dtype=torch.bool))
+    window = Window(eye[:4], torch.zeros(4), torch.zeros(0, env.A), torch.zeros(0, env.S), torch.zeros(0))
+    learner.train_actor_critic(batch, 1.0, window)
+    pull = -learner.policy.head.bias.grad[1:]  # (A - 1,) how hard the loss pushes each dropped logit up
+    if regulariser == "log-barrier":
+        assert pull.tolist() == pytest.approx([cfg.entropy_coef / env.A] * (env.A - 1), rel=1e-4)
+    else:
+        assert pull.abs().max() < 1e-6
 
 
 def test_imagined_returns_are_the_lambda_returns_and_the_one_step_form_keeps_their_value():
@@ -161,15 +187,19 @@ def test_the_default_learner_of_a_black_box_env_is_the_model_learner():
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["model", "--env", "CartPole-v1"], (3e-4, 3e-4, 1e-3)),
-        (["ppo", "--env", "CartPole-v1"], (3e-3, 3e-3, 0.01)),
-        (["pathwise", "--env", "lava_gap"], (3e-3, 3e-3, 0.01)),
-        (["model", "--env", "CartPole-v1", "--learning-rate", "0.02", "--entropy-coef", "0"], (0.02, 3e-4, 0.0)),
+        (["model", "--env", "CartPole-v1"], (3e-4, 1e-3, 0.01, 0.95)),
+        (["ppo", "--env", "CartPole-v1"], (3e-3, 3e-3, 0.01, 0.99)),
+        (["pathwise", "--env", "lava_gap"], (3e-3, 3e-3, 0.01, 0.99)),
+        (["--env", "MiniGrid-Empty-5x5-v0"], (3e-4, 1e-3, 0.01, 0.95)),  # the model learner, chosen by the env
+        (
+            ["model", "--env", "CartPole-v1", "--learning-rate", "0.02", "--entropy-coef", "0", "--gamma", "0.99"],
+            (0.02, 1e-3, 0.0, 0.99),
+        ),
     ],
 )
 def test_each_learner_resolves_its_own_optimiser_defaults_and_a_given_value_stays(argv, expected):
     cfg, _ = resolve(parse_train(argv)[0])
-    assert (cfg.learning_rate, cfg.critic_learning_rate, cfg.entropy_coef) == expected
+    assert (cfg.learning_rate, cfg.critic_learning_rate, cfg.entropy_coef, cfg.gamma) == expected
 
 
 @pytest.mark.learning

@@ -168,7 +168,7 @@ def test_a_one_step_lookahead_gradient_is_the_exact_policy_gradient_of_q(slip, p
     learner.update(env, obs, 1.0, EpisodeStats())
 
     def q_of(V):  # (S,) -> (S, A)
-        return (mdp.prob * (mdp.reward + cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)
+        return (mdp.prob * (mdp.reward + learner.cfg.gamma * (~mdp.done) * V[mdp.next_state])).sum(-1)
 
     for _ in range(backups):
         V = q_of(V).max(-1).values

@@ -204,16 +204,22 @@ class ModelBasedLearner(Learner):
         one of the critic on real returns."""
         cfg = self.cfg
         returns, weights, states, logits, logps = self.imagine(batch[0], tau)
-        # The actor: minus the weighted imagined returns (in units of the return scale), minus the entropy bonus.
+        # The actor: minus the weighted imagined returns (in units of the return scale), minus the regulariser.
         scale = self.return_scale.update(returns.detach())[0]
-        dist = torch.distributions.Categorical(logits=logits)
-        entropy = (weights * dist.entropy()).mean()
+        entropy = (weights * torch.distributions.Categorical(logits=logits).entropy()).mean()
+        if cfg.actor_regulariser == "log-barrier":
+            # mean_a log pi(a) = -KL(uniform || pi) - log A. Its gradient in logit a is 1/A - pi(a),
+            # so an action that the policy has all but dropped is still pulled back up, and the
+            # exact gradient pi(a) (q_a - E_pi q) can find it again once its q is the largest.
+            regulariser = (weights * torch.log_softmax(logits, -1).mean(-1)).mean()
+        else:
+            regulariser = entropy
         if cfg.actor_grad == "pathwise":
             objective = (weights * returns).mean() / scale
         else:  # REINFORCE on the imagined steps, the critic as baseline (DreamerV2/V3's discrete actor)
             advantage = (returns - self.critic(states[:-1].flatten(0, 1)).view_as(returns)).detach()
             objective = (weights * logps * advantage).mean() / scale
-        loss = -objective - cfg.entropy_coef * entropy
+        loss = -objective - cfg.entropy_coef * regulariser
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = clip_and_step(self.policy.parameters(), self.optimizer, cfg.max_grad_norm)

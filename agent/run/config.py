@@ -106,7 +106,12 @@ class LearnerConfig:
 
     default_num_envs: ClassVar[int] = 256
     """--num-envs when it is not given."""
-    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-3, "critic_learning_rate": 3e-3, "entropy_coef": 0.01}
+    defaults: ClassVar[dict[str, float]] = {
+        "learning_rate": 3e-3,
+        "critic_learning_rate": 3e-3,
+        "entropy_coef": 0.01,
+        "gamma": 0.99,
+    }
     """The values of the fields below that are None when not given."""
 
     learning_rate: float | None = None
@@ -118,12 +123,12 @@ class LearnerConfig:
     """Env steps over which the policy's learning rate rises linearly from 0 to --learning-rate
     (0 = none)."""
     critic_learning_rate: float | None = None
-    """Adam learning rate of the value network (default 3e-3; the model learner 3e-4)."""
-    gamma: float = 0.99
-    """Discount factor."""
+    """Adam learning rate of the value network (default 3e-3; the model learner 1e-3)."""
+    gamma: float | None = None
+    """Discount factor (default 0.99; the model learner 0.95)."""
     entropy_coef: float | None = None
-    """Weight of the policy-entropy bonus, in units of the return scale (default 0.01; the model
-    learner 1e-3)."""
+    """Weight of the policy-entropy bonus (the model learner: of --actor-regulariser), in units of
+    the return scale (default 0.01)."""
     max_grad_norm: float = 1.0
     """Clip the policy gradient to this global norm (0 disables clipping)."""
     hidden: int = 128
@@ -203,7 +208,12 @@ class ModelConfig(LearnerConfig):
     back-propagating imagined returns through the model and its straight-through Gumbel actions."""
 
     default_num_envs: ClassVar[int] = 16
-    defaults: ClassVar[dict[str, float]] = {"learning_rate": 3e-4, "critic_learning_rate": 3e-4, "entropy_coef": 1e-3}
+    defaults: ClassVar[dict[str, float]] = {
+        "learning_rate": 3e-4,
+        "critic_learning_rate": 1e-3,
+        "entropy_coef": 0.01,
+        "gamma": 0.95,
+    }
 
     estimator: str = "st"
     """Gradient estimator through each imagined one-hot action (st, st-gs, gumbel-rao, reinmax,
@@ -213,6 +223,10 @@ class ModelConfig(LearnerConfig):
     actor_grad: Literal["pathwise", "reinforce"] = "pathwise"
     """The actor's gradient through the imagined steps: pathwise (through the actions and the
     model), or reinforce (score function, DreamerV2/V3's choice for discrete actions)."""
+    actor_regulariser: Literal["log-barrier", "entropy"] = "log-barrier"
+    """What --entropy-coef weighs in the actor's loss: log-barrier, the mean over the actions of
+    log pi(a), whose pull on an unlikely action's logit stays near coef / A (Agarwal et al. 2021's
+    log barrier), or entropy, whose pull vanishes as pi(a) -> 0."""
     imagine_horizon: int = 1
     """Steps H the actor imagines through the model from each replayed observation (1: the exact
     gradient of the one-step return, summed over the actions)."""

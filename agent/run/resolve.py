@@ -240,7 +240,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": (lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0"),
     "actor_warmup": (lambda v: v >= 0, "an integer >= 0 (0: no warm-up)"),
     "critic_learning_rate": (lambda v: v is None or (_finite(v) and v > 0), "a finite number > 0"),
-    "gamma": (lambda v: _finite(v) and 0 <= v < 1, "in [0, 1)"),
+    "gamma": (lambda v: v is None or (_finite(v) and 0 <= v < 1), "in [0, 1)"),
     "gae_lambda": (lambda v: _finite(v) and 0 <= v <= 1, "in [0, 1]"),
     "backup_steps": (lambda v: v >= 1, "an integer >= 1"),
     "actor_backups": (lambda v: v is None or v >= 0, "an integer >= 0"),
