@@ -139,7 +139,9 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         runs_dir=str(run_dir.parent),
         run_name=run_dir.name,
     )
+    start = time.time()
     final = train(cfg)
+    train_s = time.time() - start  # the training's own time: up to the evaluation that reached the target
     if final.get("interrupted"):
         raise KeyboardInterrupt(f"{run_dir.name} was interrupted")
     if final.get("failed"):  # its row is not written, so the next call runs it again
@@ -152,6 +154,7 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         "frames": final["global_step"],
         "frames_to_target": reached[0] if reached else None,
         "kept_step": final["kept_step"],
+        "train_s": train_s,
         "curve": curve,
         **{k: test[k] for k in TEST_KEYS},
     }
@@ -220,6 +223,11 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
             # updates too, and SB3's only on the grid, so a raw count would favour ours. Runs that
             # never reached the target count as their whole budget: an upper bound.
             "frames to target (median)": statistics.median(on_grid(r, eval_every) for r in rs),
+            # Training only, without the test episodes: to the target's evaluation, or the whole budget
+            # (rows stored before rows kept it have none).
+            "train s (median)": (
+                statistics.median(r["train_s"] for r in rs) if all("train_s" in r for r in rs) else None
+            ),
             "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
         }
         for (env, learner), rs in groups.items()
@@ -288,6 +296,7 @@ COLUMNS = [
     "success (median)",
     "return (median)",
     "frames to target (median)",
+    "train s (median)",
     "wall-clock s (median)",
 ]
 

@@ -4,6 +4,7 @@ DQN (`sb3-dqn`, a reference point) with SB3's own defaults, as the zoo has no Mi
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +87,9 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
             return True
 
     callback = Evaluate()
+    start = time.time()
     model.learn(total_timesteps=budget.frames, callback=callback)
+    train_s = time.time() - start  # as benchmarks.minigrid's own runs: up to the target's evaluation
     if not kept.exists():  # no evaluation came round: the last policy is the kept one
         model.save(kept)
     test = greedy_episodes(make, algo.load(kept, device="cpu"), budget.test_episodes, seed + EVAL_SEED_OFFSET["test"])
@@ -94,6 +97,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
         "frames": int(model.num_timesteps),
         "frames_to_target": callback.reached,
         "kept_step": callback.kept_step,
+        "train_s": train_s,
         "curve": callback.curve,
         **{k: test[k] for k in TEST_KEYS},
     }

@@ -236,7 +236,7 @@ class ModelConfig(LearnerConfig):
     """Width of the model's hidden layers."""
     model_learning_rate: float = 1e-3
     """Adam learning rate of the model."""
-    train_steps: int = 16
+    train_steps: int = 64
     """Gradient steps of the model, the actor and the critic per update, each on a minibatch of
     --model-batch replayed transitions (the actor and critic on H steps imagined from them)."""
     model_batch: int = 64
