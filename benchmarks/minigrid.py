@@ -8,8 +8,10 @@ Each run trains until its first evaluation with a greedy success rate of at leas
 (0.95, as SB3's EvalCallback threshold is used) or `--frames` env steps (500k), evaluating every
 `--eval-every` frames on `--eval-episodes` greedy episodes. The policy kept is the best evaluated;
 it is then scored on `--test-episodes` greedy episodes on seeds no evaluation used, with 95%
-intervals. A run writes its row to RUNS_DIR/NAME/row.json and is not repeated: a long suite is
-run in parts, over sessions, and merged by running the command again.
+intervals. Each row keeps `train_s`, the training's own seconds (to the evaluation that reached
+the target, or the whole budget), apart from the test's; the learners compared in one command run
+side by side, `--workers` at a time. A run writes its row to RUNS_DIR/NAME/row.json and is not
+repeated: a long suite is run in parts, over sessions, and merged by running the command again.
 
 Learners and their information class (every one learns from samples here: a black box has no
 tables and no differentiable step):
