@@ -89,31 +89,46 @@ class Budget:
     test_episodes: int
 
 
-def run_one(env_id: str, learner: str, seed: int, budget: Budget, runs_dir: str) -> dict[str, Any]:
-    """One run in this (worker) process, or its stored row when it has finished before."""
+def run_one(env_id: str, learner: str, seed: int, budget: Budget, runs_dir: str) -> dict[str, Any] | None:
+    """One run in this (worker) process, or its stored row when it has finished before; None when
+    another process is running it now (two commands on one --runs-dir leave each other's runs alone)."""
     import torch
+
+    from agent.run.rundir import RunDirError, RunLock
 
     torch.set_num_threads(1)
     run_dir = Path(runs_dir) / f"{env_id}__{learner}__{seed}"
-    done = run_dir / "row.json"
-    if done.exists():
-        row = json.loads(done.read_text())
-        if "curve" not in row and not learner.startswith("sb3"):  # a row stored before rows kept their curves
-            row["curve"] = eval_curve(run_dir)
+    if (run_dir / "row.json").exists():
+        return stored_row(run_dir, learner)
+    try:  # held for the whole run; beside the run directory, which an unfinished run's restart removes
+        running = RunLock(Path(runs_dir) / ".running" / run_dir.name).acquire()
+    except RunDirError:
+        return None
+    try:
+        if (run_dir / "row.json").exists():  # finished by another process since the first look
+            return stored_row(run_dir, learner)
+        start = time.time()
+        row = (train_sb3 if learner.startswith("sb3") else train_ours)(env_id, learner, seed, budget, run_dir)
+        row |= {
+            "env": env_id,
+            "learner": learner,
+            "class": CLASS[learner],
+            "seed": seed,
+            "wall_clock_s": time.time() - start,
+            # Rows of one suite may come from several sessions: each names the code that made it.
+            "git_commit": STARTED_AT["git_commit"],
+        }
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "row.json").write_text(json.dumps(row, indent=2))
         return row
-    start = time.time()
-    row = (train_sb3 if learner.startswith("sb3") else train_ours)(env_id, learner, seed, budget, run_dir)
-    row |= {
-        "env": env_id,
-        "learner": learner,
-        "class": CLASS[learner],
-        "seed": seed,
-        "wall_clock_s": time.time() - start,
-        # Rows of one suite may come from several sessions: each names the code that made it.
-        "git_commit": STARTED_AT["git_commit"],
-    }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps(row, indent=2))
+    finally:
+        running.release()
+
+
+def stored_row(run_dir: Path, learner: str) -> dict[str, Any]:
+    row = json.loads((run_dir / "row.json").read_text())
+    if "curve" not in row and not learner.startswith("sb3"):  # a row stored before rows kept their curves
+        row["curve"] = eval_curve(run_dir)
     return row
 
 
@@ -362,11 +377,15 @@ def main(argv: list[str] | None = None) -> int:
         print(write_results(args, name, rows, len(tasks), budget, machine, stamp))
         write_figures(args, rows)
         return 0
+    md = ""
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
-        futures = [pool.submit(run_one, e, learner, seed, budget, args.runs_dir) for e, learner, seed in tasks]
+        futures = {pool.submit(run_one, *task, budget, args.runs_dir): task for task in tasks}
         for f in as_completed(futures):
-            rows.append(f.result())
-            print(json.dumps(rows[-1]), flush=True)
+            if (row := f.result()) is None:
+                print(f"{'__'.join(map(str, futures[f]))}: another process is running it; skipped", flush=True)
+                continue
+            rows.append(row)
+            print(json.dumps(row), flush=True)
             # Written after every run, so a suite stopped part-way leaves what it has finished.
             md = write_results(args, name, rows, len(tasks), budget, machine, stamp)
     print(md)

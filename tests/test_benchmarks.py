@@ -386,3 +386,21 @@ def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
     assert on_grid({"frames_to_target": 16384, "frames": 16384}, 20480) == 20480
     assert on_grid({"frames_to_target": 40960, "frames": 40960}, 20480) == 40960
     assert on_grid({"frames_to_target": None, "frames": 503808}, 20480) == 503808
+
+
+def test_minigrid_leaves_alone_a_run_that_another_process_is_running(tmp_path):
+    # Two commands on one --runs-dir: the second skips what the first is running, rather than
+    # restarting it over the first one's files.
+    from agent.run.rundir import RunLock
+
+    runs = tmp_path / "runs"
+    busy = RunLock(runs / ".running" / "MiniGrid-Empty-5x5-v0__model__0").acquire()
+    try:
+        args = ["--runs-dir", str(runs), "--out", str(tmp_path), "--learners", "model", "ppo", "--figures", "None"]
+        proc = run_smoke(["-m", "benchmarks.minigrid"], args)
+    finally:
+        busy.release()
+    assert "MiniGrid-Empty-5x5-v0__model__0: another process is running it; skipped" in proc.stdout
+    assert not (runs / "MiniGrid-Empty-5x5-v0__model__0").exists()
+    data = json.loads((tmp_path / "minigrid_tuning.json").read_text())
+    assert [r["learner"] for r in data["runs"]] == ["ppo"] and data["runs finished"] == "1/2"
