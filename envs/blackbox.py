@@ -8,7 +8,9 @@ step), and come back as torch tensors in the shapes the samples-class learners' 
 - a `Discrete(n)` observation is one-hot;
 - Minigrid's own observation, the 7x7x3 egocentric image (object, colour, state codes, each
   divided by its largest value) and the agent's direction (one-hot), is 151 numbers. Its mission
-  string is not seen: it is fixed in most of Minigrid's envs.
+  string is not seen. It is fixed in most of Minigrid's envs; where it changes between episodes
+  (BabyAI's levels, Fetch, GoToDoor, PutNear, ...) the spec says so (`mission_varies`), and a run
+  tells its user once.
 
 An episode succeeds, in Minigrid, when it ends with a positive reward (reaching the goal, its
 reward being 1 - 0.9 steps / max_steps); other envs define no success.
@@ -41,11 +43,18 @@ class BlackBoxSpec:
     obs_shape: tuple[int, ...] = ()
     max_episode_steps: int = 0
     minigrid: bool = False
+    # Distinct missions of a Minigrid env's first episodes: more than one, and the policy (which
+    # does not see them) may need to guess.
+    missions: tuple[str, ...] = ()
 
     @property
     def success_rule(self) -> str | None:
         """How an episode counts as a success, or None when the env defines none."""
         return "an episode that ends with a positive reward (the goal reached)" if self.minigrid else None
+
+    @property
+    def mission_varies(self) -> bool:
+        return len(self.missions) > 1
 
     def make(self) -> gym.Env:
         return gym.make(self.env_id, **self.env_kwargs)
@@ -88,16 +97,52 @@ def open_black_box(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Bla
             )
         minigrid = is_minigrid(env_id)
         shape = (observation_size(env.observation_space, minigrid),)
-        # Minigrid truncates its episodes itself, at max_steps; others through gymnasium's TimeLimit.
+        missions = minigrid_missions(env_id, env) if minigrid else ()
+        # Minigrid truncates its episodes itself, at max_steps (BabyAI sets it on reset); others
+        # through gymnasium's TimeLimit.
         limit = env.unwrapped.max_steps if minigrid else (env.spec.max_episode_steps if env.spec else None)
         if not limit:
             raise ValueError(
                 f"--env {env_id} has no time limit, so an evaluation episode might never end; register it "
                 "with max_episode_steps (gymnasium.register) or pick an env that has one"
             )
-        return BlackBoxSpec(env_id, kwargs, int(env.action_space.n), shape, int(limit), minigrid)
+        n = int(env.action_space.n)
+        return BlackBoxSpec(env_id, kwargs, n, shape, int(limit), minigrid, missions)
     finally:
         env.close()
+
+
+# Resets that look for a changing mission: enough that an env choosing among two missions shows
+# both with probability 1 - 2^-7.
+MISSION_RESETS = 8
+_ARTICLES = {"a", "an", "the"}
+
+
+def minigrid_missions(env_id: str, env: gym.Env) -> tuple[str, ...]:
+    """The distinct missions of a Minigrid env's first `MISSION_RESETS` episodes (seeds 0, 1, ...),
+    in order; an env that fails to reset is refused in one line."""
+    missions: dict[str, str] = {}  # without articles -> as first worded
+    for seed in range(MISSION_RESETS):
+        try:
+            env.reset(seed=seed)
+        except Exception as e:  # noqa: BLE001 (a broken env raises anything)
+            detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            raise ValueError(f"--env {env_id}: the env fails to reset ({detail})") from None
+        # BabyAI words one goal as "the red ball" or "a red ball" at random: the same mission.
+        mission = str(getattr(env.unwrapped, "mission", ""))
+        missions.setdefault(" ".join(w for w in mission.split() if w not in _ARTICLES), mission)
+    return tuple(missions.values())
+
+
+def mission_note(spec: BlackBoxSpec) -> str | None:
+    """A line for the user of an env whose unseen mission changes between episodes, else None."""
+    if not spec.mission_varies:
+        return None
+    return (
+        f"note: {spec.env_id} changes its mission between episodes ('{spec.missions[0]}', '{spec.missions[1]}', ...) "
+        "and the policy does not see it (only the 7x7 view and the direction): where the mission decides "
+        "what to do, and does not just name the one object there is, success is capped"
+    )
 
 
 def observation_size(space: gym.Space, minigrid: bool) -> int:

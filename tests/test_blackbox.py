@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_one_line_error, run_train
 
-from envs.blackbox import BlackBoxEnv, open_black_box, to_float
+from envs.blackbox import BlackBoxEnv, mission_note, open_black_box, to_float
 
 minigrid = pytest.importorskip("minigrid")  # the [minigrid] extra; CI installs it with [dev]
 
@@ -120,6 +120,63 @@ def test_an_env_without_a_time_limit_is_refused():
             open_black_box("NoLimitCartPole-v0")
     finally:
         gym.registry.pop("NoLimitCartPole-v0")
+
+
+class _ResetFails(minigrid.envs.EmptyEnv):
+    """A Minigrid env whose reset raises, as Minigrid's WFC envs do when their wheel lacks the pattern files."""
+
+    def reset(self, **kwargs):
+        raise FileNotFoundError("patterns/SimpleMaze.png")
+
+
+def test_a_minigrid_env_that_cannot_reset_is_refused_in_one_line():
+    gym.register("MiniGrid-ResetFails-v0", entry_point=_ResetFails)
+    try:
+        with pytest.raises(ValueError, match=r"fails to reset \(FileNotFoundError: patterns/SimpleMaze.png\)$"):
+            open_black_box("MiniGrid-ResetFails-v0")
+    finally:
+        gym.registry.pop("MiniGrid-ResetFails-v0")
+
+
+def test_babyai_levels_open_with_their_time_limit_and_say_when_the_mission_changes(tmp_path):
+    # BabyAI sets max_steps on reset (it is 0 before), and most of its levels draw a new mission
+    # each episode, which the policy does not see.
+    fixed, varying = open_black_box("BabyAI-GoToRedBall-v0"), open_black_box("BabyAI-GoToLocal-v0")
+    raw = gym.make("BabyAI-GoToRedBall-v0")
+    raw.reset(seed=0)
+    assert fixed.max_episode_steps == raw.unwrapped.max_steps > 0
+    assert not fixed.mission_varies and not open_black_box("MiniGrid-Empty-5x5-v0").mission_varies
+    assert varying.mission_varies and mission_note(fixed) is None
+    assert len(varying.missions) > 1 and "the policy does not see it" in mission_note(varying)
+
+    args = ["ppo", "--env", "BabyAI-GoToLocal-v0", "--num-envs", "4", "--horizon", "16",
+            "--total-timesteps", "128", "--eval-episodes", "4", "--wandb-mode", "disabled", "--no-progress",
+            "--runs-dir", str(tmp_path)]  # fmt: skip
+    proc = run_train(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.count("note: BabyAI-GoToLocal-v0 changes its mission between episodes") == 1
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gymnasium on the v0 ids that have a v1
+def test_every_registered_minigrid_and_babyai_env_opens_and_steps():
+    # Users bring Minigrid envs that nobody here named: each one opens and its copies step, or
+    # is refused in one line (the WFC envs, whose pattern files this Minigrid wheel lacks).
+    ids = sorted(i for i in gym.registry if i.startswith(("MiniGrid-", "BabyAI-")))
+    refused = {}
+    for env_id in ids:
+        try:
+            spec = open_black_box(env_id)
+        except ValueError as e:
+            refused[env_id] = str(e)
+            continue
+        env = BlackBoxEnv(spec, 2, seed=0)
+        obs, _ = env.reset()
+        for _ in range(5):
+            obs, reward, terminated, truncated, _ = env.step(torch.randint(0, spec.num_actions, (2,)))
+        env.close()
+        assert obs.shape == (2, 151) and spec.max_episode_steps > 0, env_id
+    assert len(ids) > 150 and set(refused) <= {i for i in ids if "-WFC-" in i}, refused
+    assert all("\n" not in why and "fails to reset" in why for why in refused.values())
 
 
 def test_a_missing_minigrid_install_is_one_line(tmp_path):

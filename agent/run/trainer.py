@@ -32,7 +32,7 @@ from agent.run.progress import Progress
 from agent.run.resolve import FIXED_ON_RESUME, flag, is_black_box, member_configs, resolve, run_record
 from agent.run.rundir import CONFIG_FILE, FINAL_FILE, RunLock, holds_a_run, prepare_new, run_path, truncate_metrics
 from agent.run.scoring import evaluate, kept_score, record_episode, reference_returns, success_of
-from envs.blackbox import EnvFailure
+from envs.blackbox import EnvFailure, mission_note
 
 
 def next_eval_step(step: int, every: int, update_size: int) -> int | None:
@@ -130,6 +130,8 @@ def check_networks_fit(cfg: TrainConfig, state: dict) -> None:
 def train(cli: TrainConfig, given: set[str] = frozenset()) -> dict:
     """Run one training job; returns the final evaluation (or, interrupted, where it stopped)."""
     p = plan(cli, given)
+    if is_black_box(p.world) and (note := mission_note(p.world)):
+        say(note, sys.stderr)
     existed = p.run_dir.exists()
     lock = RunLock(p.run_dir).acquire()  # one process writes a run at a time
     try:
