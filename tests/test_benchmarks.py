@@ -379,6 +379,31 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
     )
 
 
+def test_minigrid_loops_finds_where_a_kept_policy_goes_round(tmp_path, capsys):
+    from agent.run.config import TrainConfig
+    from agent.run.trainer import train
+    from benchmarks.minigrid_loops import main
+
+    # A barely trained policy on Empty-5x5: its greedy episodes mostly time out, turning on the spot.
+    cfg = TrainConfig(env="MiniGrid-Empty-5x5-v0", algo="model", total_timesteps=256, eval_episodes=4,
+                      runs_dir=str(tmp_path), run_name="r", wandb_mode="disabled", progress=False)  # fmt: skip
+    train(cfg, {"env", "algo"})
+    assert main(["--runs", str(tmp_path / "r"), "--episodes", "6", "--rollouts", "1", "--out", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "minigrid_loops.json").read_text())["runs"]
+    assert row["env"] == "MiniGrid-Empty-5x5-v0" and row["episodes"] == 6
+    failed = 6 - round(row["success"] * 6)
+    assert row["timeouts"] + row["ended otherwise"] == failed
+    looping, of = map(int, row["failures that loop"].split("/"))
+    assert of == failed and looping <= failed and (row["action in loops"] is None) == (looping == 0)
+    assert looping >= 1 and 1 <= len(row["loop"]) <= 4 and "In the first loop" in capsys.readouterr().out
+    for at in row["loop"]:
+        q = {a["action"]: a["q (critic)"] for a in at["actions"]}
+        assert list(q) == ["left", "right", "forward", "pickup", "drop", "toggle", "done"]
+        assert sum(a["policy"] for a in at["actions"]) == pytest.approx(1, abs=0.01)
+        # In an empty room, pickup, drop and done leave the agent where it was: the same successor.
+        assert q["pickup"] == q["drop"] == q["done"]
+
+
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
     from benchmarks.minigrid import on_grid
 
