@@ -1,7 +1,7 @@
 """Where a kept Minigrid policy fails: the episodes it does not finish, whether they go round a
 loop, and what the critic says about each action where the first loop starts.
 
-    python -m benchmarks.minigrid_loops --runs RUN_DIR [RUN_DIR ...] --episodes 300
+    python -m benchmarks.minigrid_loops RUN_DIR [RUN_DIR ...] --episodes 300
 
 For each run (a train.py directory on a Minigrid env), the kept policy (best.pt) plays
 `--episodes` greedy episodes, one env at a time, on seeds from `--seed-base` on (train.py's runs
@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import collections
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+import tyro
 
 from benchmarks.common import (
     DEFAULT_OUT,
@@ -36,6 +37,7 @@ from benchmarks.common import (
     format_table,
     machine_info,
     parse_args,
+    provenance,
     run_header,
     write_json,
 )
@@ -47,7 +49,7 @@ ACTIONS = ("left", "right", "forward", "pickup", "drop", "toggle", "done")  # Mi
 
 @dataclass
 class Args:
-    runs: list[str] = field(default_factory=list)
+    runs: Annotated[tuple[str, ...], tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR...")]
     """train.py run directories on Minigrid envs."""
     episodes: int = 300
     """Greedy episodes per run."""
@@ -191,8 +193,9 @@ def diagnose(run_dir: str, args: Args) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.minigrid_loops", __doc__)
+    stamp = provenance("benchmarks.minigrid_loops", argv)
     if not args.runs:
-        fail("--runs: name at least one run directory (python -m benchmarks.minigrid_loops --runs RUN_DIR)")
+        fail("name at least one run directory: python -m benchmarks.minigrid_loops RUN_DIR")
     if min(args.episodes, args.rollouts) < 1:
         fail("--episodes and --rollouts must be at least 1")
     torch.set_num_threads(1)
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)
-    write_json(out / "minigrid_loops.json", run_header(machine_info(), args) | {"runs": results})
+    write_json(out / "minigrid_loops.json", stamp | run_header(machine_info(), args) | {"runs": results})
     (out / "minigrid_loops.md").write_text(text + "\n")
     return 0
 

@@ -388,8 +388,10 @@ def test_minigrid_loops_finds_where_a_kept_policy_goes_round(tmp_path, capsys):
     cfg = TrainConfig(env="MiniGrid-Empty-5x5-v0", algo="model", total_timesteps=256, eval_episodes=4,
                       runs_dir=str(tmp_path), run_name="r", wandb_mode="disabled", progress=False)  # fmt: skip
     train(cfg, {"env", "algo"})
-    assert main(["--runs", str(tmp_path / "r"), "--episodes", "6", "--rollouts", "1", "--out", str(tmp_path)]) == 0
-    (row,) = json.loads((tmp_path / "minigrid_loops.json").read_text())["runs"]
+    assert main([str(tmp_path / "r"), "--episodes", "6", "--rollouts", "1", "--out", str(tmp_path)]) == 0
+    data = json.loads((tmp_path / "minigrid_loops.json").read_text())
+    assert data["command"].startswith(f"python -m benchmarks.minigrid_loops {tmp_path / 'r'}") and data["git_commit"]
+    (row,) = data["runs"]
     assert row["env"] == "MiniGrid-Empty-5x5-v0" and row["episodes"] == 6
     failed = 6 - round(row["success"] * 6)
     assert row["timeouts"] + row["ended otherwise"] == failed
