@@ -12,6 +12,10 @@ intervals. Each row keeps `train_s`, the training's own seconds (to the evaluati
 the target, or the whole budget), apart from the test's; the learners compared in one command run
 side by side, `--workers` at a time. A run writes its row to RUNS_DIR/NAME/row.json and is not
 repeated: a long suite is run in parts, over sessions, and merged by running the command again.
+A run of ours that a command left unfinished (stopped by a signal) goes on from its checkpoint in
+the next command, with its replay if it kept one; its env copies start new episodes there, and its
+row counts the parts (`segments`). Its `train_s` adds the parts' seconds, and is None when a part
+was killed before it could say how long it ran.
 
 Learners and their information class (every one learns from samples here: a black box has no
 tables and no differentiable step):
@@ -114,7 +118,8 @@ def run_one(env_id: str, learner: str, seed: int, budget: Budget, runs_dir: str)
             "learner": learner,
             "class": CLASS[learner],
             "seed": seed,
-            "wall_clock_s": time.time() - start,
+            # This call's: the whole run's only when it ran in one part.
+            "wall_clock_s": time.time() - start if row.get("segments", 1) == 1 else None,
             # Rows of one suite may come from several sessions: each names the code that made it.
             "git_commit": STARTED_AT["git_commit"],
         }
@@ -132,17 +137,19 @@ def stored_row(run_dir: Path, learner: str) -> dict[str, Any]:
     return row
 
 
+# Beside an unfinished run of ours: its training seconds so far, over the parts (`segments`) it ran in.
+CLOCK = "benchmark_clock.json"
+
+
 def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Path) -> dict[str, Any]:
     """train.py's learner with its defaults, stopping at the target; the kept policy scored on the
-    test episodes by agent.evaluate."""
+    test episodes by agent.evaluate. A run that an earlier command left unfinished goes on from
+    its checkpoint (`segments` counts the parts)."""
     from agent.evaluate import evaluate_checkpoint
+    from agent.run.checkpoint import LATEST
     from agent.run.config import TrainConfig
     from agent.run.trainer import train
 
-    if run_dir.exists():  # an unfinished run from an interrupted suite starts over
-        import shutil
-
-        shutil.rmtree(run_dir)
     cfg = TrainConfig(
         env=env_id,
         **OURS[learner],
@@ -156,9 +163,25 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         runs_dir=str(run_dir.parent),
         run_name=run_dir.name,
     )
+    clock = {"train_s": 0.0, "segments": 0, "running": False}
+    if (run_dir / CLOCK).exists() and (run_dir / LATEST).exists():
+        clock = json.loads((run_dir / CLOCK).read_text())
+        # The budget's flags apply to the stored config; the rest is the run's own.
+        given = {"total_timesteps", "eval_every", "eval_episodes", "stop_at_success"}
+        cfg, clock["lost"] = dataclasses.replace(cfg, resume=str(run_dir)), clock.get("lost") or clock["running"]
+    else:  # nothing to go on from (or a run of code that kept no clock): start over
+        import shutil
+
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
+        given = set()
+    # A part that ends without closing its clock (a hard kill) leaves its seconds unknown: "lost".
+    clock |= {"segments": clock["segments"] + 1, "running": True}
+    (run_dir / CLOCK).write_text(json.dumps(clock))
     start = time.time()
-    final = train(cfg)
-    train_s = time.time() - start  # the training's own time: up to the evaluation that reached the target
+    final = train(cfg, given)
+    clock |= {"train_s": clock["train_s"] + time.time() - start, "running": False}
+    (run_dir / CLOCK).write_text(json.dumps(clock))
     if final.get("interrupted"):
         raise KeyboardInterrupt(f"{run_dir.name} was interrupted")
     if final.get("failed"):  # its row is not written, so the next call runs it again
@@ -171,7 +194,9 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         "frames": final["global_step"],
         "frames_to_target": reached[0] if reached else None,
         "kept_step": final["kept_step"],
-        "train_s": train_s,
+        # The training's own time, up to the evaluation that reached the target; unknown when a part was killed.
+        "train_s": None if clock.get("lost") else clock["train_s"],
+        "segments": clock["segments"],
         "curve": curve,
         **{k: test[k] for k in TEST_KEYS},
     }

@@ -406,6 +406,26 @@ def test_minigrid_loops_finds_where_a_kept_policy_goes_round(tmp_path, capsys):
         assert q["pickup"] == q["drop"] == q["done"]
 
 
+def test_minigrid_goes_on_with_an_unfinished_run_from_its_checkpoint(tmp_path):
+    from benchmarks.minigrid import CLOCK, Budget, train_ours
+
+    run_dir = tmp_path / "MiniGrid-DoorKey-5x5-v0__model__0"
+    # DoorKey-5x5 takes the model learner some 16k frames: no run here stops at the target.
+    budget = Budget(frames=512, target=1.0, eval_every=512, eval_episodes=4, test_episodes=4)
+    first = train_ours("MiniGrid-DoorKey-5x5-v0", "model", 0, budget, run_dir)
+    assert (first["frames"], first["segments"]) == (512, 1) and first["train_s"] > 0
+    # Left without a row, as a command stopped by a signal leaves it: the next one goes on from 512.
+    second = train_ours("MiniGrid-DoorKey-5x5-v0", "model", 0, Budget(1536, 1.0, 512, 4, 4), run_dir)
+    assert (second["frames"], second["segments"]) == (1536, 2) and second["train_s"] > first["train_s"]
+    before = [c[0] for c in first["curve"]]  # evaluations after 1 and 2 updates, then every 512 frames
+    assert before == [256, 512] and [c[0] for c in second["curve"]] == [*before, 1024, 1536]
+    # A part killed before it could close its clock leaves the seconds unknown.
+    clock = json.loads((run_dir / CLOCK).read_text())
+    (run_dir / CLOCK).write_text(json.dumps(clock | {"running": True}))
+    third = train_ours("MiniGrid-DoorKey-5x5-v0", "model", 0, Budget(2048, 1.0, 512, 4, 4), run_dir)
+    assert (third["frames"], third["segments"], third["train_s"]) == (2048, 3, None)
+
+
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
     from benchmarks.minigrid import on_grid
 

@@ -269,7 +269,7 @@ def test_ppo_solves_minigrid_empty_5x5(tmp_path):
 
 def test_ctrl_c_on_a_black_box_run_saves_and_resume_continues_every_step_once(tmp_path):
     # The model learner (the default here) on CartPole: Ctrl-C mid-run saves its checkpoint (the
-    # model and its optimiser with it; the replay refills), and --resume logs each update once.
+    # model, its optimiser and its replay with it), and --resume logs each update once.
     import signal
 
     from test_faults import checkpoint_step, logged_steps, start, wait_for
@@ -284,6 +284,9 @@ def test_ctrl_c_on_a_black_box_run_saves_and_resume_continues_every_step_once(tm
     assert proc.wait(timeout=60) == 130, proc.stderr.read()
     saved = checkpoint_step(run_dir)
     assert saved >= 256 and json.loads((run_dir / "config.json").read_text())["algo"] == "model"
+    replay = torch.load(run_dir / "checkpoint.pt", weights_only=True)["stopped"]["replay"]
+    assert replay["obs"].shape == (saved, 4) and replay["terminal"].sum() >= 1  # every step it took, episode ends too
     resumed = run_train(["--resume", str(run_dir), "--total-timesteps", str(saved + 1024)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert logged_steps(run_dir) == list(range(256, saved + 1024 + 1, 256))
+    assert "stopped" not in torch.load(run_dir / "checkpoint.pt", weights_only=True)  # a finished run's is small

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import run_train
 
-from agent.learning.model_based import Window, WorldModel, imagined_returns
+from agent.learning.model_based import Replay, Window, WorldModel, imagined_returns
 from agent.run.commands import parse_train
 from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
@@ -159,6 +159,27 @@ def test_the_log_barrier_pulls_a_dropped_action_back_and_the_entropy_does_not(re
         assert pull.tolist() == pytest.approx([cfg.entropy_coef / env.A] * (env.A - 1), rel=1e-4)
     else:
         assert pull.abs().max() < 1e-6
+
+
+def test_a_replay_is_saved_oldest_first_and_loads_its_newest_into_any_capacity():
+    def transitions(first: int, n: int) -> tuple[torch.Tensor, ...]:
+        k = torch.arange(first, first + n, dtype=torch.float32)  # transition k carries k everywhere
+        return k[:, None].repeat(1, 3), F.one_hot(k.long() % 2, 2).float(), k, k[:, None].repeat(1, 3) + 0.5, k > 5
+
+    replay = Replay(5, 3, 2, torch.device("cpu"))
+    replay.add(*transitions(0, 4))
+    replay.add(*transitions(4, 4))  # 8 added into 5 places: 3 to 7 are held, wrapped round
+    state = replay.state_dict()
+    assert state["reward"].tolist() == [3, 4, 5, 6, 7] and state["terminal"].tolist() == [False] * 3 + [True] * 2
+    assert torch.equal(state["next_obs"][:, 0], state["reward"] + 0.5)
+    smaller, larger = Replay(3, 3, 2, torch.device("cpu")), Replay(10, 3, 2, torch.device("cpu"))
+    smaller.load_state_dict(state)
+    larger.load_state_dict(state)
+    assert smaller.state_dict()["reward"].tolist() == [5, 6, 7]
+    larger.add(*transitions(8, 2))  # it goes on after what it loaded
+    assert larger.size == 7 and larger.state_dict()["reward"].tolist() == [3, 4, 5, 6, 7, 8, 9]
+    draws = larger.sample(64, torch.Generator().manual_seed(0))
+    assert set(draws[2].tolist()) <= set(range(3, 10)) and torch.equal(draws[0][:, 0], draws[2])
 
 
 def test_imagined_returns_are_the_lambda_returns_and_the_one_step_form_keeps_their_value():

@@ -88,8 +88,9 @@ class Learner(abc.ABC):
       optimiser steps; `obs` is where the next window starts, `metrics` maps TensorBoard names
       to a float (or, for --num-seeds, a list of one per member, `per_member`);
     - what it checkpoints: `state_dict` / `member_state_dict` / `load_state_dict` (optimisers,
-      visit bonus, return scale; a subclass with more state extends them). The policy and critic
-      themselves are saved by the trainer.
+      visit bonus, return scale; a subclass with more state extends them), and `stop_state` /
+      `load_stop_state`, what only a stopped run's checkpoint holds (the model learner's replay).
+      The policy and critic themselves are saved by the trainer.
 
     The base class owns the policy, the critic, their optimisers and the exploration bonus."""
 
@@ -160,6 +161,16 @@ class Learner(abc.ABC):
             "bonus": self.bonus.state_dict(),
             "return_scale": self.return_scale.state_dict(member=k),
         }
+
+    def stop_state(self) -> dict:
+        """What a run that stops early (a signal, an env failure) keeps beyond `state_dict`, so that
+        --resume goes on with it: a subclass's large state, which the periodic checkpoints skip."""
+        return {}
+
+    def load_stop_state(self, state: dict) -> None:
+        """Restore what `stop_state` returned (here nothing)."""
+        if state:
+            raise ValueError(f"this learner keeps no stop state, and the checkpoint has {sorted(state)}")
 
     def load_state_dict(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

@@ -219,6 +219,8 @@ class Trainer:
             self.policy.load_state_dict(resumed["policy"])
             self.critic.load_state_dict(resumed["critic"])
             self.learner.load_state_dict(resumed["learner"])
+            if "stopped" in resumed:
+                self.learner.load_stop_state(resumed["stopped"])
             state = resumed["generator"]
             self.generator.set_state(state.cpu() if device.type == "cpu" else state)
             self.global_step = int(resumed["global_step"])
@@ -246,21 +248,22 @@ class Trainer:
             except interrupt.Interrupted:
                 pass
             self.progress.close()
-            self.checkpoint_all()  # saved before anything is printed: a closed pipe can't cost it
-            if interrupt.requested() is not None:
+            stopped = interrupt.requested() is not None
+            self.checkpoint_all(stopping=stopped)  # saved before anything is printed: a closed pipe can't cost it
+            if stopped:
                 exit_code = 128 + interrupt.requested()
                 say(f"\ninterrupted at step {self.global_step}: {saved_where(self.run_dir, self.grouped)}", sys.stderr)
                 return {"interrupted": True, "global_step": self.global_step, "exit_code": exit_code}
             return self.finish()
         except KeyboardInterrupt:  # a second signal: the state is what the last step left
             exit_code = 130
-            self.checkpoint_all()
+            self.checkpoint_all(stopping=True)
             say(f"\nstopped at step {self.global_step}: {saved_where(self.run_dir, self.grouped)}", sys.stderr)
             return {"interrupted": True, "global_step": self.global_step, "exit_code": exit_code}
         except EnvFailure as e:  # raised while stepping, before the update it was collecting for
             exit_code = 1
             self.progress.close()
-            self.checkpoint_all()
+            self.checkpoint_all(stopping=True)
             say(f"\nerror at step {self.global_step}: {e}; {saved_where(self.run_dir, self.grouped)}", sys.stderr)
             return {"failed": True, "global_step": self.global_step, "exit_code": exit_code}
         except BaseException:
@@ -345,26 +348,28 @@ class Trainer:
             return self.policy.member(member.index), self.critic.member(member.index)
         return self.policy, self.critic
 
-    def checkpoint(self, member: Member, name: str = LATEST, nets: tuple | None = None) -> Path:
+    def checkpoint(self, member: Member, name: str = LATEST, nets: tuple | None = None, stopping: bool = False) -> Path:
+        """Save the member's state as `name`; a run `stopping` early also keeps the learner's
+        `stop_state` (its replay), which --resume restores."""
         member_policy, member_critic = nets or self.networks(member)
-        return save_checkpoint(
-            member.run_dir / name,
-            {
-                "policy": member_policy.state_dict(),
-                "critic": member_critic.state_dict(),
-                "learner": self.learner.member_state_dict(member.index),
-                "generator": self.generator.get_state(),
-                "global_step": self.global_step,
-                "config": member.cfg.to_dict(),
-                "obs_shape": list(self.env.observation_shape),
-                "num_actions": self.env.A,
-                "wandb_id": member.logger.wandb_id,
-                "best": member.best,
-            },
-        )
+        state = {
+            "policy": member_policy.state_dict(),
+            "critic": member_critic.state_dict(),
+            "learner": self.learner.member_state_dict(member.index),
+            "generator": self.generator.get_state(),
+            "global_step": self.global_step,
+            "config": member.cfg.to_dict(),
+            "obs_shape": list(self.env.observation_shape),
+            "num_actions": self.env.A,
+            "wandb_id": member.logger.wandb_id,
+            "best": member.best,
+        }
+        if stopping and not self.grouped and (extra := self.learner.stop_state()):
+            state["stopped"] = extra
+        return save_checkpoint(member.run_dir / name, state)
 
-    def checkpoint_all(self, name: str = LATEST) -> list[Path]:
-        return [self.checkpoint(member, name) for member in self.members]
+    def checkpoint_all(self, name: str = LATEST, stopping: bool = False) -> list[Path]:
+        return [self.checkpoint(member, name, stopping=stopping) for member in self.members]
 
     # ------------------------------------------------------------------ finish
     def finish(self) -> dict:
