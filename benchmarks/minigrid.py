@@ -381,6 +381,15 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             fail(f"--learners {learner} needs stable-baselines3: pip install -e '.[bench]'")
     env_ids = list(args.envs or SPLITS[args.split])
+    from envs.blackbox import open_black_box
+
+    for env_id in env_ids:  # refused here in one line, not in a worker's traceback
+        try:
+            spec = open_black_box(env_id)
+        except ValueError as e:
+            fail("--envs " + str(e).removeprefix("--env "))
+        if not spec.minigrid:
+            fail(f"--envs {env_id}: not a Minigrid env; this benchmark stops at a success rate, which Minigrid defines")
     budget = Budget(args.frames, args.target, args.eval_every, args.eval_episodes, args.test_episodes)
     if args.smoke:
         env_ids, args.seeds = ["MiniGrid-Empty-5x5-v0"], (0,)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_smoke
+from conftest import ROOT, run_smoke
 
 from benchmarks.common import STARTED_AT, format_table, time_it, write_json
 from benchmarks.gradients import build_mdp, choose_horizon, exact_gradient, init_theta, reinforce_samples
@@ -424,6 +424,19 @@ def test_minigrid_goes_on_with_an_unfinished_run_from_its_checkpoint(tmp_path):
     (run_dir / CLOCK).write_text(json.dumps(clock | {"running": True}))
     third = train_ours("MiniGrid-DoorKey-5x5-v0", "model", 0, Budget(2048, 1.0, 512, 4, 4), run_dir)
     assert (third["frames"], third["segments"], third["train_s"]) == (2048, 3, None)
+
+
+@pytest.mark.parametrize(
+    "env_id, says", [("MiniGrid-Nope-v0", "no such gymnasium env"), ("CartPole-v1", "not a Minigrid env")]
+)
+def test_minigrid_refuses_an_env_it_cannot_run_in_one_line(tmp_path, env_id, says):
+    args = ["--envs", env_id, "--learners", "model", "--runs-dir", str(tmp_path), "--out", str(tmp_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.minigrid", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: --envs {env_id}") and says in line
 
 
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
