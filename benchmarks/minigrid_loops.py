@@ -69,13 +69,13 @@ class Kept:
         from agent.run.config import TrainConfig
         from agent.run.factory import build_networks
         from agent.run.resolve import parse_env_kwargs
-        from envs.blackbox import open_black_box
+        from envs.blackbox import is_minigrid, open_black_box
 
         state = load_checkpoint(run_dir, device=torch.device("cpu"), which=BEST)
         self.cfg = TrainConfig.from_dict(state["config"])
+        if not is_minigrid(self.cfg.env):
+            raise ValueError(f"{run_dir}: its env, {self.cfg.env}, is not a Minigrid env")
         self.spec = open_black_box(self.cfg.env, parse_env_kwargs(self.cfg.env_kwargs))
-        if not self.spec.minigrid:
-            raise ValueError(f"{run_dir}: {self.cfg.env} is not a Minigrid env")
         shape, A = tuple(state["obs_shape"]), int(state["num_actions"])
         self.policy, self.critic = build_networks(self.cfg, shape, A, torch.device("cpu"))
         self.policy.load_state_dict(state["policy"])
