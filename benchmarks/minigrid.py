@@ -247,6 +247,11 @@ def on_grid(row: dict, eval_every: int) -> int:
     return -(-row["frames_to_target"] // eval_every) * eval_every
 
 
+def known_median(values: list[float | None]) -> float | None:
+    """The median, or None when any value is unknown (a median of the known ones would flatter)."""
+    return None if any(v is None for v in values) else statistics.median(values)
+
+
 def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[dict], list[dict]]:
     """Per (env, learner): seeds solved and medians; per learner: envs solved on every seed."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -267,10 +272,9 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
             "frames to target (median)": statistics.median(on_grid(r, eval_every) for r in rs),
             # Training only, without the test episodes: to the target's evaluation, or the whole budget
             # (rows stored before rows kept it have none).
-            "train s (median)": (
-                statistics.median(r["train_s"] for r in rs) if all("train_s" in r for r in rs) else None
-            ),
-            "wall-clock s (median)": statistics.median(r["wall_clock_s"] for r in rs),
+            "train s (median)": known_median([r.get("train_s") for r in rs]),
+            # A run made in parts has no one wall-clock (None).
+            "wall-clock s (median)": known_median([r["wall_clock_s"] for r in rs]),
         }
         for (env, learner), rs in groups.items()
     ]

@@ -102,6 +102,19 @@ def test_minigrid_refuses_an_env_it_cannot_run_in_one_line(tmp_path, env_id, say
     assert line.startswith(f"error: --envs {env_id}") and says in line
 
 
+def test_minigrid_medians_of_seconds_are_unknown_when_a_run_s_are():
+    from benchmarks.minigrid import summarise
+
+    row = {"env": "E", "learner": "model", "class": "samples", "success_rate": 1.0, "mean_return": 0.9,
+           "frames_to_target": 4096, "frames": 4096, "train_s": 10.0, "wall_clock_s": 12.0}  # fmt: skip
+    parts = row | {"train_s": None, "wall_clock_s": None, "segments": 2}  # a part killed hard; run in two parts
+    (whole,), _ = summarise([row, row | {"train_s": 20.0, "wall_clock_s": 22.0}], 0.95, 4096)
+    (mixed,), _ = summarise([row, parts], 0.95, 4096)
+    assert (whole["train s (median)"], whole["wall-clock s (median)"]) == (15.0, 17.0)
+    assert (mixed["train s (median)"], mixed["wall-clock s (median)"]) == (None, None)
+    assert mixed["seeds solved"] == "2/2"
+
+
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
     from benchmarks.minigrid import on_grid
 
