@@ -285,7 +285,9 @@ def test_ctrl_c_on_a_black_box_run_saves_and_resume_continues_every_step_once(tm
     saved = checkpoint_step(run_dir)
     assert saved >= 256 and json.loads((run_dir / "config.json").read_text())["algo"] == "model"
     replay = torch.load(run_dir / "checkpoint.pt", weights_only=True)["stopped"]["replay"]
-    assert replay["obs"].shape == (saved, 4) and replay["terminal"].sum() >= 1  # every step it took, episode ends too
+    # Every step it took, and those of the window the signal cut short (its real transitions stay).
+    assert saved <= replay["obs"].shape[0] <= saved + 256 and replay["obs"].shape[1] == 4
+    assert replay["terminal"].sum() >= 1
     resumed = run_train(["--resume", str(run_dir), "--total-timesteps", str(saved + 1024)], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert logged_steps(run_dir) == list(range(256, saved + 1024 + 1, 256))
