@@ -356,3 +356,12 @@ def apply_threads(threads: int | None) -> None:
         if threads < 1:
             raise ValueError(f"--threads {threads} must be at least 1")
         torch.set_num_threads(threads)
+
+
+def quiet_sb3(model: Any) -> Any:
+    """`model` (an SB3 algorithm) with a logger that writes nowhere, returned for chaining."""
+    from stable_baselines3.common.logger import Logger
+
+    # SB3's default logger, even at verbose=0, makes an empty SB3-<time> folder in /tmp on every learn().
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common import quiet_sb3
+
 # rl-baselines3-zoo's PPO settings for Minigrid (hyperparams/ppo.yml), as ../shared/REFERENCES.md records them.
 ZOO_PPO = {
     "n_steps": 128,
@@ -60,7 +62,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
 
     algo, settings, n_envs = (DQN, SB3_DQN, 1) if learner == "sb3-dqn" else (PPO, ZOO_PPO, ZOO_ENVS)
     envs = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=FlatObsWrapper)
-    model = algo("MlpPolicy", envs, seed=seed, device="cpu", verbose=0, **settings)
+    model = quiet_sb3(algo("MlpPolicy", envs, seed=seed, device="cpu", verbose=0, **settings))
     make = lambda: FlatObsWrapper(gym.make(env_id))  # noqa: E731
     kept = run_dir / "best.zip"
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, write_json
+from benchmarks.common import DEFAULT_OUT, format_table, machine_info, parse_args, provenance, quiet_sb3, write_json
 
 LAKE = {"map_name": "8x8", "is_slippery": False}
 
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for n, kind in ((n, k) for n in args.envs for k in ("gymnasium DummyVecEnv", "batched torch env (SB3VecEnv)")):
             env = make(kind, n, seed)
-            model = PPO("MlpPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, seed=seed, device="cpu", verbose=0)
+            model = quiet_sb3(
+                PPO("MlpPolicy", env, n_steps=512, batch_size=64, ent_coef=0.01, seed=seed, device="cpu", verbose=0)
+            )
             start = time.perf_counter()
             model.learn(args.steps)
             seconds = time.perf_counter() - start

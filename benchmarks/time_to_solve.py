@@ -69,6 +69,7 @@ from benchmarks.common import (
     machine_description,
     machine_info,
     parse_args,
+    quiet_sb3,
     write_json,
 )
 
@@ -239,7 +240,7 @@ def run_sb3(world: str, seed: int, args: Args, tuned: bool = False) -> dict:
     start = time.perf_counter()
     venv = make_vec_env(w.gym_id, n_envs=args.sb3_envs, seed=seed, env_kwargs=w.gym_kwargs)
     eval_env = gym.make(w.gym_id, **w.gym_kwargs)
-    model = PPO("MlpPolicy", venv, seed=seed, device="cpu", **settings)
+    model = quiet_sb3(PPO("MlpPolicy", venv, seed=seed, device="cpu", **settings))
     callback = StopAtSuccess(eval_env)
     model.learn(total_timesteps=args.max_steps, callback=callback)
     if callback.solved_at is None:  # the cap: score the policy that training ended with

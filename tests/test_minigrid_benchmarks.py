@@ -11,11 +11,14 @@ import pytest
 from conftest import ROOT, run_smoke
 
 
-def test_minigrid_smoke_resumes_from_its_rows(tmp_path):
+def test_minigrid_smoke_resumes_from_its_rows(tmp_path, monkeypatch):
     # The model learner, our PPO, SB3's PPO and DQN, one tiny run each; a second call reuses the stored rows.
     learners = ["model", "ppo", "sb3-ppo", "sb3-dqn"]
     args = ["--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path), "--learners", *learners]
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     run_smoke(["-m", "benchmarks.minigrid"], args)
+    assert not list((tmp_path / "tmp").glob("SB3-*"))  # SB3's runs leave no log folders behind
     data = json.loads((tmp_path / "minigrid_tuning.json").read_text())
     assert {r["learner"] for r in data["runs"]} == set(learners) and data["runs finished"] == "4/4"
     for r in data["runs"]:
