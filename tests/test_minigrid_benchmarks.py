@@ -143,3 +143,75 @@ def test_minigrid_leaves_alone_a_run_that_another_process_is_running(tmp_path):
     assert not (runs / "MiniGrid-Empty-5x5-v0__model__0").exists()
     data = json.loads((tmp_path / "minigrid_tuning.json").read_text())
     assert [r["learner"] for r in data["runs"]] == ["ppo"] and data["runs finished"] == "1/2"
+
+
+def _run(seed, success, frames_to_target, frames=500_000, ci=0.02):
+    return {
+        "seed": seed,
+        "success_rate": success,
+        "success_ci95_low": max(0.0, success - ci),
+        "success_ci95_high": min(1.0, success + ci),
+        "frames_to_target": frames_to_target,
+        "frames": frames if frames_to_target is None else frames_to_target,
+        "git_commit": "abcdef0123",
+    }
+
+
+def test_minigrid_actor_grad_pairs_by_seed_and_calls_each_env_by_its_rule():
+    from benchmarks.minigrid_actor_grad import pair, sign_test
+
+    assert sign_test(6, 0) == pytest.approx(2 / 64) and sign_test(5, 1) == pytest.approx(14 / 64)
+    assert sign_test(3, 3) == 1.0 and sign_test(0, 0) == 1.0
+    # More seeds solved wins, whatever the frames.
+    assert pair([_run(0, 1.0, 400_000)], [_run(0, 0.9, None)], 0.95, 20480) == "pathwise"
+    # Both solve: fewer frames on the grid wins; 30k and 40k are both 40,960 on a grid of 20,480.
+    assert pair([_run(0, 1.0, 30_000)], [_run(0, 1.0, 40_000)], 0.95, 20480) == "tie"
+    assert pair([_run(0, 1.0, 50_000)], [_run(0, 1.0, 40_000)], 0.95, 20480) == "reinforce"
+    # Neither solves one seed: the test successes' intervals decide, or tie where they overlap.
+    assert pair([_run(0, 0.50, None)], [_run(0, 0.70, None)], 0.95, 20480) == "reinforce"
+    assert pair([_run(0, 0.50, None)], [_run(0, 0.53, None)], 0.95, 20480) == "tie"
+
+
+def test_minigrid_actor_grad_takes_each_env_from_the_last_file_with_both_actors(tmp_path):
+    from benchmarks.minigrid_actor_grad import main
+
+    budget = {"target": 0.95, "eval_every": 4096}
+    rows = lambda env, learner, runs: [{**r, "env": env, "learner": learner} for r in runs]  # noqa: E731
+    first = {
+        "budget": {**budget, "eval_every": 20480},
+        "runs": rows("E1", "model", [_run(0, 1.0, 20_000)])
+        + rows("E1", "model-reinforce", [_run(0, 1.0, 20_000)])
+        + rows("E2", "model", [_run(0, 0.2, None)])
+        + rows("E2", "model-reinforce", [_run(0, 0.6, None)]),
+    }
+    # The second file has E1 on three seeds of pathwise and two of REINFORCE (paired on 0 and 1),
+    # and an env with pathwise alone, which is left out.
+    second = {
+        "budget": budget,
+        "runs": rows("E1", "model", [_run(0, 1.0, 8000), _run(1, 1.0, 4000), _run(2, 1.0, 90_000)])
+        + rows("E1", "model-reinforce", [_run(0, 1.0, 12_000), _run(1, 1.0, 16_000)])
+        + rows("E3", "model", [_run(0, 1.0, 4000)]),
+    }
+    paths = [tmp_path / "first.json", tmp_path / "second.json"]
+    for p, d in zip(paths, (first, second), strict=True):
+        p.write_text(json.dumps(d))
+    assert main([*map(str, paths), "--out", str(tmp_path)]) == 0
+    out = json.loads((tmp_path / "minigrid_actor_grad.json").read_text())
+    e1, e2 = out["envs"]
+    assert (e1["env"], e1["seeds"], e1["grid"], e1["source"]) == ("E1", "0, 1", 4096, str(paths[1]))
+    assert (e1["pathwise frames (median)"], e1["reinforce frames (median)"], e1["better"]) == (6144, 14336, "pathwise")
+    assert (e2["env"], e2["better"], e2["class"]) == ("E2", "reinforce", "samples")
+    assert out["counts"] == {"pathwise": 1, "reinforce": 1, "tie": 0} and out["sign_test_p"] == 1.0
+    assert "Over 2 Minigrid envs" in (tmp_path / "minigrid_actor_grad.md").read_text()
+
+
+def test_minigrid_actor_grad_refuses_a_file_that_is_not_a_results_file(tmp_path):
+    (tmp_path / "x.json").write_text("{}")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.minigrid_actor_grad", str(tmp_path / "x.json")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {tmp_path / 'x.json'}: not a results file"), proc.stderr
