@@ -13,9 +13,9 @@ this compares that exact gradient with its score-function estimate. Per env:
   wins;
 - if both solve all of them, the fewer frames to the target wins (medians, on the file's grid of
   `--eval-every` frames, as `benchmarks.minigrid` compares them); equal medians tie;
-- otherwise, on one paired seed, the higher test success wins where the two 95% intervals do not
-  overlap, and ties where they do; on several, the fewer frames on the grid (an unsolved run counts
-  its whole budget) wins.
+- otherwise each paired seed has a winner or a tie (solved beats unsolved; of two solved runs the
+  fewer frames on the grid wins; of two unsolved, the higher test success where the two 95%
+  intervals do not overlap), and the actor that wins more seeds wins.
 Over the envs that do not tie, a two-sided exact sign test says whether either actor wins more
 often than a coin would. Results go to OUT/NAME.json and .md.
 """
@@ -56,23 +56,30 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n)
 
 
+def one_seed(a: dict, b: dict, target: float, eval_every: int) -> int:
+    """+1 if run `a` (pathwise) beats run `b` (REINFORCE) on their seed, -1 if it loses, 0 if tied."""
+    solved_a, solved_b = a["success_rate"] >= target, b["success_rate"] >= target
+    if solved_a != solved_b:
+        return 1 if solved_a else -1
+    if solved_a:
+        fa, fb = on_grid(a, eval_every), on_grid(b, eval_every)
+        return (fa < fb) - (fa > fb)
+    # Neither solved: only a difference beyond both intervals' reach counts.
+    return (a["success_ci95_low"] > b["success_ci95_high"]) - (b["success_ci95_low"] > a["success_ci95_high"])
+
+
 def pair(ours: list[dict], theirs: list[dict], target: float, eval_every: int) -> str:
     """'pathwise', 'reinforce' or 'tie' for one env's runs (`ours` pathwise, `theirs` REINFORCE),
     paired by seed, by the rule in the module's docstring."""
     solved = [sum(r["success_rate"] >= target for r in rs) for rs in (ours, theirs)]
     if solved[0] != solved[1]:
         return "pathwise" if solved[0] > solved[1] else "reinforce"
-    frames = [statistics.median(on_grid(r, eval_every) for r in rs) for rs in (ours, theirs)]
-    if solved[0] < len(ours) and len(ours) == 1:
-        a, b = ours[0], theirs[0]
-        if a["success_ci95_low"] > b["success_ci95_high"]:
-            return "pathwise"
-        if b["success_ci95_low"] > a["success_ci95_high"]:
-            return "reinforce"
-        return "tie"
-    if frames[0] == frames[1]:
-        return "tie"
-    return "pathwise" if frames[0] < frames[1] else "reinforce"
+    if solved[0] == len(ours):
+        frames = [statistics.median(on_grid(r, eval_every) for r in rs) for rs in (ours, theirs)]
+        score = (frames[0] < frames[1]) - (frames[0] > frames[1])
+    else:
+        score = sum(one_seed(a, b, target, eval_every) for a, b in zip(ours, theirs, strict=True))
+    return "pathwise" if score > 0 else "reinforce" if score < 0 else "tie"
 
 
 def summary(rs: list[dict], target: float, eval_every: int) -> dict[str, Any]:

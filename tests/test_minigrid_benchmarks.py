@@ -170,6 +170,14 @@ def test_minigrid_actor_grad_pairs_by_seed_and_calls_each_env_by_its_rule():
     # Neither solves one seed: the test successes' intervals decide, or tie where they overlap.
     assert pair([_run(0, 0.50, None)], [_run(0, 0.70, None)], 0.95, 20480) == "reinforce"
     assert pair([_run(0, 0.50, None)], [_run(0, 0.53, None)], 0.95, 20480) == "tie"
+    # Several seeds, not all solved by either: the seeds' own winners vote. Seed 0 goes to pathwise,
+    # seed 1 ties (the intervals overlap), seed 2 ties on the grid of 20,480 (both 102,400) ...
+    ours, theirs = (
+        [_run(0, 0.7, None), _run(1, 0.8, None), _run(2, 1.0, 90_000)],
+        [_run(0, 0.3, None), _run(1, 0.81, None), _run(2, 1.0, 85_000)],
+    )
+    assert pair(ours, theirs, 0.95, 20480) == "pathwise"
+    assert pair(ours, theirs, 0.95, 4096) == "tie"  # ... and goes to REINFORCE on the grid of 4,096
 
 
 def test_minigrid_actor_grad_takes_each_env_from_the_last_file_with_both_actors(tmp_path):
