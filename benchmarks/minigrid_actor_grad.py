@@ -125,6 +125,8 @@ def compare(files: list[tuple[str, dict]]) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(Args, argv, "benchmarks.minigrid_actor_grad", __doc__)
+    if not args.results:
+        fail("RESULTS_JSON: give the results files of benchmarks.minigrid, e.g. docs/benchmarks/minigrid_heldout.json")
     files = []
     for path in args.results:
         try:

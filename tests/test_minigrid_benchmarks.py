@@ -4,6 +4,7 @@ as it says, and the loop diagnosis reads a kept policy."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -213,13 +214,15 @@ def test_minigrid_actor_grad_takes_each_env_from_the_last_file_with_both_actors(
     assert "Over 2 Minigrid envs" in (tmp_path / "minigrid_actor_grad.md").read_text()
 
 
-def test_minigrid_actor_grad_refuses_a_file_that_is_not_a_results_file(tmp_path):
+@pytest.mark.parametrize("given, says", [(["x.json"], "x.json: not a results file"), ([], "RESULTS_JSON: give")])
+def test_minigrid_actor_grad_refuses_a_missing_or_wrong_file_in_one_line(tmp_path, given, says):
     (tmp_path / "x.json").write_text("{}")
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.minigrid_actor_grad", str(tmp_path / "x.json")],
-        cwd=ROOT,
+        [sys.executable, "-m", "benchmarks.minigrid_actor_grad", *given],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
     )
     assert proc.returncode != 0 and proc.stderr.count("\n") == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: {tmp_path / 'x.json'}: not a results file"), proc.stderr
+    assert proc.stderr.startswith(f"error: {says}"), proc.stderr
