@@ -71,12 +71,11 @@ def one_seed(a: dict, b: dict, target: float, eval_every: int) -> int:
 def pair(ours: list[dict], theirs: list[dict], target: float, eval_every: int) -> str:
     """'pathwise', 'reinforce' or 'tie' for one env's runs (`ours` pathwise, `theirs` REINFORCE),
     paired by seed, by the rule in the module's docstring."""
-    solved = [sum(r["success_rate"] >= target for r in rs) for rs in (ours, theirs)]
-    if solved[0] != solved[1]:
-        return "pathwise" if solved[0] > solved[1] else "reinforce"
-    if solved[0] == len(ours):
-        frames = [statistics.median(on_grid(r, eval_every) for r in rs) for rs in (ours, theirs)]
-        score = (frames[0] < frames[1]) - (frames[0] > frames[1])
+    p, q = summary(ours, target, eval_every), summary(theirs, target, eval_every)
+    if p["solved"] != q["solved"]:
+        return "pathwise" if p["solved"] > q["solved"] else "reinforce"
+    if p["solved"] == len(ours):
+        score = (p["frames"] < q["frames"]) - (p["frames"] > q["frames"])
     else:
         score = sum(one_seed(a, b, target, eval_every) for a, b in zip(ours, theirs, strict=True))
     return "pathwise" if score > 0 else "reinforce" if score < 0 else "tie"
@@ -85,7 +84,7 @@ def pair(ours: list[dict], theirs: list[dict], target: float, eval_every: int) -
 def summary(rs: list[dict], target: float, eval_every: int) -> dict[str, Any]:
     """One actor's runs on one env: seeds solved, and the medians of frames on the grid and success."""
     return {
-        "solved": f"{sum(r['success_rate'] >= target for r in rs)}/{len(rs)}",
+        "solved": sum(r["success_rate"] >= target for r in rs),
         "frames": statistics.median(on_grid(r, eval_every) for r in rs),
         "success": statistics.median(r["success_rate"] for r in rs),
     }
@@ -110,10 +109,10 @@ def compare(files: list[tuple[str, dict]]) -> list[dict[str, Any]]:
                 "class": "samples",
                 "seeds": ", ".join(map(str, seeds)),
                 "grid": eval_every,
-                "pathwise solved": p["solved"],
+                "pathwise solved": f"{p['solved']}/{len(seeds)}",
                 "pathwise frames (median)": p["frames"],
                 "pathwise success (median)": p["success"],
-                "reinforce solved": q["solved"],
+                "reinforce solved": f"{q['solved']}/{len(seeds)}",
                 "reinforce frames (median)": q["frames"],
                 "reinforce success (median)": q["success"],
                 "better": pair(ours, theirs, target, eval_every),
