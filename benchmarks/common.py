@@ -151,6 +151,15 @@ def time_it(
     return Timing(statistics.median(times), tuple(times), calls)
 
 
+def eval_seconds(run_dir: Path) -> float | None:
+    """The seconds a train.py run's evaluations took (`charts/eval_seconds`; None for a run of code
+    that did not log them)."""
+    from agent.run.logger import read_metrics
+
+    rows = [r for r in read_metrics(run_dir) if "eval/success_rate" in r]
+    return None if any("charts/eval_seconds" not in r for r in rows) else sum(r["charts/eval_seconds"] for r in rows)
+
+
 def profile_ops(fn: Callable[[], Any], calls: int, rows: int = 15) -> tuple[str, list[dict[str, Any]]]:
     """torch.profiler over `calls` calls of `fn`: its table, and the `rows` operators with the
     most self CPU time as dicts (op, calls, self_cpu_ms, share of all self CPU time)."""

@@ -9,8 +9,9 @@ Each run trains until its first evaluation with a greedy success rate of at leas
 `--eval-every` frames on `--eval-episodes` greedy episodes. The policy kept is the best evaluated;
 it is then scored on `--test-episodes` greedy episodes on seeds no evaluation used, with 95%
 intervals. Each row keeps `train_s`, the training's own seconds (to the evaluation that reached
-the target, or the whole budget), apart from the test's; the learners compared in one command run
-side by side, `--workers` at a time. A run writes its row to RUNS_DIR/NAME/row.json and is not
+the target, or the whole budget), apart from the test's, and `eval_s`, its evaluations' part of
+them (train.py's also evaluate after 1, 2, 4, ... updates); the learners compared in one command
+run side by side, `--workers` at a time. A run writes its row to RUNS_DIR/NAME/row.json and is not
 repeated: a long suite is run in parts, over sessions, and merged by running the command again.
 A run of ours that a command left unfinished (stopped by a signal) goes on from its checkpoint in
 the next command, with its replay if it kept one; its env copies start new episodes there, and its
@@ -45,6 +46,7 @@ from typing import Any, Literal
 from benchmarks.common import (
     DEFAULT_OUT,
     STARTED_AT,
+    eval_seconds,
     fail,
     format_table,
     machine_info,
@@ -196,6 +198,7 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         "kept_step": final["kept_step"],
         # The training's own time, up to the evaluation that reached the target; unknown when a part was killed.
         "train_s": None if clock.get("lost") else clock["train_s"],
+        "eval_s": None if clock.get("lost") else eval_seconds(run_dir),
         "segments": clock["segments"],
         "curve": curve,
         **{k: test[k] for k in TEST_KEYS},
@@ -273,6 +276,7 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
             # Training only, without the test episodes: to the target's evaluation, or the whole budget
             # (rows stored before rows kept it have none).
             "train s (median)": known_median([r.get("train_s") for r in rs]),
+            "of which eval s (median)": known_median([r.get("eval_s") for r in rs]),
             # A run made in parts has no one wall-clock (None).
             "wall-clock s (median)": known_median([r["wall_clock_s"] for r in rs]),
         }
@@ -343,6 +347,7 @@ COLUMNS = [
     "return (median)",
     "frames to target (median)",
     "train s (median)",
+    "of which eval s (median)",
     "wall-clock s (median)",
 ]
 

@@ -71,6 +71,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
         def __init__(self) -> None:
             super().__init__()
             self.next, self.best, self.reached, self.kept_step = budget.eval_every, -1.0, None, 0
+            self.eval_s = 0.0
             self.curve: list[list[float]] = []
 
         def _on_step(self) -> bool:
@@ -78,7 +79,9 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
                 return True
             self.next += budget.eval_every
             # The validation episodes train.py's evaluations play, apart from training's and the test's.
+            start = time.time()
             result = greedy_episodes(make, self.model, budget.eval_episodes, seed + EVAL_SEED_OFFSET["validation"])
+            self.eval_s += time.time() - start
             self.curve.append([self.num_timesteps, result["success_rate"], result["mean_return"]])
             if result["mean_return"] >= self.best:
                 self.best, self.kept_step = result["mean_return"], self.num_timesteps
@@ -100,6 +103,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
         "frames_to_target": callback.reached,
         "kept_step": callback.kept_step,
         "train_s": train_s,
+        "eval_s": callback.eval_s,
         "curve": callback.curve,
         **{k: test[k] for k in TEST_KEYS},
     }

@@ -26,6 +26,7 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path, monkeypatch):
         assert r["episodes"] == 8 and 0 <= r["success_ci95_low"] <= r["success_rate"] <= r["success_ci95_high"] <= 1
         assert r["class"] == "samples" and r["frames"] >= 2048 and r["git_commit"] == data["git_commit"]
         assert 0 < r["train_s"] < r["wall_clock_s"]  # training alone, without the test episodes
+        assert 0 < r["eval_s"] < r["train_s"]  # of which its evaluations
         # Every evaluation in order, as [frames, success, return], the last at the run's end.
         frames = [c[0] for c in r["curve"]]
         assert frames == sorted(frames) and frames[-1] == r["frames"], r

@@ -50,6 +50,27 @@ def test_the_model_learns_a_deterministic_table_world_from_random_transitions():
     assert ((cont < 0) == test[4]).float().mean() >= 0.99
 
 
+def test_the_taken_action_alone_gives_what_the_whole_forward_gives():
+    # `taken` (the critic's targets) computes only each row's own action; `forward` computes every
+    # action and picks one. Same numbers and gradients, with an action that no row took.
+    torch.manual_seed(0)
+    model = WorldModel(obs_dim=9, num_actions=4, hidden=16)
+    obs, index = torch.rand(11, 9), torch.tensor([2, 0, 2, 1, 0, 0, 2, 1, 1, 2, 0])  # action 3: none
+    weights = [torch.randn(11, 9), torch.randn(11), torch.randn(11)]  # a loss that reads every output
+
+    def grads(outputs):
+        loss = sum((w * out).sum() for w, out in zip(weights, outputs, strict=True))
+        return torch.autograd.grad(loss, list(model.parameters()))
+
+    whole, alone = model(obs, F.one_hot(index, 4).float()), model.taken(obs, index)
+    for a, b in zip(whole, alone, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    d_whole, d_alone = grads(whole), grads(alone)
+    for a, b in zip(d_whole, d_alone, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert d_alone[-1].view(4, 11)[3].abs().max() == 0  # the untaken action's bias is untouched
+
+
 def _tiny_learner(lam: float = 0.0):
     cfg = TrainConfig(
         env="empty", algo="model", imagine_horizon=1, gae_lambda=lam, hidden=8, model_hidden=8, num_envs=4
@@ -194,6 +215,7 @@ def test_imagined_returns_are_the_lambda_returns_and_the_one_step_form_keeps_the
     one_step = rewards + gamma * conts * values[1:]
     same = imagined_returns(rewards, values, conts, gamma, lam, one_step)
     assert same[:, 0].tolist() == pytest.approx([g0, g1, g2])
+    assert torch.equal(imagined_returns(rewards, None, conts, gamma, lam, one_step), same)  # V is not read
 
 
 def test_the_default_learner_of_a_black_box_env_is_the_model_learner():

@@ -59,11 +59,27 @@ class WorldModel(nn.Module):
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = (action.unsqueeze(-1) * self.every_action(obs)).sum(-2)  # (N, D + 2)
+        return self.split(obs, out)
+
+    def split(self, obs: torch.Tensor, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(next observation (N, D), reward (N,), continuation logit (N,)) from one action's outcome (N, D + 2)."""
         return obs + out[..., : self.obs_dim], out[..., self.obs_dim], out[..., self.obs_dim + 1]
+
+    def taken(self, obs: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`forward` for the one-hot actions `index` (N,): the same numbers (and gradients), from
+        the last layer's rows of each row's own action only, a fraction 1 / A of that layer's work."""
+        hidden = self.net[:-1](obs)  # (N, H)
+        last = self.net[-1]
+        weights = last.weight.view(self.num_actions, self.obs_dim + 2, -1).unbind(0)  # A x (D + 2, H)
+        biases = last.bias.view(self.num_actions, self.obs_dim + 2).unbind(0)  # A x (D + 2,)
+        order = torch.argsort(index, stable=True)  # (N,) the rows grouped by action
+        groups = hidden[order].split(torch.bincount(index, minlength=self.num_actions).tolist())
+        out = torch.cat([F.linear(h, w, b) for h, w, b in zip(groups, weights, biases, strict=True)])  # (N, D + 2)
+        return self.split(obs, out[torch.argsort(order)])
 
     def loss(self, obs, action, reward, next_obs, terminal) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Squared errors of the next observation and the reward, and the cross-entropy of the
-        continuation, on a batch of real transitions (each (N, ...))."""
+        continuation, on a batch of real transitions (each (N, ...); `action` one-hot)."""
         predicted, r, cont = self(obs, action)
         parts = {
             "obs": (predicted - next_obs).pow(2).sum(-1).mean(),
@@ -116,7 +132,7 @@ class Replay:
 
 def imagined_returns(
     rewards: torch.Tensor,
-    values: torch.Tensor,
+    values: torch.Tensor | None,
     conts: torch.Tensor,
     gamma: float,
     lam: float,
@@ -128,8 +144,8 @@ def imagined_returns(
     is r_t + gamma c_t V_{t+1} written so that it is linear in the step's action; it replaces
     (1 - lambda) of that part of G_t, and the whole of the last step's (the same numbers, another
     gradient). With H = 1 the return is then linear in the action, and straight-through at tau = 1
-    gives its exact gradient, whatever lambda."""
-    out, ahead, H = [], values[-1], rewards.shape[0]
+    gives its exact gradient, whatever lambda. The values are then not read (None will do)."""
+    out, ahead, H = [], values[-1] if one_step is None else None, rewards.shape[0]
     for t in reversed(range(H)):
         if one_step is None:
             ahead = rewards[t] + gamma * conts[t] * ((1 - lam) * values[t + 1] + lam * ahead)
@@ -279,13 +295,12 @@ class ModelBasedLearner(Learner):
                 conts.append((action * cont_k).sum(-1))
                 all_logits.append(logits)
             states_t = torch.stack(states)  # (H + 1, N, D)
-            values = self.critic(states_t.flatten(0, 1)).view(states_t.shape[:2])  # (H + 1, N)
         finally:
             for p in frozen:
                 p.requires_grad_(True)
         conts_t = torch.stack(conts)  # (H, N)
         returns = imagined_returns(
-            torch.stack(rewards), values, conts_t, cfg.gamma, cfg.gae_lambda, torch.stack(one_step)
+            torch.stack(rewards), None, conts_t, cfg.gamma, cfg.gae_lambda, torch.stack(one_step)
         )
         # Step t counts as much as the chance that the episode lasts until it (DreamerV1's weights).
         alive = torch.cat([torch.ones_like(conts_t[:1]), torch.cumprod(conts_t[:-1], 0)]).detach()  # (H, N)
@@ -301,15 +316,17 @@ class ModelBasedLearner(Learner):
         predictions, and its values ran away from the returns that are possible (docs/guide.md).
         The second part is there because the actor reads V at predicted observations, where a critic
         fit to real ones only would extrapolate (its effect has not been measured on its own)."""
-        loss = (self.critic(window.obs) - window.returns).pow(2).mean() / 2
-        if window.next_returns.numel():  # (a window in which every step ended an episode has none)
-            with torch.no_grad():
-                predicted = self.model(window.next_from, window.next_action)[0]  # (M', D)
-            loss = loss + (self.critic(predicted) - window.next_returns).pow(2).mean() / 2
         obs, _, reward, next_obs, terminal = batch
         with torch.no_grad():
-            td = reward + self.cfg.gamma * (~terminal) * self.critic(next_obs)  # (N,)
-        loss = loss + (self.critic(obs) - td).pow(2).mean() / 2
+            predicted = self.model.taken(window.next_from, window.next_action.argmax(-1))[0]  # (M', D)
+        # One forward for the four sets of observations: the critic is small, and a call costs more
+        # than its rows.
+        parts = (window.obs, predicted, obs, next_obs)
+        values = self.critic(torch.cat(parts)).split([len(x) for x in parts])  # (M,), (M',), (N,), (N,)
+        td = (reward + self.cfg.gamma * (~terminal) * values[3]).detach()  # (N,)
+        loss = (values[0] - window.returns).pow(2).mean() / 2 + (values[2] - td).pow(2).mean() / 2
+        if window.next_returns.numel():  # (a window in which every step ended an episode has none)
+            loss = loss + (values[1] - window.next_returns).pow(2).mean() / 2
         self.critic_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_optimizer.step()

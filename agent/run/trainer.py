@@ -329,8 +329,12 @@ class Trainer:
         """The member's greedy policy, scored (exactly on a gridworld); logged, and kept when it is
         the best so far."""
         nets = self.networks(member)
+        start = time.time()
         result = evaluate(nets[0], member.eval_env, gamma=self.cfg.gamma, reference=self.reference)
-        charts = {} if self.black_box else {"charts/normalized_score": result["normalized_score"]}
+        # What the evaluation cost, apart from the learning (benchmarks.minigrid reports both).
+        charts = {"charts/eval_seconds": time.time() - start}
+        if not self.black_box:
+            charts["charts/normalized_score"] = result["normalized_score"]
         member.logger.log({f"eval/{k}": v for k, v in result.items()} | charts, self.global_step)
         if self.cfg.capture_video:
             frames = record_episode(nets[0], member.cfg, seed=member.cfg.seed + self.global_step, world=self.world)
