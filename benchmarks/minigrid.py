@@ -4,25 +4,27 @@
     python -m benchmarks.minigrid --envs MiniGrid-DoorKey-5x5-v0 --seeds 0 1 2
     python -m benchmarks.minigrid --smoke                      # seconds, for CI
 
-Each run trains until its first evaluation with a greedy success rate of at least `--target`
-(0.95, as SB3's EvalCallback threshold is used) or `--frames` env steps (500k), evaluating every
+Each run trains until its first evaluation with a greedy success rate of at least `--target` (0.95,
+as SB3's EvalCallback threshold is used) or `--frames` env steps (500k), evaluating every
 `--eval-every` frames on `--eval-episodes` greedy episodes. The policy kept is the best evaluated;
 it is then scored on `--test-episodes` greedy episodes on seeds no evaluation used, with 95%
-intervals. Each row keeps `train_s`, the training's own seconds (to the evaluation that reached
-the target, or the whole budget), apart from the test's, and `eval_s`, its evaluations' part of
-them (train.py's also evaluate after 1, 2, 4, ... updates); the learners compared in one command
-run side by side, `--workers` at a time. A run writes its row to RUNS_DIR/NAME/row.json and is not
-repeated: a long suite is run in parts, over sessions, and merged by running the command again.
-A run of ours that a command left unfinished (stopped by a signal) goes on from its checkpoint in
-the next command, with its replay if it kept one; its env copies start new episodes there, and its
-row counts the parts (`segments`). Its `train_s` adds the parts' seconds, and is None when a part
-was killed before it could say how long it ran.
+intervals. Each row keeps `train_s`, the training's own seconds (to the evaluation that reached the
+target, or the whole budget), apart from the test's, and `eval_s`, its evaluations' part of them
+(every learner also evaluates after 1, 2, 4, ... updates: train.py's of its B x T frames, SB3's of
+1,024). The learners compared in one command run side by side, `--workers` at a time. A run writes
+its row to RUNS_DIR/NAME/row.json and is not repeated: a long suite is run in parts, over sessions,
+and merged by running the command again. A run of ours that a command left unfinished (stopped by a
+signal) goes on from its checkpoint in the next command, with its replay if it kept one; its env
+copies start new episodes there, and its row counts the parts (`segments`). Its `train_s` adds the
+parts' seconds, and is None when a part was killed before it could say how long it ran.
 
 Learners and their information class (every one learns from samples here: a black box has no
 tables and no differentiable step):
 - `model` (train.py's default on a black box: pathwise through a model learnt from experience),
   `model-reinforce` (the same model, its actor trained by REINFORCE, `--actor-grad reinforce`),
   `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
+  `model-64`: the model learner at its earlier defaults (64 train steps a window, a 256-wide
+  model, the critic on the whole window at each step), beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -76,11 +78,13 @@ HELD_OUT = (
     "MiniGrid-Dynamic-Obstacles-6x6-v0",
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
-CLASS = dict.fromkeys(("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"), "samples")
+CLASS = dict.fromkeys(("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn", "model-64"), "samples")
 # Our learners as train.py names them, with the flags that make each one.
 OURS = {
     "model": {"algo": "model"},
     "model-reinforce": {"algo": "model", "actor_grad": "reinforce"},
+    # The model learner's defaults of db1f437 to 6330201, beside today's.
+    "model-64": {"algo": "model", "train_steps": 64, "model_hidden": 256, "critic_batch": 0},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
@@ -225,7 +229,7 @@ def plot_curves(rows: list[dict], target: float, out: Path) -> list[Path]:
     if plt is None:
         return []
     out.mkdir(parents=True, exist_ok=True)
-    colours = dict(zip(CLASS, ("C0", "C1", "C2", "C3", "C4", "C5"), strict=True))
+    colours = {name: f"C{i}" for i, name in enumerate(CLASS)}
     paths = []
     for env in dict.fromkeys(r["env"] for r in rows):
         fig, ax = plt.subplots(figsize=(6, 3.6))
@@ -303,7 +307,7 @@ class Args:
     """Which half of the suite (fixed before tuning; tune on `tuning` only)."""
     envs: tuple[str, ...] | None = None
     """Only these Minigrid ids (of the suite or any other)."""
-    learners: tuple[Literal["model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"], ...] = (
+    learners: tuple[Literal["model", "model-64", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"], ...] = (
         "model",
         "ppo",
         "sb3-ppo",

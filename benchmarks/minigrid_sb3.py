@@ -37,6 +37,12 @@ SB3_DQN = {
     "exploration_final_eps": 0.05,
 }
 
+# SB3's evaluations follow train.py's rule (`next_eval_step`: after 1, 2, 4, ... updates, then
+# every --eval-every frames), its "update" being the PPO's rollout, n_steps x n_envs frames; DQN's
+# takes the same points. Evaluating only on the grid gave train.py's runs early stops that SB3's
+# could not have.
+SB3_UPDATE_FRAMES = ZOO_PPO["n_steps"] * ZOO_ENVS
+
 TEST_KEYS = (
     "success_rate",
     "success_ci95_low",
@@ -51,7 +57,8 @@ TEST_KEYS = (
 def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> dict[str, Any]:
     """SB3 PPO with the zoo's settings (`sb3-ppo`) or DQN with SB3's (`sb3-dqn`) under `budget` (a
     `benchmarks.minigrid.Budget`): every `eval_every` frames its deterministic policy plays
-    `eval_episodes` episodes, the best is kept, and training stops at the target."""
+    `eval_episodes` episodes (and after 1, 2, 4, ... rollouts of `SB3_UPDATE_FRAMES` before
+    that, as train.py's runs evaluate), the best is kept, and training stops at the target."""
     import gymnasium as gym
     from minigrid.wrappers import FlatObsWrapper
     from stable_baselines3 import DQN, PPO
@@ -59,6 +66,7 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
     from stable_baselines3.common.env_util import make_vec_env
 
     from agent.run.resolve import EVAL_SEED_OFFSET
+    from agent.run.trainer import next_eval_step
 
     algo, settings, n_envs = (DQN, SB3_DQN, 1) if learner == "sb3-dqn" else (PPO, ZOO_PPO, ZOO_ENVS)
     envs = make_vec_env(env_id, n_envs=n_envs, seed=seed, wrapper_class=FlatObsWrapper)
@@ -70,14 +78,26 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
     class Evaluate(BaseCallback):
         def __init__(self) -> None:
             super().__init__()
-            self.next, self.best, self.reached, self.kept_step = budget.eval_every, -1.0, None, 0
+            self.best, self.reached, self.kept_step = -1.0, None, 0
+            self.next = next_eval_step(0, budget.eval_every, SB3_UPDATE_FRAMES)
             self.eval_s = 0.0
             self.curve: list[list[float]] = []
 
+        # At a rollout's start, after the update before it: a step callback at the same count would
+        # see the policy one rollout (1,024 frames) behind train.py's, which evaluates after updating.
+        def _on_rollout_start(self) -> None:
+            if self.reached is None and self.num_timesteps >= self.next:
+                self.evaluate()
+
         def _on_step(self) -> bool:
-            if self.num_timesteps < self.next:
-                return True
-            self.next += budget.eval_every
+            return self.reached is None
+
+        def _on_training_end(self) -> None:  # the budget's last update, where it passed an evaluation point
+            if self.reached is None and self.num_timesteps >= self.next:
+                self.evaluate()
+
+        def evaluate(self) -> None:
+            self.next = next_eval_step(self.num_timesteps, budget.eval_every, SB3_UPDATE_FRAMES)
             # The validation episodes train.py's evaluations play, apart from training's and the test's.
             start = time.time()
             result = greedy_episodes(make, self.model, budget.eval_episodes, seed + EVAL_SEED_OFFSET["validation"])
@@ -88,8 +108,6 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
                 self.model.save(kept)
             if result["success_rate"] >= budget.target:
                 self.reached = self.num_timesteps
-                return False
-            return True
 
     callback = Evaluate()
     start = time.time()

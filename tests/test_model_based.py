@@ -156,6 +156,27 @@ def test_the_critic_learns_a_reward_from_the_replay_after_its_window_has_gone():
         assert learner.critic(eye[10:14]).abs().max() < 0.05  # the window's returns, 0, held too
 
 
+def test_the_critic_reads_critic_batch_of_the_window_s_rows_each_whole_and_all_with_0():
+    cfg, env, learner = _tiny_learner()
+    eye = torch.eye(env.S)
+    steps = torch.arange(6)
+    actions = F.one_hot(steps % env.A, env.A).float()
+    window = Window(eye[:6], steps.float(), actions[:4], eye[10:14], 10 + steps[:4].float())
+    learner.cfg = replace(cfg, critic_batch=0)
+    assert learner.thinned(window) is window  # --critic-batch 0: all of it
+    learner.cfg = replace(cfg, critic_batch=32)
+    thin = learner.thinned(window)
+    assert [len(x) for x in thin] == [32] * 5
+    # Each row drawn keeps its own target: observation i with return i, successor j with 10 + j.
+    assert torch.equal(thin.obs, eye[thin.returns.long()])
+    j = thin.next_returns.long() - 10
+    assert torch.equal(thin.next_from, eye[10 + j]) and torch.equal(thin.next_action, actions[j])
+    assert len(set(thin.returns.tolist())) > 1  # drawn, not one row repeated
+    ended = Window(eye[:6], steps.float(), actions[:0], eye[:0], steps[:0].float())  # every step ended
+    assert [len(x) for x in learner.thinned(ended)] == [32, 32, 0, 0, 0]
+    learner.fit_critic(ended, (eye[:4], actions[:4], torch.zeros(4), eye[1:5], torch.zeros(4, dtype=torch.bool)))
+
+
 @pytest.mark.parametrize("regulariser", ["log-barrier", "entropy"])
 def test_the_log_barrier_pulls_a_dropped_action_back_and_the_entropy_does_not(regulariser):
     # Every action's q is 0 (a model that predicts nothing, a critic of zeros), so the actor's

@@ -317,6 +317,7 @@ class ModelBasedLearner(Learner):
         The second part is there because the actor reads V at predicted observations, where a critic
         fit to real ones only would extrapolate (its effect has not been measured on its own)."""
         obs, _, reward, next_obs, terminal = batch
+        window = self.thinned(window)
         with torch.no_grad():
             predicted = self.model.taken(window.next_from, window.next_action.argmax(-1))[0]  # (M', D)
         # One forward for the four sets of observations: the critic is small, and a call costs more
@@ -331,6 +332,20 @@ class ModelBasedLearner(Learner):
         loss.backward()
         self.critic_optimizer.step()
         return loss.detach()
+
+    def thinned(self, window: Window) -> Window:
+        """`--critic-batch` of the window's steps and as many of its successors, each drawn with
+        replacement (the whole window with 0)."""
+        n, device = self.cfg.critic_batch, window.obs.device
+        if not n:
+            return window
+        i = torch.randint(len(window.obs), (n,), generator=self.generator, device=device)  # (n,)
+        j = (  # (n,), or none when every step of the window ended its episode
+            torch.randint(len(window.next_from), (n,), generator=self.generator, device=device)
+            if len(window.next_from)
+            else torch.zeros(0, dtype=torch.long, device=device)
+        )
+        return Window(window.obs[i], window.returns[i], *(x[j] for x in window[2:]))
 
     def state_dict(self) -> dict:
         return super().state_dict() | {
