@@ -58,7 +58,7 @@ from benchmarks.common import (
     run_header,
     write_json,
 )
-from benchmarks.minigrid_sb3 import SB3_DQN, TEST_KEYS, ZOO_ENVS, ZOO_PPO, train_sb3
+from benchmarks.minigrid_sb3 import SB3_DQN, TEST_KEYS, ZOO_ENVS, ZOO_PPO, evaluated_early, on_grid, train_sb3
 
 # Fixed before any tuning; each half has an easy, a key-and-door, a lava and a larger env.
 TUNING = (
@@ -246,14 +246,6 @@ def plot_curves(rows: list[dict], target: float, out: Path) -> list[Path]:
     return paths
 
 
-def on_grid(row: dict, eval_every: int) -> int:
-    """The frames at which a run reached the target, rounded up to a multiple of `eval_every`
-    (its whole budget if it never did)."""
-    if row["frames_to_target"] is None:
-        return row["frames"]
-    return -(-row["frames_to_target"] // eval_every) * eval_every
-
-
 def known_median(values: list[float | None]) -> float | None:
     """The median, or None when any value is unknown (a median of the known ones would flatter)."""
     return None if any(v is None for v in values) else statistics.median(values)
@@ -264,6 +256,7 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["env"], r["learner"]), []).append(r)
+    early = {env: evaluated_early([r for r in rows if r["env"] == env], eval_every) for env, _ in groups}
     per_env = [
         {
             "env": env,
@@ -273,10 +266,10 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
             "all seeds": all(r["success_rate"] >= target for r in rs),
             "success (median)": statistics.median(r["success_rate"] for r in rs),
             "return (median)": statistics.median(r["mean_return"] for r in rs),
-            # On the common grid of --eval-every frames: train.py's runs evaluate after 1, 2, 4, ...
-            # updates too, and SB3's only on the grid, so a raw count would favour ours. Runs that
-            # never reached the target count as their whole budget: an upper bound.
-            "frames to target (median)": statistics.median(on_grid(r, eval_every) for r in rs),
+            # On the points every learner evaluated at (`on_grid`): train.py's runs evaluate after
+            # 1, 2, 4, ... of their own updates. Runs that never reached the target count as their
+            # whole budget: an upper bound.
+            "frames to target (median)": statistics.median(on_grid(r, eval_every, early[env]) for r in rs),
             # Training only, without the test episodes: to the target's evaluation, or the whole budget
             # (rows stored before rows kept it have none).
             "train s (median)": known_median([r.get("train_s") for r in rs]),

@@ -123,12 +123,24 @@ def test_minigrid_medians_of_seconds_are_unknown_when_a_run_s_are():
 
 
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
-    from benchmarks.minigrid import on_grid
+    from benchmarks.minigrid import evaluated_early, on_grid, summarise
 
-    # train.py's runs evaluate after 1, 2, 4, ... updates as well; SB3's only every --eval-every frames.
+    # Every --eval-every frames, and (early) after 1, 2, 4, ... SB3 rollouts of 1,024 frames below it.
     assert on_grid({"frames_to_target": 16384, "frames": 16384}, 20480) == 20480
     assert on_grid({"frames_to_target": 40960, "frames": 40960}, 20480) == 40960
     assert on_grid({"frames_to_target": None, "frames": 503808}, 20480) == 503808
+    early = [on_grid({"frames_to_target": f, "frames": f}, 20480, early=True) for f in (256, 1024, 1280, 16384, 16640)]
+    assert early == [1024, 1024, 2048, 16384, 20480]
+    # An SB3 run evaluated on the coarse grid alone (before 1a1c674): then every learner's frames are.
+    ours = {"learner": "model", "curve": [[256, 0.0, 0.0], [2048, 1.0, 0.9]], "frames_to_target": 2048}
+    new_sb3 = {"learner": "sb3-ppo", "curve": [[1024, 0.0, 0.0], [4096, 1.0, 0.9]], "frames_to_target": 4096}
+    old_sb3 = {"learner": "sb3-ppo", "curve": [[20480, 1.0, 0.9]], "frames_to_target": 20480}
+    assert evaluated_early([ours, new_sb3], 20480) and not evaluated_early([ours, old_sb3], 20480)
+    common = {"env": "E", "class": "samples", "success_rate": 1.0, "mean_return": 0.9, "frames": 20480}
+    common |= {"seed": 0, "wall_clock_s": 1.0}
+    for sb3, expected in ((new_sb3, 2048), (old_sb3, 20480)):
+        per_env, _ = summarise([common | ours, common | sb3], 0.95, 20480)
+        assert [r["frames to target (median)"] for r in per_env if r["learner"] == "model"] == [expected]
 
 
 def test_minigrid_leaves_alone_a_run_that_another_process_is_running(tmp_path):
