@@ -232,16 +232,16 @@ class ModelConfig(LearnerConfig):
     gradient of the one-step return, summed over the actions)."""
     gae_lambda: float = 0.95
     """lambda of the imagined TD(lambda) returns and of the critic's real ones."""
-    model_hidden: int = 128
+    model_hidden: int = 256
     """Width of the model's hidden layers."""
     model_learning_rate: float = 1e-3
     """Adam learning rate of the model."""
-    train_steps: int = 128
+    train_steps: int = 64
     """Gradient steps of the model, the actor and the critic per update, each on a minibatch of
     --model-batch replayed transitions (the actor and critic on H steps imagined from them)."""
     model_batch: int = 64
     """Transitions per minibatch."""
-    critic_batch: int = 64
+    critic_batch: int = 0
     """Of the last window's steps, how many the critic regresses on at each train step, drawn
     afresh each time (0: all of them)."""
     replay_size: int = 100_000
