@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import statistics
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -58,7 +57,8 @@ from benchmarks.common import (
     run_header,
     write_json,
 )
-from benchmarks.minigrid_sb3 import SB3_DQN, TEST_KEYS, ZOO_ENVS, ZOO_PPO, evaluated_early, on_grid, train_sb3
+from benchmarks.minigrid_results import restore_rows, summarise
+from benchmarks.minigrid_sb3 import SB3_DQN, TEST_KEYS, ZOO_ENVS, ZOO_PPO, train_sb3
 
 # Fixed before any tuning; each half has an easy, a key-and-door, a lava and a larger env.
 TUNING = (
@@ -246,54 +246,6 @@ def plot_curves(rows: list[dict], target: float, out: Path) -> list[Path]:
     return paths
 
 
-def known_median(values: list[float | None]) -> float | None:
-    """The median, or None when any value is unknown (a median of the known ones would flatter)."""
-    return None if any(v is None for v in values) else statistics.median(values)
-
-
-def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[dict], list[dict]]:
-    """Per (env, learner): seeds solved and medians; per learner: envs solved on every seed."""
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["env"], r["learner"]), []).append(r)
-    early = {env: evaluated_early([r for r in rows if r["env"] == env], eval_every) for env, _ in groups}
-    per_env = [
-        {
-            "env": env,
-            "learner": learner,
-            "class": rs[0]["class"],
-            "seeds solved": f"{sum(r['success_rate'] >= target for r in rs)}/{len(rs)}",
-            "all seeds": all(r["success_rate"] >= target for r in rs),
-            "success (median)": statistics.median(r["success_rate"] for r in rs),
-            "return (median)": statistics.median(r["mean_return"] for r in rs),
-            # On the points every learner evaluated at (`on_grid`): train.py's runs evaluate after
-            # 1, 2, 4, ... of their own updates. Runs that never reached the target count as their
-            # whole budget: an upper bound.
-            "frames to target (median)": statistics.median(on_grid(r, eval_every, early[env]) for r in rs),
-            # Training only, without the test episodes: to the target's evaluation, or the whole budget
-            # (rows stored before rows kept it have none).
-            "train s (median)": known_median([r.get("train_s") for r in rs]),
-            "of which eval s (median)": known_median([r.get("eval_s") for r in rs]),
-            # A run made in parts has no one wall-clock (None).
-            "wall-clock s (median)": known_median([r["wall_clock_s"] for r in rs]),
-        }
-        for (env, learner), rs in groups.items()
-    ]
-    learners: dict[str, list[dict]] = {}
-    for e in per_env:
-        learners.setdefault(e["learner"], []).append(e)
-    totals = [
-        {
-            "learner": name,
-            "class": es[0]["class"],
-            "envs": len(es),
-            "solved on every seed": sum(e["all seeds"] for e in es),
-        }
-        for name, es in sorted(learners.items())
-    ]
-    return per_env, totals
-
-
 @dataclass
 class Args:
     split: Literal["tuning", "held-out", "all"] = "tuning"
@@ -333,6 +285,9 @@ class Args:
     collect: bool = False
     """Train nothing: write the results of the runs of this command that have finished in
     --runs-dir (a suite part-way through, between sessions)."""
+    rows_from: tuple[str, ...] = ()
+    """Results files (JSON) of earlier commands: each run in them counts as finished in --runs-dir
+    where that has no row of its own (runs from sessions whose run directories are gone)."""
 
 
 COLUMNS = [
@@ -407,6 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     tasks = [(e, learner, seed) for e in env_ids for learner in args.learners for seed in args.seeds]
+    restore_rows(args.rows_from, Path(args.runs_dir))
     name = args.name or f"minigrid_{args.split}"
     rows: list[dict] = []
     if args.collect:

@@ -32,7 +32,7 @@ from typing import Annotated, Any
 import tyro
 
 from benchmarks.common import DEFAULT_OUT, fail, format_table, parse_args, provenance, write_json
-from benchmarks.minigrid import on_grid
+from benchmarks.minigrid_results import on_grid
 
 PATHWISE, REINFORCE = "model", "model-reinforce"
 

@@ -127,25 +127,6 @@ def train_sb3(env_id: str, learner: str, seed: int, budget, run_dir: Path) -> di
     }
 
 
-def on_grid(row: dict, eval_every: int, early: bool = False) -> int:
-    """The frames at which a run reached the target (its whole budget if it never did), rounded up
-    to the points at which every learner evaluated: multiples of `eval_every`, and with `early`
-    also 1,024, 2,048, 4,096, ... below it, SB3's early points, which train.py's runs share."""
-    if row["frames_to_target"] is None:
-        return row["frames"]
-    if early:
-        from agent.run.trainer import next_eval_step
-
-        return next_eval_step(row["frames_to_target"] - 1, eval_every, SB3_UPDATE_FRAMES)
-    return -(-row["frames_to_target"] // eval_every) * eval_every
-
-
-def evaluated_early(rows: list[dict], eval_every: int) -> bool:
-    """Whether every SB3 run among `rows` evaluated before `eval_every` frames too (its rows since
-    1a1c674; train.py's always did): if one did not, frames are compared on the coarse grid alone."""
-    return all(r.get("curve") and r["curve"][0][0] < eval_every for r in rows if r["learner"].startswith("sb3"))
-
-
 def greedy_episodes(make, model, episodes: int, seed: int) -> dict[str, float]:
     """One deterministic episode in each of `episodes` copies (seeds seed, seed + 1, ...), in
     gymnasium's vector env; the same summary and 95% intervals as agent.evaluate's."""

@@ -47,6 +47,13 @@ def test_minigrid_smoke_resumes_from_its_rows(tmp_path, monkeypatch):
     assert collected["runs finished"] == "4/4" and collected["runs"] == sorted(
         data["runs"], key=lambda r: (r["env"], r["learner"], r["seed"])
     )
+    # --rows-from: the rows of a results file stand in for runs whose directories are gone.
+    moved = [*args[:1], str(tmp_path / "elsewhere"), *args[2:]]
+    run_smoke(
+        ["-m", "benchmarks.minigrid"],
+        [*moved, "--collect", "--name", "restored", "--rows-from", str(tmp_path / "collected.json")],
+    )
+    assert json.loads((tmp_path / "restored.json").read_text())["runs"] == collected["runs"]
 
 
 def test_minigrid_loops_finds_where_a_kept_policy_goes_round(tmp_path, capsys):
@@ -110,7 +117,7 @@ def test_minigrid_refuses_an_env_it_cannot_run_in_one_line(tmp_path, env_id, say
 
 
 def test_minigrid_medians_of_seconds_are_unknown_when_a_run_s_are():
-    from benchmarks.minigrid import summarise
+    from benchmarks.minigrid_results import summarise
 
     row = {"env": "E", "learner": "model", "class": "samples", "success_rate": 1.0, "mean_return": 0.9,
            "frames_to_target": 4096, "frames": 4096, "train_s": 10.0, "wall_clock_s": 12.0}  # fmt: skip
@@ -123,7 +130,7 @@ def test_minigrid_medians_of_seconds_are_unknown_when_a_run_s_are():
 
 
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
-    from benchmarks.minigrid import evaluated_early, on_grid, summarise
+    from benchmarks.minigrid_results import evaluated_early, on_grid, summarise
 
     # Every --eval-every frames, and (early) after 1, 2, 4, ... SB3 rollouts of 1,024 frames below it.
     assert on_grid({"frames_to_target": 16384, "frames": 16384}, 20480) == 20480
