@@ -300,6 +300,7 @@ COLUMNS = [
     "frames to target (median)",
     "train s (median)",
     "of which eval s (median)",
+    "learning ms a frame (median)",
     "wall-clock s (median)",
 ]
 

@@ -35,6 +35,13 @@ def known_median(values: list[float | None]) -> float | None:
     return None if any(v is None for v in values) else statistics.median(values)
 
 
+def learning_ms(row: dict) -> float | None:
+    """Milliseconds a frame of the training less its evaluations (None where either is unknown)."""
+    if row.get("train_s") is None or row.get("eval_s") is None:
+        return None
+    return 1000 * (row["train_s"] - row["eval_s"]) / row["frames"]
+
+
 def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[dict], list[dict]]:
     """Per (env, learner): seeds solved and medians; per learner: envs solved on every seed."""
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -58,6 +65,8 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
             # (rows stored before rows kept it have none).
             "train s (median)": known_median([r.get("train_s") for r in rs]),
             "of which eval s (median)": known_median([r.get("eval_s") for r in rs]),
+            # The learning's cost: training less evaluations, a frame.
+            "learning ms a frame (median)": known_median([learning_ms(r) for r in rs]),
             # A run made in parts has no one wall-clock (None).
             "wall-clock s (median)": known_median([r["wall_clock_s"] for r in rs]),
         }

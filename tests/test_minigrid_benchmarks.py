@@ -127,6 +127,10 @@ def test_minigrid_medians_of_seconds_are_unknown_when_a_run_s_are():
     assert (whole["train s (median)"], whole["wall-clock s (median)"]) == (15.0, 17.0)
     assert (mixed["train s (median)"], mixed["wall-clock s (median)"]) == (None, None)
     assert mixed["seeds solved"] == "2/2"
+    # The learning's cost a frame: training less evaluations, over the frames; unknown without eval_s.
+    assert whole["learning ms a frame (median)"] is None
+    (timed,), _ = summarise([row | {"eval_s": 2.0}, row | {"train_s": 20.0, "eval_s": 4.0}], 0.95, 4096)
+    assert timed["learning ms a frame (median)"] == 1000 * (8.0 + 16.0) / 2 / 4096
 
 
 def test_minigrid_frames_to_target_are_compared_on_the_common_evaluation_grid():
