@@ -60,7 +60,7 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
             # On the points every learner evaluated at (`on_grid`): train.py's runs evaluate after
             # 1, 2, 4, ... of their own updates. Runs that never reached the target count as their
             # whole budget: an upper bound.
-            "frames to target (median)": statistics.median(on_grid(r, eval_every, early[env]) for r in rs),
+            "frames to target (median)": round(statistics.median(on_grid(r, eval_every, early[env]) for r in rs)),
             # Training only, without the test episodes: to the target's evaluation, or the whole budget
             # (rows stored before rows kept it have none).
             "train s (median)": known_median([r.get("train_s") for r in rs]),
