@@ -24,7 +24,7 @@ tables and no differentiable step):
   `model-reinforce` (the same model, its actor trained by REINFORCE, `--actor-grad reinforce`),
   `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
   `model-128`: the model learner with 128 train steps a window, each cheaper (a 128-wide model,
-  the critic on 64 of the window's steps), beside today's;
+  the critic on 64 of the window's steps), and `model-cheap`: today's 64 of those, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -78,13 +78,17 @@ HELD_OUT = (
     "MiniGrid-Dynamic-Obstacles-6x6-v0",
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
-CLASS = dict.fromkeys(("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn", "model-128"), "samples")
+CLASS = dict.fromkeys(
+    ("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn", "model-128", "model-cheap"), "samples"
+)
 # Our learners as train.py names them, with the flags that make each one.
 OURS = {
     "model": {"algo": "model"},
     "model-reinforce": {"algo": "model", "actor_grad": "reinforce"},
     # The model learner with twice the train steps, each cheaper (1a1c674's defaults), beside today's.
     "model-128": {"algo": "model", "train_steps": 128, "model_hidden": 128, "critic_batch": 64},
+    # ... and with today's 64 train steps, each of those cheaper ones.
+    "model-cheap": {"algo": "model", "model_hidden": 128, "critic_batch": 64},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
@@ -252,11 +256,9 @@ class Args:
     """Which half of the suite (fixed before tuning; tune on `tuning` only)."""
     envs: tuple[str, ...] | None = None
     """Only these Minigrid ids (of the suite or any other)."""
-    learners: tuple[Literal["model", "model-128", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"], ...] = (
-        "model",
-        "ppo",
-        "sb3-ppo",
-    )
+    learners: tuple[
+        Literal["model", "model-128", "model-cheap", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"], ...
+    ] = ("model", "ppo", "sb3-ppo")
     """Learners."""
     seeds: tuple[int, ...] = (0,)
     """Seeds of every (env, learner)."""
