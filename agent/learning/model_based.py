@@ -308,7 +308,8 @@ class ModelBasedLearner(Learner):
 
     def fit_critic(self, window: Window, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One step regressing V on the window's real TD(lambda) returns at their observations; at
-        the model's prediction of each step's successor on the target of the real successor; and on
+        the model's prediction of each step's successor on the target of the real successor (of all
+        the window's steps, or `--critic-batch` of them drawn afresh); and on
         the one-step TD target r + gamma V(s') of the replayed transitions (N,), which keeps a
         reward seen windows ago in the critic after the window that saw it has gone.
 
