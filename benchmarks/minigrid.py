@@ -24,7 +24,8 @@ tables and no differentiable step):
   `model-reinforce` (the same model, its actor trained by REINFORCE, `--actor-grad reinforce`),
   `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
   `model-128`: the model learner with 128 train steps a window, each cheaper (a 128-wide model,
-  the critic on 64 of the window's steps), and `model-cheap`: today's 64 of those, beside today's;
+  the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, and `model-h2`: two
+  imagined steps, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -79,7 +80,8 @@ HELD_OUT = (
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
 CLASS = dict.fromkeys(
-    ("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn", "model-128", "model-cheap"), "samples"
+    ("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn", "model-128", "model-cheap", "model-h2"),
+    "samples",
 )
 # Our learners as train.py names them, with the flags that make each one.
 OURS = {
@@ -89,6 +91,8 @@ OURS = {
     "model-128": {"algo": "model", "train_steps": 128, "model_hidden": 128, "critic_batch": 64},
     # ... and with today's 64 train steps, each of those cheaper ones.
     "model-cheap": {"algo": "model", "model_hidden": 128, "critic_batch": 64},
+    # Two imagined steps: waiting then loses gamma^2 of the value, not gamma (the loop trap, docs/guide.md).
+    "model-h2": {"algo": "model", "imagine_horizon": 2},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
@@ -257,7 +261,10 @@ class Args:
     envs: tuple[str, ...] | None = None
     """Only these Minigrid ids (of the suite or any other)."""
     learners: tuple[
-        Literal["model", "model-128", "model-cheap", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"], ...
+        Literal[
+            "model", "model-128", "model-cheap", "model-h2", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"
+        ],
+        ...,
     ] = ("model", "ppo", "sb3-ppo")
     """Learners."""
     seeds: tuple[int, ...] = (0,)
