@@ -24,8 +24,8 @@ tables and no differentiable step):
   `model-reinforce` (the same model, its actor trained by REINFORCE, `--actor-grad reinforce`),
   `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
   `model-128`: the model learner with 128 train steps a window, each cheaper (a 128-wide model,
-  the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, and `model-h2`: two
-  imagined steps, beside today's;
+  the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, `model-cb64`: only
+  the critic's part of that, and `model-h2`: two imagined steps, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -80,7 +80,18 @@ HELD_OUT = (
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
 CLASS = dict.fromkeys(
-    ("model", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn", "model-128", "model-cheap", "model-h2"),
+    (
+        "model",
+        "model-reinforce",
+        "ppo",
+        "reinforce",
+        "sb3-ppo",
+        "sb3-dqn",
+        "model-128",
+        "model-cheap",
+        "model-h2",
+        "model-cb64",
+    ),
     "samples",
 )
 # Our learners as train.py names them, with the flags that make each one.
@@ -91,6 +102,8 @@ OURS = {
     "model-128": {"algo": "model", "train_steps": 128, "model_hidden": 128, "critic_batch": 64},
     # ... and with today's 64 train steps, each of those cheaper ones.
     "model-cheap": {"algo": "model", "model_hidden": 128, "critic_batch": 64},
+    # ... and today's learner with only the critic's part of that.
+    "model-cb64": {"algo": "model", "critic_batch": 64},
     # Two imagined steps: waiting then loses gamma^2 of the value, not gamma (the loop trap, docs/guide.md).
     "model-h2": {"algo": "model", "imagine_horizon": 2},
     "ppo": {"algo": "ppo"},
