@@ -275,7 +275,16 @@ class Args:
     """Only these Minigrid ids (of the suite or any other)."""
     learners: tuple[
         Literal[
-            "model", "model-128", "model-cheap", "model-h2", "model-reinforce", "ppo", "reinforce", "sb3-ppo", "sb3-dqn"
+            "model",
+            "model-128",
+            "model-cheap",
+            "model-cb64",
+            "model-h2",
+            "model-reinforce",
+            "ppo",
+            "reinforce",
+            "sb3-ppo",
+            "sb3-dqn",
         ],
         ...,
     ] = ("model", "ppo", "sb3-ppo")

@@ -116,6 +116,15 @@ def test_minigrid_refuses_an_env_it_cannot_run_in_one_line(tmp_path, env_id, say
     assert line.startswith(f"error: --envs {env_id}") and says in line
 
 
+def test_minigrid_offers_every_learner_it_can_run_and_no_other():
+    from typing import get_args, get_type_hints
+
+    from benchmarks.minigrid import CLASS, OURS, Args
+
+    choice, _ = get_args(get_type_hints(Args)["learners"])  # tuple[Literal[...], ...]
+    assert set(get_args(choice)) == set(CLASS) == set(OURS) | {"sb3-ppo", "sb3-dqn"}
+
+
 def test_minigrid_medians_of_seconds_are_unknown_when_a_run_s_are():
     from benchmarks.minigrid_results import summarise
 
