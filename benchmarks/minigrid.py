@@ -43,7 +43,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from benchmarks.common import (
     DEFAULT_OUT,
@@ -79,21 +79,20 @@ HELD_OUT = (
     "MiniGrid-Dynamic-Obstacles-6x6-v0",
 )
 SPLITS = {"tuning": TUNING, "held-out": HELD_OUT, "all": TUNING + HELD_OUT}
-CLASS = dict.fromkeys(
-    (
-        "model",
-        "model-reinforce",
-        "ppo",
-        "reinforce",
-        "sb3-ppo",
-        "sb3-dqn",
-        "model-128",
-        "model-cheap",
-        "model-h2",
-        "model-cb64",
-    ),
-    "samples",
-)
+# Every learner this benchmark runs, in the order of their figures' colours (the --learners choices).
+Learner = Literal[
+    "model",
+    "model-reinforce",
+    "ppo",
+    "reinforce",
+    "sb3-ppo",
+    "sb3-dqn",
+    "model-128",
+    "model-cheap",
+    "model-h2",
+    "model-cb64",
+]
+CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
 OURS = {
     "model": {"algo": "model"},
@@ -273,21 +272,7 @@ class Args:
     """Which half of the suite (fixed before tuning; tune on `tuning` only)."""
     envs: tuple[str, ...] | None = None
     """Only these Minigrid ids (of the suite or any other)."""
-    learners: tuple[
-        Literal[
-            "model",
-            "model-128",
-            "model-cheap",
-            "model-cb64",
-            "model-h2",
-            "model-reinforce",
-            "ppo",
-            "reinforce",
-            "sb3-ppo",
-            "sb3-dqn",
-        ],
-        ...,
-    ] = ("model", "ppo", "sb3-ppo")
+    learners: tuple[Learner, ...] = ("model", "ppo", "sb3-ppo")
     """Learners."""
     seeds: tuple[int, ...] = (0,)
     """Seeds of every (env, learner)."""

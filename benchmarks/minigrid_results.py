@@ -47,7 +47,7 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
         groups.setdefault((r["env"], r["learner"]), []).append(r)
-    early = {env: evaluated_early([r for r in rows if r["env"] == env], eval_every) for env, _ in groups}
+    early = {env: evaluated_early([r for r in rows if r["env"] == env], eval_every) for env in {e for e, _ in groups}}
     per_env = [
         {
             "env": env,
@@ -88,6 +88,7 @@ def summarise(rows: list[dict], target: float, eval_every: int) -> tuple[list[di
 
 
 def restore_rows(files: tuple[str, ...], runs_dir: Path) -> None:
+    """Each run of the results `files` as a finished row in `runs_dir`, where it has none of its own."""
     for file in files:
         try:
             runs = json.loads(Path(file).read_text())["runs"]

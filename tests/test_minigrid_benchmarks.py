@@ -121,7 +121,7 @@ def test_minigrid_offers_every_learner_it_can_run_and_no_other():
 
     from benchmarks.minigrid import CLASS, OURS, Args
 
-    choice, _ = get_args(get_type_hints(Args)["learners"])  # tuple[Literal[...], ...]
+    choice, _ = get_args(get_type_hints(Args)["learners"])  # tuple[Learner, ...]
     assert set(get_args(choice)) == set(CLASS) == set(OURS) | {"sb3-ppo", "sb3-dqn"}
 
 
