@@ -86,6 +86,8 @@ def open_black_box(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Bla
         raise ValueError(f"--env {env_id}: no such gymnasium env ({e}); see gymnasium.pprint_registry()") from None
     try:
         env = gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as e:  # gymnasium's message names the package and its install
+        raise ValueError(f"--env {env_id}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # noqa: BLE001 (envs raise TypeError, ValueError, ... for bad arguments)
         detail = f"{type(e).__name__}: {e}".splitlines()[0][:160]
         raise ValueError(f"--env {env_id}: cannot make it with --env-kwargs {kwargs} ({detail})") from None

@@ -104,7 +104,7 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
     try:
         spec = gym.spec(env_id)
     except gym.error.Error as e:
-        raise ValueError(f"unknown gymnasium env {env_id!r} ({e})") from None
+        raise ValueError(f"--env {env_id}: no such gymnasium env ({e}); see gymnasium.pprint_registry()") from None
     defaults = _constructor_defaults(spec)
     accepted = list(defaults) if defaults is not None else None
     unknown = sorted(set(kwargs) - set(accepted)) if accepted is not None else []
@@ -138,6 +138,8 @@ def _constructor_defaults(spec) -> dict[str, Any] | None:
             spec.entry_point if callable(spec.entry_point) else gym.envs.registration.load_env_creator(spec.entry_point)
         )
         params = inspect.signature(entry).parameters
+    except gym.error.DependencyNotInstalled as e:  # LunarLander without Box2D, ...: gymnasium's own fix
+        raise ValueError(f"--env {spec.id}: {str(e).splitlines()[0]}") from None
     except (ValueError, TypeError, ImportError, AttributeError):
         return None
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):

@@ -188,6 +188,16 @@ def test_a_missing_minigrid_install_is_one_line(tmp_path):
     assert "pip install -e '.[minigrid]'" in proc.stderr
 
 
+@pytest.mark.parametrize("algo", [[], ["ppo"]])  # the default learner looks for a table first; ppo opens the env
+def test_an_env_whose_package_is_missing_is_one_line_with_gymnasium_s_fix(tmp_path, algo):
+    # Box2D made unimportable, so that gymnasium raises DependencyNotInstalled for LunarLander
+    code = "import sys; sys.modules['Box2D'] = None; import train; sys.exit(train.main())"
+    proc = run_train([*algo, "--env", "LunarLander-v3"], tmp_path, script=("-c", code))
+    assert proc.returncode == 2
+    assert_one_line_error(proc.stderr)
+    assert "--env LunarLander-v3: Box2D is not installed" in proc.stderr and "gymnasium[box2d]" in proc.stderr
+
+
 # An env whose every copy raises on its 100th step, as a crashed simulator would.
 FLAKY = """
 import sys, gymnasium as gym, numpy as np
