@@ -113,13 +113,36 @@ def _stored_learner(argv: list[str]) -> str | None:
 def _ordered(learner: str | None, argv: list[str]) -> list[str]:
     """argv as tyro reads it: the shared flags (with their values) first, then the learner and its
     flags; with no learner, the shared flags alone (`--help` is then the top level's)."""
+    shared, own = _split(argv, top_help=learner is None)
+    return shared + ([learner] if learner else []) + own
+
+
+def _split(argv: list[str], *, top_help: bool = False) -> tuple[list[str], list[str]]:
+    """argv -> (the shared flags with their values, the rest)."""
     shared, own, group = [], [], None
     for token in argv:
         if token.startswith("--") or token in ("-h",):
-            top_help = token in ("-h", "--help") and learner is None
-            group = shared if top_help or _is_flag_of(_SHARED, token) else own
+            is_top_help = token in ("-h", "--help") and top_help
+            group = shared if is_top_help or _is_flag_of(_SHARED, token) else own
         (group if group is not None else own).append(token)
-    return shared + ([learner] if learner else []) + own
+    return shared, own
+
+
+def _config(command: Command, algo: str) -> TrainConfig:
+    values = asdict(command.learner)
+    for section in SECTIONS:
+        values |= asdict(getattr(command, section))
+    return TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}, algo=algo)
+
+
+def _default_for(argv: list[str], prog: str) -> str:
+    """The learner a run that names none trains, read from its shared flags (its --env): pathwise,
+    or the model learner on a black box, whose flags the run may then be given."""
+    try:
+        command, _ = parse(Command, _split(argv)[0], prog=prog, config=_CONFIG, flat=TrainConfig, default=_DEFAULT)
+    except CliError:  # the whole parse below says what is wrong
+        return DEFAULT_LEARNER
+    return default_learner(_config(command, DEFAULT_LEARNER))
 
 
 def parse_train(argv: list[str], *, prog: str = "train.py") -> tuple[TrainConfig, set[str]]:
@@ -127,7 +150,12 @@ def parse_train(argv: list[str], *, prog: str = "train.py") -> tuple[TrainConfig
     one trained is one line naming the flag, its learner and the fix."""
     learner, rest = _learner_of(argv)
     asked_help = any(t in ("-h", "--help") for t in rest)
-    chosen = learner or (None if asked_help else _stored_learner(argv) or DEFAULT_LEARNER)
+    if learner or asked_help:
+        chosen = learner
+    elif any(t == "--resume" or t.startswith("--resume=") for t in rest):  # the run's own, where it can be read
+        chosen = _stored_learner(argv) or DEFAULT_LEARNER
+    else:  # none named: pathwise, or the model learner on a black box
+        chosen = _default_for(rest, prog)
     try:
         command, _ = parse(
             Command, _ordered(chosen, rest), prog=prog, config=_CONFIG, flat=TrainConfig, default=_DEFAULT
@@ -147,12 +175,7 @@ def parse_train(argv: list[str], *, prog: str = "train.py") -> tuple[TrainConfig
                 f"(python train.py {owner} ...)"
             ) from None
         raise
-    values = asdict(command.learner)
-    for section in SECTIONS:
-        values |= asdict(getattr(command, section))
-    cfg = TrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}, algo=chosen)
-    if learner is None and not cfg.resume:  # none named: pathwise, or the model learner on a black box
-        cfg = dataclasses.replace(cfg, algo=default_learner(cfg))
+    cfg = _config(command, chosen)
     given = given_fields(TrainConfig, rest) | ({"algo"} if learner else set())
     return cfg, given
 

@@ -88,15 +88,13 @@ def resolve_defaults(cfg: TrainConfig, world) -> TrainConfig:
 
 def default_learner(cfg: TrainConfig) -> str:
     """The learner a run trains when none is named: pathwise, or the model learner on a gymnasium
-    env without a table (a black box), which pathwise can't step."""
+    env without a table (a black box), which pathwise can't step. An env that can't be opened is
+    its one-line ValueError here, before any flag is checked against the learner."""
     from envs.world import looks_like_gym_id
 
     if not looks_like_gym_id(cfg.env):
         return "pathwise"
-    try:
-        return "model" if is_black_box(build_world(cfg)) else "pathwise"
-    except ValueError:  # the run's own checks say what is wrong with the env
-        return "pathwise"
+    return "model" if is_black_box(build_world(cfg)) else "pathwise"
 
 
 def is_black_box(world) -> bool:
