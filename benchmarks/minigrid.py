@@ -91,6 +91,8 @@ Learner = Literal[
     "model-cheap",
     "model-h2",
     "model-cb64",
+    "model-real",
+    "model-real01",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -105,6 +107,9 @@ OURS = {
     "model-cb64": {"algo": "model", "critic_batch": 64},
     # Two imagined steps: waiting then loses gamma^2 of the value, not gamma (the loop trap, docs/guide.md).
     "model-h2": {"algo": "model", "imagine_horizon": 2},
+    # The actor also follows the real steps' returns, the loop trap's other remedy (docs/guide.md).
+    "model-real": {"algo": "model", "real_actor_coef": 1.0},
+    "model-real01": {"algo": "model", "real_actor_coef": 0.1},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from conftest import run_train
 
 from agent.learning.model_based import Replay, Window, WorldModel, imagined_returns
+from agent.run.cli import CliError
 from agent.run.commands import parse_train
 from agent.run.config import TrainConfig
 from agent.run.factory import build_env, build_learner, build_networks
@@ -166,14 +167,14 @@ def test_the_critic_reads_critic_batch_of_the_window_s_rows_each_whole_and_all_w
     assert learner.thinned(window) is window  # --critic-batch 0: all of it
     learner.cfg = replace(cfg, critic_batch=32)
     thin = learner.thinned(window)
-    assert [len(x) for x in thin] == [32] * 5
+    assert [len(x) for x in thin[:5]] == [32] * 5 and thin.action is None  # the actor's part is not thinned
     # Each row drawn keeps its own target: observation i with return i, successor j with 10 + j.
     assert torch.equal(thin.obs, eye[thin.returns.long()])
     j = thin.next_returns.long() - 10
     assert torch.equal(thin.next_from, eye[10 + j]) and torch.equal(thin.next_action, actions[j])
     assert len(set(thin.returns.tolist())) > 1  # drawn, not one row repeated
     ended = Window(eye[:6], steps.float(), actions[:0], eye[:0], steps[:0].float())  # every step ended
-    assert [len(x) for x in learner.thinned(ended)] == [32, 32, 0, 0, 0]
+    assert [len(x) for x in learner.thinned(ended)[:5]] == [32, 32, 0, 0, 0]
     learner.fit_critic(ended, (eye[:4], actions[:4], torch.zeros(4), eye[1:5], torch.zeros(4, dtype=torch.bool)))
 
 
@@ -201,6 +202,32 @@ def test_the_log_barrier_pulls_a_dropped_action_back_and_the_entropy_does_not(re
         assert pull.tolist() == pytest.approx([cfg.entropy_coef / env.A] * (env.A - 1), rel=1e-4)
     else:
         assert pull.abs().max() < 1e-6
+
+
+def test_real_actor_coef_adds_the_score_function_of_the_window_s_real_advantages():
+    # Every imagined q is 0 and the regulariser weighs nothing, so the actor's gradient is the
+    # real steps' term alone: -coef mean(A_t grad log pi(a_t | s_t)).
+    cfg, env, learner = _tiny_learner()
+    learner.cfg = cfg = replace(cfg, entropy_coef=0.0, real_actor_coef=0.5)
+    with torch.no_grad():
+        learner.model.net[-1].weight.zero_(), learner.model.net[-1].bias.zero_()
+        for p in learner.critic.parameters():
+            p.zero_()
+    eye = torch.eye(env.S)
+    batch = (eye[:8], torch.zeros(8, env.A), torch.zeros(8), eye[:8], torch.zeros(8, dtype=torch.bool))
+    action, advantage = torch.tensor([0, 1, 2, 3]), torch.tensor([1.0, -2.0, 0.5, 0.0])
+    window = Window(
+        eye[:4], torch.zeros(4), torch.zeros(0, env.A), torch.zeros(0, env.S), torch.zeros(0), action, advantage
+    )
+    head = learner.policy.head
+    logp = torch.log_softmax(learner.policy(eye[:4]), -1)[torch.arange(4), action]  # (4,)
+    (expected,) = torch.autograd.grad(-0.5 * (logp * advantage).mean(), head.bias)
+    learner.optimizer.param_groups[0]["lr"] = 0.0  # the gradient is read, the policy left as it is
+    learner.train_actor_critic(batch, 1.0, window)
+    assert torch.allclose(head.bias.grad, expected, atol=1e-6) and expected.abs().max() > 1e-3
+    learner.cfg = replace(cfg, real_actor_coef=0.0)  # and without it, nothing
+    learner.train_actor_critic(batch, 1.0, window)
+    assert head.bias.grad.abs().max() < 1e-7
 
 
 def test_a_replay_is_saved_oldest_first_and_loads_its_newest_into_any_capacity():
@@ -246,6 +273,15 @@ def test_the_default_learner_of_a_black_box_env_is_the_model_learner():
     assert parse_train(["ppo", "--env", "CartPole-v1"])[0].algo == "ppo"
     cfg, _ = resolve(replace(parse_train(["--env", "CartPole-v1"])[0]))
     assert (cfg.num_envs, cfg.explore_starts, cfg.obs) == (16, 0.0, "flat")
+    # The learner the env chooses takes its own flags unnamed, and another learner's are refused as its.
+    cfg, given = parse_train(["--env", "MiniGrid-Empty-5x5-v0", "--train-steps", "4"])
+    assert (cfg.algo, cfg.train_steps) == ("model", 4) and "train_steps" in given and "algo" not in given
+    with pytest.raises(CliError, match="--clip-coef is a flag of ppo, and this run trains model"):
+        parse_train(["--env", "MiniGrid-Empty-5x5-v0", "--clip-coef", "0.1"])
+    with pytest.raises(CliError, match="--train-steps is a flag of model, and this run trains pathwise"):
+        parse_train(["--env", "four_rooms", "--train-steps", "4"])
+    with pytest.raises(ValueError, match="--env MiniGrid-Nope-v0: no such gymnasium env"):  # the env's error first
+        parse_train(["--env", "MiniGrid-Nope-v0", "--train-steps", "4"])
 
 
 @pytest.mark.parametrize(

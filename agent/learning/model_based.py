@@ -168,13 +168,15 @@ class Imagined(NamedTuple):
 
 
 class Window(NamedTuple):
-    """The critic's data from the last window of real steps."""
+    """The last window of real steps: the critic's data, and the actor's for --real-actor-coef."""
 
     obs: torch.Tensor  # (M, D) the M = T x B observations
     returns: torch.Tensor  # (M,) their real TD(lambda) returns
     next_action: torch.Tensor  # (M', A) the one-hot actions of the M' steps that did not terminate
     next_from: torch.Tensor  # (M', D) the observations they were taken in
     next_returns: torch.Tensor  # (M',) the target of each one's successor, (G_t - r_t) / gamma
+    action: torch.Tensor | None = None  # (M,) the action taken at each observation
+    advantage: torch.Tensor | None = None  # (M,) its real TD(lambda) return less V when it was taken
 
 
 class ModelBasedLearner(Learner):
@@ -214,6 +216,8 @@ class ModelBasedLearner(Learner):
             actions.flatten(0, 1)[going_on],
             roll.obs.flatten(0, 1)[going_on],
             ((real - roll.rewards) / cfg.gamma).flatten()[going_on],
+            roll.actions.flatten(),
+            (real - roll.values).flatten(),
         )
         # Many gradient steps per window of real steps: the model and the imagination are where
         # the experience is reused, which is what makes a model-based learner sample-efficient.
@@ -244,6 +248,11 @@ class ModelBasedLearner(Learner):
         else:  # REINFORCE on the imagined steps, the critic as baseline (DreamerV2/V3's discrete actor)
             advantage = (returns - self.critic(states[:-1].flatten(0, 1)).view_as(returns)).detach()
             objective = (weights * logps * advantage).mean() / scale
+        if cfg.real_actor_coef:
+            # The actions the real steps took, ranked by the returns they got: the env's own word,
+            # where the critic's q at the model's predictions can rank a no-op first (docs/guide.md).
+            logp = torch.log_softmax(self.policy(window.obs), -1).gather(1, window.action[:, None]).squeeze(1)  # (M,)
+            objective = objective + cfg.real_actor_coef * (logp * window.advantage).mean() / scale
         loss = -objective - cfg.entropy_coef * regulariser
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -346,7 +355,7 @@ class ModelBasedLearner(Learner):
             if len(window.next_from)
             else torch.zeros(0, dtype=torch.long, device=device)
         )
-        return Window(window.obs[i], window.returns[i], *(x[j] for x in window[2:]))
+        return Window(window.obs[i], window.returns[i], *(x[j] for x in window[2:5]))  # the critic's part
 
     def state_dict(self) -> dict:
         return super().state_dict() | {

@@ -246,6 +246,9 @@ class ModelConfig(LearnerConfig):
     afresh each time (0: all of them)."""
     replay_size: int = 100_000
     """Real transitions the model is trained on: the most recent ones."""
+    real_actor_coef: float = 0.0
+    """Weight of a score-function term on the last window's real steps in the actor's loss: log pi
+    of each action taken, times its real TD(lambda) return less V (0: the imagined returns only)."""
 
 
 @dataclass

@@ -248,6 +248,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train_steps": (lambda v: v >= 1, "an integer >= 1"),
     "model_batch": (lambda v: v >= 1, "an integer >= 1"),
     "critic_batch": (lambda v: v >= 0, "an integer >= 0 (0: the whole window)"),
+    "real_actor_coef": (lambda v: _finite(v) and v >= 0, "a finite number >= 0 (0: the imagined returns only)"),
     "replay_size": (lambda v: v >= 1, "an integer >= 1"),
     "model_learning_rate": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "num_minibatches": (lambda v: v >= 1, "an integer >= 1"),
