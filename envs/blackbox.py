@@ -26,6 +26,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from envs.toy_text import error_line
+
 # Ids whose registration needs the minigrid package imported first.
 MINIGRID_PREFIXES = ("MiniGrid-", "BabyAI-")
 MINIGRID_INSTALL = "pip install -e '.[minigrid]'"
@@ -89,7 +91,7 @@ def open_black_box(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Bla
     except gym.error.DependencyNotInstalled as e:  # gymnasium's message names the package and its install
         raise ValueError(f"--env {env_id}: {str(e).splitlines()[0]}") from None
     except Exception as e:  # noqa: BLE001 (envs raise TypeError, ValueError, ... for bad arguments)
-        detail = f"{type(e).__name__}: {e}".splitlines()[0][:160]
+        detail = error_line(e)
         raise ValueError(f"--env {env_id}: cannot make it with --env-kwargs {kwargs} ({detail})") from None
     try:
         if not isinstance(env.action_space, gym.spaces.Discrete):
@@ -98,7 +100,10 @@ def open_black_box(env_id: str, env_kwargs: dict[str, Any] | None = None) -> Bla
                 "sampled by Gumbel-max; use an env with discrete actions"
             )
         minigrid = is_minigrid(env_id)
-        shape = (observation_size(env.observation_space, minigrid),)
+        try:
+            shape = (observation_size(env.observation_space, minigrid),)
+        except ValueError as e:
+            raise ValueError(f"--env {env_id}: {e}") from None
         missions = minigrid_missions(env_id, env) if minigrid else ()
         # Minigrid truncates its episodes itself, at max_steps (BabyAI sets it on reset); others
         # through gymnasium's TimeLimit.
@@ -128,7 +133,7 @@ def minigrid_missions(env_id: str, env: gym.Env) -> tuple[str, ...]:
         try:
             env.reset(seed=seed)
         except Exception as e:  # noqa: BLE001 (a broken env raises anything)
-            detail = f"{type(e).__name__}: {e}".splitlines()[0][:200]
+            detail = error_line(e, 200)
             raise ValueError(f"--env {env_id}: the env fails to reset ({detail})") from None
         # BabyAI words one goal as "the red ball" or "a red ball" at random: the same mission.
         mission = str(getattr(env.unwrapped, "mission", ""))
@@ -151,37 +156,58 @@ def observation_size(space: gym.Space, minigrid: bool) -> int:
     """Numbers in the float observation of `space` (refused in one line when it has none)."""
     if minigrid:
         return int(np.prod(space["image"].shape)) + int(space["direction"].n)
-    if isinstance(space, gym.spaces.Box):
-        return int(np.prod(space.shape))
-    if isinstance(space, gym.spaces.Discrete):
-        return int(space.n)
-    raise ValueError(f"observations of type {space} have no float form here; a Box or Discrete space is needed")
+    try:  # Box: its numbers; Discrete: one-hot; Tuple, Dict, MultiDiscrete, ...: gymnasium's flat form
+        return int(gym.spaces.flatdim(space))
+    except (ValueError, NotImplementedError, TypeError):
+        raise ValueError(
+            f"its observations, {space}, have no flat float form (gymnasium.spaces.flatdim); "
+            "wrap it in an observation wrapper that gives a Box"
+        ) from None
+
+
+def _arrays(space: gym.Space) -> bool:
+    """Whether a batch of `space`'s observations is one array (Box, Discrete), not a structure."""
+    return isinstance(space, (gym.spaces.Box, gym.spaces.Discrete))
 
 
 def to_float(space: gym.Space, minigrid: bool, obs: Any) -> np.ndarray:
-    """A batch of the vector env's observations -> (B, D) float32."""
+    """A batch of the vector env's observations (or, of a structured space, a list of single
+    ones) -> (B, D) float32."""
     if minigrid:
         image = obs["image"].astype(np.float32) / _MINIGRID_CHANNEL_MAX  # (B, 7, 7, 3)
         direction = np.eye(space["direction"].n, dtype=np.float32)[obs["direction"]]  # (B, 4)
         return np.concatenate([image.reshape(image.shape[0], -1), direction], axis=1)
     if isinstance(space, gym.spaces.Discrete):
-        return np.eye(space.n, dtype=np.float32)[np.asarray(obs)]
-    obs = np.asarray(obs, dtype=np.float32)
-    return obs.reshape(obs.shape[0], -1)
+        return np.eye(space.n, dtype=np.float32)[np.asarray(obs) - space.start]
+    if isinstance(space, gym.spaces.Box):
+        obs = np.asarray(obs, dtype=np.float32)
+        return obs.reshape(obs.shape[0], -1)
+    rows = obs if isinstance(obs, list) else _rows(space, obs)
+    return np.stack([gym.spaces.flatten(space, row) for row in rows]).astype(np.float32)  # (B, D)
+
+
+def _rows(space: gym.Space, batch: Any) -> list[Any]:
+    """A vector env's batch of a structured space (a tuple or dict of arrays) -> its single observations."""
+    if isinstance(space, gym.spaces.Tuple):
+        return list(zip(*(_rows(s, b) for s, b in zip(space.spaces, batch, strict=True)), strict=True))
+    if isinstance(space, gym.spaces.Dict):
+        parts = {k: _rows(s, batch[k]) for k, s in space.spaces.items()}
+        return [dict(zip(parts, row, strict=True)) for row in zip(*parts.values(), strict=True)]
+    return list(batch)
 
 
 def observe_one(spec: BlackBoxSpec, space: gym.Space, obs: Any) -> np.ndarray:
     """One observation of a single (not vector) env -> (1, D) float32."""
     if spec.minigrid:
         return to_float(space, True, {"image": obs["image"][None], "direction": np.asarray([obs["direction"]])})
-    return to_float(space, False, np.asarray([obs]))
+    return to_float(space, False, np.asarray([obs]) if _arrays(space) else [obs])
 
 
-def _stack(items: list[Any]) -> Any:
-    """Single observations (e.g. of `final_obs`) -> one batch, as the vector env would give it."""
-    if isinstance(items[0], dict):
+def _stack(space: gym.Space, minigrid: bool, items: list[Any]) -> Any:
+    """Single observations (e.g. of `final_obs`) -> one batch, as `to_float` takes it."""
+    if minigrid:
         return {k: np.stack([np.asarray(x[k]) for x in items]) for k in ("image", "direction")}
-    return np.stack([np.asarray(x) for x in items])
+    return np.stack([np.asarray(x) for x in items]) if _arrays(space) else list(items)
 
 
 class EnvFailure(RuntimeError):
@@ -268,7 +294,7 @@ class BlackBoxEnv:
         if done.any():  # where an episode ended, the step landed on its last observation
             ended = np.flatnonzero(done)
             landed[torch.as_tensor(ended, device=self.device)] = self._tensor(
-                _stack([infos["final_obs"][i] for i in ended])
+                _stack(self.space, self.spec.minigrid, [infos["final_obs"][i] for i in ended])
             )
         t = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)  # noqa: E731
         self.state = self.bucket(next_obs)

@@ -34,6 +34,13 @@ _ACTION_NAMES = {
 _OFF_TABLE = {"fickle_passenger": "the passenger's change of mind happens in step(), not in P"}
 
 
+def error_line(e: BaseException, limit: int = 160) -> str:
+    """An env's exception as one short line: its type and first line, less gymnasium's wrapping
+    ("... was raised from the environment creator for ID with kwargs (...)")."""
+    text = f"{type(e).__name__}: {e}".splitlines()[0].split(" was raised from the environment creator")[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class NoTransitionTable(ValueError):
     """The env has no table `P` to import: it can only be stepped (`envs.blackbox`)."""
 
@@ -125,7 +132,7 @@ def _make(env_id: str, kwargs: dict[str, Any]) -> gym.Env:
     try:
         return gym.make(env_id, **kwargs)
     except Exception as e:  # noqa: BLE001 (envs raise KeyError, TypeError, ValueError, ... for bad values)
-        detail = f"{type(e).__name__}: {e}".splitlines()[0][:160]
+        detail = error_line(e)
         hint = f"; it accepts {', '.join(accepted)}" if accepted else ""
         raise ValueError(f"cannot make {env_id} with {kwargs} ({detail}){hint}") from None
 

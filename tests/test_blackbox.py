@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import ROOT, assert_one_line_error, run_train
 
-from envs.blackbox import BlackBoxEnv, mission_note, open_black_box, to_float
+from envs.blackbox import BlackBoxEnv, mission_note, observe_one, open_black_box, to_float
 
 minigrid = pytest.importorskip("minigrid")  # the [minigrid] extra; CI installs it with [dev]
 
@@ -155,6 +155,59 @@ def test_babyai_levels_open_with_their_time_limit_and_say_when_the_mission_chang
     proc = run_train(args, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.count("note: BabyAI-GoToLocal-v0 changes its mission between episodes") == 1
+
+
+# Blackjack's observation is a Tuple of three Discrete spaces; gymnasium registers it without a time limit.
+BLACKJACK = "gymnasium.envs.toy_text.blackjack:BlackjackEnv"
+
+
+class SequenceObs(gym.Env):
+    observation_space = gym.spaces.Sequence(gym.spaces.Discrete(3))
+    action_space = gym.spaces.Discrete(2)
+
+
+def test_a_structured_observation_is_gymnasium_s_flat_form_and_one_without_one_is_one_line():
+    gym.register("BlackjackLimit-v0", entry_point=BLACKJACK, max_episode_steps=10)
+    gym.register("SequenceObs-v0", entry_point=SequenceObs, max_episode_steps=10)
+    try:
+        spec = open_black_box("BlackjackLimit-v0")
+        assert spec.obs_shape == (32 + 11 + 2,)  # a one-hot block for each part of the tuple
+        env = BlackBoxEnv(spec, 4, seed=0)
+        obs, _ = env.reset()
+        blocks = lambda x: torch.stack([x[:, :32].sum(1), x[:, 32:43].sum(1), x[:, 43:].sum(1)])  # noqa: E731
+        assert torch.equal(blocks(obs), torch.ones(3, 4))
+        ended = False
+        for _ in range(6):  # every episode of Blackjack ends within a few steps
+            obs, _, _, _, info = env.step(torch.ones(4, dtype=torch.long))  # hit, until bust
+            assert torch.equal(blocks(info["final_obs"]), torch.ones(3, 4))
+            ended |= bool(info["done"].any())
+        env.close()
+        assert ended
+        single = gym.make("BlackjackLimit-v0")
+        first, _ = single.reset(seed=3)
+        row = observe_one(spec, single.observation_space, first)  # (1, D): the same form, one at a time
+        assert row.shape == (1, 45) and np.flatnonzero(row).tolist() == [first[0], 32 + first[1], 43 + first[2]]
+        with pytest.raises(
+            ValueError, match=r"^--env SequenceObs-v0: its observations, Sequence\(.*\), have no flat"
+        ) as e:
+            open_black_box("SequenceObs-v0")
+        assert "\n" not in str(e.value)
+    finally:
+        gym.registry.pop("BlackjackLimit-v0"), gym.registry.pop("SequenceObs-v0")
+
+
+def test_the_default_learner_trains_on_a_structured_observation(tmp_path):
+    code = (
+        f"import sys, gymnasium as gym; gym.register('BlackjackLimit-v0', entry_point='{BLACKJACK}', "
+        "max_episode_steps=10); import train; sys.exit(train.main())"
+    )
+    args = ["--env", "BlackjackLimit-v0", "--total-timesteps", "1024", "--eval-episodes", "16",
+            "--wandb-mode", "disabled", "--runs-dir", str(tmp_path), "--run-name", "bj"]  # fmt: skip
+    proc = run_train(args, tmp_path, script=("-c", code))
+    assert proc.returncode == 0, proc.stderr
+    config = json.loads((tmp_path / "bj" / "config.json").read_text())
+    final = json.loads((tmp_path / "bj" / "final_eval.json").read_text())
+    assert config["algo"] == "model" and final["episodes"] == 16 and -1 <= final["mean_return"] <= 1
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gymnasium on the v0 ids that have a v1
