@@ -25,7 +25,8 @@ tables and no differentiable step):
   `ppo`, `reinforce`: train.py's learners with their defaults (`agent.run.trainer.train`);
   `model-128`: the model learner with 128 train steps a window, each cheaper (a 128-wide model,
   the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, `model-cb64`: only
-  the critic's part of that, and `model-h2`: two imagined steps, beside today's;
+  the critic's part of that, `model-h2`: two imagined steps, and `model-real`, `model-real01`:
+  the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
