@@ -90,10 +90,11 @@ def evaluate_checkpoint(
     trained = (tuple(state["obs_shape"]), int(state["num_actions"]))
     given = (tuple(eval_env.observation_shape), int(eval_env.A))
     if given != trained:
+        fix = "an env with the same observations and actions" if black_box else "a world with the same grid size"
         raise ValueError(
             f"--env {env_name} gives observations of shape {given[0]} with {given[1]} actions, "
             f"but the policy was trained on {cfg.env} with shape {trained[0]} and {trained[1]} "
-            f"actions; pick a world with the same grid size"
+            f"actions; pick {fix}"
         )
 
     generator = torch.Generator(device=dev).manual_seed(seed)
