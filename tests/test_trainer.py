@@ -75,3 +75,22 @@ def test_a_run_stored_by_the_format_before_the_trainer_resumes_and_evaluates(tmp
 )
 def test_evaluations_double_their_gap_until_eval_every(step, every, update, expected):
     assert next_eval_step(step, every, update) == expected
+
+
+def test_a_budget_of_part_of_an_update_is_said_and_rounded_up_to_whole_updates(tmp_path, capsys):
+    flags = [
+        *TINY,
+        "--total-timesteps",
+        "600",
+        "--wandb-mode",
+        "disabled",
+        "--runs-dir",
+        str(tmp_path),
+        "--run-name",
+        "r",
+    ]
+    assert train.main(flags) == 0
+    said = capsys.readouterr().err
+    assert "note: --total-timesteps 600 is not a whole number of updates of 512 env steps" in said
+    assert "(--num-envs 64 x --horizon 8); the run takes 1024" in said
+    assert '"global_step": 1024' in (tmp_path / "r" / "final_eval.json").read_text()

@@ -130,11 +130,19 @@ def check_networks_fit(cfg: TrainConfig, state: dict) -> None:
 def train(cli: TrainConfig, given: set[str] = frozenset()) -> dict:
     """Run one training job; returns the final evaluation (or, interrupted, where it stopped)."""
     p = plan(cli, given)
-    if is_black_box(p.world) and (note := mission_note(p.world)):
-        say(note, sys.stderr)
     existed = p.run_dir.exists()
     lock = RunLock(p.run_dir).acquire()  # one process writes a run at a time
     try:
+        # Notes come after the run's own refusals, which are one line each.
+        if is_black_box(p.world) and (note := mission_note(p.world)):
+            say(note, sys.stderr)
+        B, T, budget = p.cfg.num_envs, p.cfg.horizon, p.cfg.total_timesteps
+        if budget % (B * T):  # the loop takes whole updates: say so, rather than run more than asked unannounced
+            say(
+                f"note: --total-timesteps {budget} is not a whole number of updates of {B * T} env steps "
+                f"(--num-envs {B} x --horizon {T}); the run takes {-(-budget // (B * T)) * B * T}",
+                sys.stderr,
+            )
         return Trainer(p).run()
     except (WandbError, KeyboardInterrupt):  # wandb refused, or Ctrl-C while starting (the loop handles its own)
         if p.resumed is None:  # a new run that never started leaves nothing behind
