@@ -26,7 +26,8 @@ tables and no differentiable step):
   `model-128`: the model learner with 128 train steps a window, each cheaper (a 128-wide model,
   the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, `model-cb64`: only
   the critic's part of that, `model-h2`: two imagined steps, and `model-real`, `model-real01`:
-  the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), beside today's;
+  the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), `model-lr1e3`,
+  `model-lr3e3`: the actor's learning rate, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -94,6 +95,8 @@ Learner = Literal[
     "model-cb64",
     "model-real",
     "model-real01",
+    "model-lr1e3",
+    "model-lr3e3",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -111,6 +114,9 @@ OURS = {
     # The actor also follows the real steps' returns, the loop trap's other remedy (docs/guide.md).
     "model-real": {"algo": "model", "real_actor_coef": 1.0},
     "model-real01": {"algo": "model", "real_actor_coef": 0.1},
+    # The actor's learning rate (3e-4): its greedy policy lags the q it climbs (docs/guide.md).
+    "model-lr1e3": {"algo": "model", "learning_rate": 1e-3},
+    "model-lr3e3": {"algo": "model", "learning_rate": 3e-3},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
