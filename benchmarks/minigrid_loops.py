@@ -3,9 +3,10 @@ loop, and what the critic says about each action where the first loop starts.
 
     python -m benchmarks.minigrid_loops RUN_DIR [RUN_DIR ...] --episodes 300
 
-For each run (a train.py directory on a Minigrid env), the kept policy (best.pt) plays
-`--episodes` greedy episodes, one env at a time, on seeds from `--seed-base` on (train.py's runs
-use 0, 10000 and 20000 upwards for training, validation and test). At every step the agent's
+For each run (a train.py directory on a Minigrid env), the kept policy (best.pt; the last one,
+checkpoint.pt, with `--policy last`) plays `--episodes` greedy episodes, and as many sampled ones
+(Gumbel-max), one env at a time, on seeds from `--seed-base` on (train.py's runs use 0, 10000 and
+20000 upwards for training, validation and test). At every step the agent's
 situation is its cell, its direction, and the kind and state of the cell in front of it. A failed
 episode loops when one situation comes back at least `LOOP` times.
 
@@ -14,6 +15,8 @@ their first visit; at most `MAX_SHOWN`), each action gets:
 - its probability under the policy;
 - q = r + gamma (1 - terminated) V(s'), the critic at the true successor s' (a copy of the env
   stepped once): what a one-step look-ahead through a perfect model would rank the actions by;
+- of a model learner's run, q through its learnt model, r^ + gamma c^ V(s'^): what its actor
+  climbs (the exact one-step return of `agent.learning.model_based`);
 - the return of s' itself: the discounted return of `--rollouts` episodes from s' under the
   sampled policy, r + gamma (1 - terminated) G(s'), which is what q estimates.
 Results go to OUT/minigrid_loops.json and .md.
@@ -25,7 +28,7 @@ import collections
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import torch
 import tyro
@@ -55,6 +58,8 @@ class Args:
     """Greedy episodes per run."""
     rollouts: int = 64
     """Sampled episodes from each successor, for its return."""
+    policy: Literal["best", "last"] = "best"
+    """Of each run: the kept policy (best.pt), or the last one (checkpoint.pt)."""
     seed_base: int = 50_000
     """The first episode's seed; episode i uses seed_base + i."""
     out: str = DEFAULT_OUT
@@ -64,14 +69,15 @@ class Args:
 class Kept:
     """A run's kept policy and critic, and its env made as the run made it."""
 
-    def __init__(self, run_dir: str) -> None:
-        from agent.run.checkpoint import BEST, load_checkpoint
+    def __init__(self, run_dir: str, which: str = "best") -> None:
+        from agent.learning.model_based import WorldModel
+        from agent.run.checkpoint import BEST, LATEST, load_checkpoint
         from agent.run.config import TrainConfig
         from agent.run.factory import build_networks
         from agent.run.resolve import parse_env_kwargs
         from envs.blackbox import is_minigrid, open_black_box
 
-        state = load_checkpoint(run_dir, device=torch.device("cpu"), which=BEST)
+        state = load_checkpoint(run_dir, device=torch.device("cpu"), which=BEST if which == "best" else LATEST)
         self.cfg = TrainConfig.from_dict(state["config"])
         if not is_minigrid(self.cfg.env):
             raise ValueError(f"{run_dir}: its env, {self.cfg.env}, is not a Minigrid env")
@@ -81,18 +87,34 @@ class Kept:
         self.policy.load_state_dict(state["policy"])
         self.critic.load_state_dict(state["critic"])
         self.env = self.spec.make()
+        self.global_step = int(state["global_step"])
+        self.model = None  # the model learner's, whose one-step q is what its actor climbs
+        if "model" in state.get("learner", {}):
+            self.model = WorldModel(shape[0], A, self.cfg.model_hidden)
+            self.model.load_state_dict(state["learner"]["model"])
+
+    def observe(self, obs) -> torch.Tensor:
+        from envs.blackbox import observe_one
+
+        return torch.as_tensor(observe_one(self.spec, self.env.observation_space, obs))  # (1, D)
+
+    @torch.no_grad()
+    def model_q(self, obs) -> torch.Tensor | None:
+        """r^ + gamma c^ V(s'^) of every action through the learnt model, (A,); None without one."""
+        if self.model is None:
+            return None
+        x = self.observe(obs)  # (1, D)
+        out = self.model.every_action(x)[0]  # (A, D + 2)
+        nexts = x + out[:, : self.model.obs_dim]  # (A, D)
+        return out[:, -2] + self.cfg.gamma * torch.sigmoid(out[:, -1]) * self.critic(nexts)
 
     @torch.no_grad()
     def logits(self, obs) -> torch.Tensor:
-        from envs.blackbox import observe_one
-
-        return self.policy(torch.as_tensor(observe_one(self.spec, self.env.observation_space, obs)))[0]  # (A,)
+        return self.policy(self.observe(obs))[0]  # (A,)
 
     @torch.no_grad()
-    def value(self, env, obs) -> float:
-        from envs.blackbox import observe_one
-
-        return float(self.critic(torch.as_tensor(observe_one(self.spec, env.observation_space, obs)))[0])
+    def value(self, env, obs) -> float:  # (env: a copy of the env, whose observation space is the same)
+        return float(self.critic(self.observe(obs))[0])
 
 
 def situation(env) -> tuple:
@@ -102,13 +124,17 @@ def situation(env) -> tuple:
     return (*map(int, u.agent_pos), int(u.agent_dir), front.type if front else None, getattr(front, "is_open", None))
 
 
-def play(kept: Kept, seed: int) -> tuple[str, list[tuple], list[int]]:
-    """One greedy episode: its outcome (success, ended, timeout), situations and actions."""
+def play(kept: Kept, seed: int, generator: torch.Generator | None = None) -> tuple[str, list[tuple], list[int]]:
+    """One greedy episode (sampled with a `generator`): its outcome (success, ended, timeout),
+    situations and actions."""
+    from agent.learning.gumbel import gumbel_max_sample
+
     obs, _ = kept.env.reset(seed=seed)
     seen, actions = [], []
     while True:
         seen.append(situation(kept.env))
-        actions.append(int(kept.logits(obs).argmax()))
+        logits = kept.logits(obs)  # (A,)
+        actions.append(int(logits.argmax() if generator is None else gumbel_max_sample(logits, generator=generator)))
         obs, reward, terminated, truncated, _ = kept.env.step(actions[-1])
         if terminated or truncated:
             return ("success" if reward > 0 else "ended") if terminated else "timeout", seen, actions
@@ -136,6 +162,7 @@ def at_loop_start(kept: Kept, seed: int, actions: list[int], step: int, rollouts
     for a in actions[:step]:
         obs, *_ = kept.env.step(a)
     probs = torch.softmax(kept.logits(obs), -1)
+    through_model = kept.model_q(obs)  # (A,) or None
     generator = torch.Generator().manual_seed(seed)
     rows = []
     for a in range(kept.spec.num_actions):
@@ -150,12 +177,15 @@ def at_loop_start(kept: Kept, seed: int, actions: list[int], step: int, rollouts
                 "q (critic)": round(r + going_on * kept.value(env, nxt), 3),
                 "q (sampled return)": round(r + going_on * ahead, 3),
             }
+            | ({} if through_model is None else {"q (model)": round(float(through_model[a]), 3)})
         )
     return rows
 
 
 def diagnose(run_dir: str, args: Args) -> dict[str, Any]:
-    kept = Kept(run_dir)
+    kept = Kept(run_dir, args.policy)
+    generator = torch.Generator().manual_seed(args.seed_base)
+    sampled = sum(play(kept, args.seed_base + i, generator)[0] == "success" for i in range(args.episodes))
     outcomes, loop_actions, first = collections.Counter(), collections.Counter(), None
     for i in range(args.episodes):
         outcome, seen, actions = play(kept, args.seed_base + i)
@@ -173,7 +203,9 @@ def diagnose(run_dir: str, args: Args) -> dict[str, Any]:
         "env": kept.cfg.env,
         "learner": kept.cfg.algo,
         "episodes": args.episodes,
+        "step": kept.global_step,
         "success": outcomes["success"] / args.episodes,
+        "success (sampled)": sampled / args.episodes,
         "timeouts": outcomes["timeout"],
         "ended otherwise": outcomes["ended"],
         "failures that loop": f"{outcomes['loops']}/{failed}",

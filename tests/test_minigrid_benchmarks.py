@@ -81,6 +81,8 @@ def test_minigrid_loops_finds_where_a_kept_policy_goes_round(tmp_path, capsys):
         assert sum(a["policy"] for a in at["actions"]) == pytest.approx(1, abs=0.01)
         # In an empty room, pickup, drop and done leave the agent where it was: the same successor.
         assert q["pickup"] == q["drop"] == q["done"]
+        assert all(isinstance(a["q (model)"], float) for a in at["actions"])  # a model learner's run
+    assert row["step"] == 256 and 0 <= row["success (sampled)"] <= 1
 
 
 def test_minigrid_goes_on_with_an_unfinished_run_from_its_checkpoint(tmp_path):
