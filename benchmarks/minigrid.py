@@ -179,16 +179,12 @@ def stored_row(run_dir: Path, learner: str) -> dict[str, Any]:
 CLOCK = "benchmark_clock.json"
 
 
-def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Path) -> dict[str, Any]:
-    """train.py's learner with its defaults, stopping at the target; the kept policy scored on the
-    test episodes by agent.evaluate. A run that an earlier command left unfinished goes on from
-    its checkpoint (`segments` counts the parts)."""
-    from agent.evaluate import evaluate_checkpoint
-    from agent.run.checkpoint import LATEST
+def our_config(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Path):
+    """The TrainConfig of one of our runs: train.py's learner with its defaults and `OURS` flags,
+    stopping at the target."""
     from agent.run.config import TrainConfig
-    from agent.run.trainer import train
 
-    cfg = TrainConfig(
+    return TrainConfig(
         env=env_id,
         **OURS[learner],
         seed=seed,
@@ -201,6 +197,17 @@ def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Pa
         runs_dir=str(run_dir.parent),
         run_name=run_dir.name,
     )
+
+
+def train_ours(env_id: str, learner: str, seed: int, budget: Budget, run_dir: Path) -> dict[str, Any]:
+    """train.py's learner with its defaults, stopping at the target; the kept policy scored on the
+    test episodes by agent.evaluate. A run that an earlier command left unfinished goes on from
+    its checkpoint (`segments` counts the parts)."""
+    from agent.evaluate import evaluate_checkpoint
+    from agent.run.checkpoint import LATEST
+    from agent.run.trainer import train
+
+    cfg = our_config(env_id, learner, seed, budget, run_dir)
     clock = {"train_s": 0.0, "segments": 0, "running": False}
     if (run_dir / CLOCK).exists() and (run_dir / LATEST).exists():
         clock = json.loads((run_dir / CLOCK).read_text())

@@ -85,6 +85,23 @@ def test_minigrid_loops_finds_where_a_kept_policy_goes_round(tmp_path, capsys):
     assert row["step"] == 256 and 0 <= row["success (sampled)"] <= 1
 
 
+def test_minigrid_stopped_leaves_the_benchmark_s_run_at_the_step_asked(tmp_path):
+    import torch
+
+    from benchmarks.minigrid_stopped import main
+
+    argv = ["--env", "MiniGrid-Empty-5x5-v0", "--seeds", "0", "1", "--at", "512", "256", "--frames", "4096",
+            "--eval-every", "256", "--eval-episodes", "4", "--target", "1.0", "--runs-dir", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    for seed, at in ((0, 512), (1, 256)):
+        saved = torch.load(
+            tmp_path / f"MiniGrid-Empty-5x5-v0__model__{seed}__{at}" / "checkpoint.pt", weights_only=False
+        )
+        assert saved["global_step"] == at and saved["config"]["total_timesteps"] == 4096  # the budget's schedule
+    with pytest.raises(SystemExit):
+        main([*argv[:4], "--at", "1", "2", "3"])
+
+
 def test_minigrid_goes_on_with_an_unfinished_run_from_its_checkpoint(tmp_path):
     from benchmarks.minigrid import CLOCK, Budget, train_ours
 
