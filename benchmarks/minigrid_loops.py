@@ -19,7 +19,7 @@ their first visit; at most `MAX_SHOWN`), each action gets:
   climbs (the exact one-step return of `agent.learning.model_based`);
 - the return of s' itself: the discounted return of `--rollouts` episodes from s' under the
   sampled policy, r + gamma (1 - terminated) G(s'), which is what q estimates.
-Results go to OUT/minigrid_loops.json and .md.
+Results go to OUT/NAME.json and .md (NAME: minigrid_loops unless `--name`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,9 @@ class Args:
     seed_base: int = 50_000
     """The first episode's seed; episode i uses seed_base + i."""
     out: str = DEFAULT_OUT
-    """Directory for minigrid_loops.json and .md."""
+    """Directory for NAME.json and .md."""
+    name: str = "minigrid_loops"
+    """File stem of the results."""
 
 
 class Kept:
@@ -250,8 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(lines)
     print(text)
     out = Path(args.out)
-    write_json(out / "minigrid_loops.json", stamp | run_header(machine_info(), args) | {"runs": results})
-    (out / "minigrid_loops.md").write_text(text + "\n")
+    write_json(out / f"{args.name}.json", stamp | run_header(machine_info(), args) | {"runs": results})
+    (out / f"{args.name}.md").write_text(text + "\n")
     return 0
 
 
