@@ -27,7 +27,7 @@ tables and no differentiable step):
   the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, `model-cb64`: only
   the critic's part of that, `model-h2`: two imagined steps, and `model-real`, `model-real01`:
   the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), `model-lr1e3`,
-  `model-lr3e3`: the actor's learning rate, beside today's;
+  `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -97,6 +97,7 @@ Learner = Literal[
     "model-real01",
     "model-lr1e3",
     "model-lr3e3",
+    "model-natural",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -117,6 +118,8 @@ OURS = {
     # The actor's learning rate (3e-4): its greedy policy lags the q it climbs (docs/guide.md).
     "model-lr1e3": {"algo": "model", "learning_rate": 1e-3},
     "model-lr3e3": {"algo": "model", "learning_rate": 3e-3},
+    # ... or the natural gradient of the same one-step return, which does not wait on pi(a).
+    "model-natural": {"algo": "model", "actor_grad": "natural"},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }

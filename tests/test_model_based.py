@@ -230,6 +230,29 @@ def test_real_actor_coef_adds_the_score_function_of_the_window_s_real_advantages
     assert head.bias.grad.abs().max() < 1e-7
 
 
+def test_the_natural_actor_moves_each_logit_by_its_action_s_q_less_the_policy_s_mean():
+    # Action a's reward is 0.1 a through the model and nothing else differs, so q_a = 0.1 a + const;
+    # the natural gradient in logit a is q_a - E_pi q, where the exact one is pi(a) times that.
+    cfg, env, learner = _tiny_learner()
+    learner.cfg = cfg = replace(cfg, entropy_coef=0.0, actor_grad="natural")
+    last = learner.model.net[-1]
+    with torch.no_grad():
+        last.weight.zero_(), last.bias.zero_()
+        last.bias.view(env.A, env.S + 2)[:, env.S] = 0.1 * torch.arange(env.A)  # each action's reward
+    eye = torch.eye(env.S)
+    batch = (eye[:8], torch.zeros(8, env.A), torch.zeros(8), eye[:8], torch.zeros(8, dtype=torch.bool))
+    window = Window(eye[:4], torch.zeros(4), torch.zeros(0, env.A), torch.zeros(0, env.S), torch.zeros(0))
+    with torch.no_grad():
+        pi = torch.softmax(learner.policy(eye[:8]), -1)  # (8, A)
+    q = 0.1 * torch.arange(env.A).float()  # (A,) up to a constant per state
+    expected = -(q - (pi * q).sum(-1, keepdim=True)).mean(0)  # (A,) d loss / d head bias
+    learner.optimizer.param_groups[0]["lr"] = 0.0
+    learner.train_actor_critic(batch, 1.0, window)
+    assert torch.allclose(learner.policy.head.bias.grad, expected, atol=1e-5)
+    with pytest.raises(ValueError, match="--actor-grad natural with --imagine-horizon 2"):
+        resolve(replace(TrainConfig(env="empty", algo="model"), actor_grad="natural", imagine_horizon=2))
+
+
 def test_a_replay_is_saved_oldest_first_and_loads_its_newest_into_any_capacity():
     def transitions(first: int, n: int) -> tuple[torch.Tensor, ...]:
         k = torch.arange(first, first + n, dtype=torch.float32)  # transition k carries k everywhere

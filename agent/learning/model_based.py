@@ -165,6 +165,7 @@ class Imagined(NamedTuple):
     states: torch.Tensor  # (H + 1, N, D) the imagined observations, the real one first
     logits: torch.Tensor  # (H, N, A) the policy's at each step
     logps: torch.Tensor | None  # (H, N) log pi of the actions sampled (--actor-grad reinforce)
+    first_q: torch.Tensor  # (N, A) every action's one-step q at the first step, r + gamma c V(next), detached
 
 
 class Window(NamedTuple):
@@ -232,7 +233,7 @@ class ModelBasedLearner(Learner):
         """One step of the actor on H steps imagined from the replayed minibatch's observations, and
         one of the critic on real returns."""
         cfg = self.cfg
-        returns, weights, states, logits, logps = self.imagine(batch[0], tau)
+        returns, weights, states, logits, logps, first_q = self.imagine(batch[0], tau)
         # The actor: minus the weighted imagined returns (in units of the return scale), minus the regulariser.
         scale = self.return_scale.update(returns.detach())[0]
         entropy = (weights * torch.distributions.Categorical(logits=logits).entropy()).mean()
@@ -245,6 +246,9 @@ class ModelBasedLearner(Learner):
             regulariser = entropy
         if cfg.actor_grad == "pathwise":
             objective = (weights * returns).mean() / scale
+        elif cfg.actor_grad == "natural":  # H = 1: logit a moves by q_a - E_pi q, not pi(a) times that
+            advantage = first_q - (torch.softmax(logits[0], -1) * first_q).sum(-1, keepdim=True)  # (N, A)
+            objective = (advantage.detach() * logits[0]).sum(-1).mean() / scale
         else:  # REINFORCE on the imagined steps, the critic as baseline (DreamerV2/V3's discrete actor)
             advantage = (returns - self.critic(states[:-1].flatten(0, 1)).view_as(returns)).detach()
             objective = (weights * logps * advantage).mean() / scale
@@ -282,7 +286,7 @@ class ModelBasedLearner(Learner):
             p.requires_grad_(False)
         try:
             o, states, rewards, conts, all_logits, logps = start.detach(), [start.detach()], [], [], [], []
-            one_step = []
+            one_step, qs = [], []
             for _ in range(cfg.imagine_horizon):
                 logits = self.policy(o)  # (N, A)
                 if cfg.actor_grad == "pathwise":
@@ -297,7 +301,9 @@ class ModelBasedLearner(Learner):
                 nexts = o.unsqueeze(1) + outcome[..., : self.model.obs_dim]  # (N, A, D)
                 cont_k = torch.sigmoid(outcome[..., -1])  # (N, A)
                 v_k = self.critic(nexts.flatten(0, 1)).view(cont_k.shape)  # (N, A)
-                one_step.append((action * (outcome[..., -2] + cfg.gamma * cont_k * v_k)).sum(-1))  # (N,)
+                q_k = outcome[..., -2] + cfg.gamma * cont_k * v_k  # (N, A)
+                qs.append(q_k.detach())
+                one_step.append((action * q_k).sum(-1))  # (N,)
                 o = (action.unsqueeze(-1) * nexts).sum(1)  # (N, D) the action's own outcome
                 states.append(o)
                 rewards.append((action * outcome[..., -2]).sum(-1))
@@ -313,7 +319,7 @@ class ModelBasedLearner(Learner):
         )
         # Step t counts as much as the chance that the episode lasts until it (DreamerV1's weights).
         alive = torch.cat([torch.ones_like(conts_t[:1]), torch.cumprod(conts_t[:-1], 0)]).detach()  # (H, N)
-        return Imagined(returns, alive, states_t, torch.stack(all_logits), torch.stack(logps) if logps else None)
+        return Imagined(returns, alive, states_t, torch.stack(all_logits), torch.stack(logps) if logps else None, qs[0])
 
     def fit_critic(self, window: Window, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """One step regressing V on the window's real TD(lambda) returns at their observations; at

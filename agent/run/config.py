@@ -220,9 +220,11 @@ class ModelConfig(LearnerConfig):
     zgr, gs)."""
     tau: float = 1.0
     """Gumbel-Softmax temperature."""
-    actor_grad: Literal["pathwise", "reinforce"] = "pathwise"
+    actor_grad: Literal["pathwise", "reinforce", "natural"] = "pathwise"
     """The actor's gradient through the imagined steps: pathwise (through the actions and the
-    model), or reinforce (score function, DreamerV2/V3's choice for discrete actions)."""
+    model), reinforce (score function, DreamerV2/V3's choice for discrete actions), or natural
+    (--imagine-horizon 1: the exact one-step gradient with each action's part divided by its
+    probability, q_a - E_pi q in logit a, the natural gradient of a softmax policy)."""
     actor_regulariser: Literal["log-barrier", "entropy"] = "log-barrier"
     """What --entropy-coef weighs in the actor's loss: log-barrier, the mean over the actions of
     log pi(a), whose pull on an unlikely action's logit stays near coef / A (Agarwal et al. 2021's

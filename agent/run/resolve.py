@@ -327,6 +327,11 @@ def validate(cfg: TrainConfig) -> None:
             "--estimator exact sums over the actions of one step through the env's own step; the model "
             "learner imagines several through a learnt model: use st, st-gs, gumbel-rao, reinmax, zgr or gs"
         )
+    if cfg.actor_grad == "natural" and cfg.imagine_horizon != 1:
+        raise ValueError(
+            f"--actor-grad natural with --imagine-horizon {cfg.imagine_horizon}: it reads every action's "
+            "one-step q, so it needs --imagine-horizon 1; use 1 or another --actor-grad"
+        )
     if cfg.estimator == "exact" and cfg.lookahead != 1:
         raise ValueError(
             f"--estimator exact with --lookahead {cfg.lookahead}: the sum over the four actions is the exact "
