@@ -137,10 +137,11 @@ def train(cli: TrainConfig, given: set[str] = frozenset()) -> dict:
         if is_black_box(p.world) and (note := mission_note(p.world)):
             say(note, sys.stderr)
         B, T, budget = p.cfg.num_envs, p.cfg.horizon, p.cfg.total_timesteps
-        if budget % (B * T):  # the loop takes whole updates: say so, rather than run more than asked unannounced
+        takes = -(-budget // (B * T)) * B * T  # the loop takes whole updates
+        if takes - budget > budget / 100:  # more than asked, by more than 1%: say so rather than run it unannounced
             say(
                 f"note: --total-timesteps {budget} is not a whole number of updates of {B * T} env steps "
-                f"(--num-envs {B} x --horizon {T}); the run takes {-(-budget // (B * T)) * B * T}",
+                f"(--num-envs {B} x --horizon {T}); the run takes {takes}",
                 sys.stderr,
             )
         return Trainer(p).run()
