@@ -95,7 +95,7 @@ def test_minigrid_stopped_leaves_the_benchmark_s_run_at_the_step_asked(tmp_path)
     assert main(argv) == 0
     for seed, at in ((0, 512), (1, 256)):
         saved = torch.load(
-            tmp_path / f"MiniGrid-Empty-5x5-v0__model__{seed}__{at}" / "checkpoint.pt", weights_only=False
+            tmp_path / f"MiniGrid-Empty-5x5-v0__model__{seed}__{at}" / "checkpoint.pt", weights_only=True
         )
         assert saved["global_step"] == at and saved["config"]["total_timesteps"] == 4096  # the budget's schedule
     with pytest.raises(SystemExit):
