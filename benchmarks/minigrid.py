@@ -27,7 +27,9 @@ tables and no differentiable step):
   the critic on 64 of the window's steps), `model-cheap`: today's 64 of those, `model-cb64`: only
   the critic's part of that, `model-h2`: two imagined steps, and `model-real`, `model-real01`:
   the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), `model-lr1e3`,
-  `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, beside today's;
+  `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, `model-h64`:
+  the policy's and critic's layers 64 wide, `model-b128`, `model-b256`: 32 train steps of 128
+  transitions, 16 of 256, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -98,6 +100,9 @@ Learner = Literal[
     "model-lr1e3",
     "model-lr3e3",
     "model-natural",
+    "model-h64",
+    "model-b128",
+    "model-b256",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -120,6 +125,11 @@ OURS = {
     "model-lr3e3": {"algo": "model", "learning_rate": 3e-3},
     # ... or the natural gradient of the same one-step return, which does not wait on pi(a).
     "model-natural": {"algo": "model", "actor_grad": "natural"},
+    # The policy's and the critic's hidden layers as wide as the zoo's (64; 128 by default).
+    "model-h64": {"algo": "model", "hidden": 64},
+    # The same replayed transitions a window in fewer, larger train steps (32 x 128, 16 x 256).
+    "model-b128": {"algo": "model", "train_steps": 32, "model_batch": 128},
+    "model-b256": {"algo": "model", "train_steps": 16, "model_batch": 256},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }

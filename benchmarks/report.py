@@ -229,8 +229,9 @@ def speed_summary(results: Path) -> str | None:
     env, time to solve, the learner's updates, a fused step's piece), each under its command."""
     parts = []
     for stem, (key, columns, formats) in SPEED.items():
-        # threads.py --name writes its other settings (a world, a B) beside the defaults' file
-        paths = sorted(results.glob("threads*.json")) if stem == "threads" else [results / f"{stem}.json"]
+        # threads.py's and train_throughput.py's --name write other settings beside the defaults' file
+        named = stem in ("threads", "train_throughput")
+        paths = sorted(results.glob(f"{stem}*.json")) if named else [results / f"{stem}.json"]
         for path in (p for p in paths if p.exists() and not p.stem.endswith("_smoke")):
             data = json.loads(path.read_text())
             ratio = f", one process {data['speedup']:.2f}x faster" if "speedup" in data else ""

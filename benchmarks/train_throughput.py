@@ -3,6 +3,7 @@
     python -m benchmarks.train_throughput                       # 3 learners x B = 1024, 4096, 16384
     python -m benchmarks.train_throughput --learners pathwise --batch-sizes 1024 --profile
     python -m benchmarks.train_throughput --learners pathwise --variants "" actor_steps=1
+    python -m benchmarks.train_throughput --learners model --env MiniGrid-DoorKey-5x5-v0 --batch-sizes 16
     python -m benchmarks.train_throughput --smoke               # seconds, for CI
 
 One update is exactly what `train.py` runs per loop iteration: `learner.update(env, obs, tau,
@@ -15,12 +16,15 @@ Steps/s = B * T / (median seconds per update over `--repeats` repeats), times N 
 `--variants` times other settings side by side in the same run: each is a comma-separated list
 of FIELD=VALUE TrainConfig overrides ("" = train.py's defaults).
 
-`--profile` also runs `torch.profiler` over `--profile-updates` pathwise updates at the first
-batch size and prints (and stores) the operators with the most self CPU time, plus the share of
-the update spent in the actor pass (rollout + backward + optimiser) versus the critic fit — the
-breakdown behind the gap to the 1M steps/s target in README's Benchmarks section.
+Each row also has the share of the update spent in its parts (`PARTS`): the critic's fit for every
+learner (`critic_fit_share`), and for the model learner (`--learners model`, not run by default)
+the model's fit, the imagination and the whole actor-and-critic step as well.
 
-Results go to `--out`/train_throughput.json.
+`--profile` also runs `torch.profiler` over `--profile-updates` updates of the first learner at the
+first batch size, in the first variant, and prints (and stores) the operators with the most self
+CPU time.
+
+Results go to `--out`/`--name`.json (train_throughput.json).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from agent.run.factory import build_env, build_learner, build_networks
 from agent.run.resolve import build_world, resolve_defaults
 from benchmarks import common
 
-LEARNERS = ("pathwise", "reinforce", "ppo")
+LEARNERS = ("pathwise", "reinforce", "ppo")  # the default; "model" on request
 
 
 def build(algo: str, env_name: str, B: int, horizon: int, seed: int, overrides: dict | None = None):
@@ -69,32 +73,48 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int, overrides: 
     return cfg, learner, update
 
 
-def critic_share(learner, update, updates: int) -> float:
-    """Fraction of update time spent in `fit_critic_and_report` (timed by wrapping it)."""
-    spent = [0.0]
-    inner = learner.fit_critic_and_report
+# The methods each learner's update is split into (timed by wrapping them): the critic's fit, and
+# the model learner's three parts (its actor's own step is the rest of `train_actor_critic`).
+PARTS = {
+    "pathwise": ("fit_critic_and_report",),
+    "reinforce": ("fit_critic_and_report",),
+    "ppo": ("fit_critic_and_report",),
+    "model": ("fit_model", "imagine", "fit_critic", "train_actor_critic"),
+}
 
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            spent[0] += time.perf_counter() - start
 
-    learner.fit_critic_and_report = timed
+def part_shares(learner, update, updates: int, names: tuple[str, ...]) -> dict[str, float]:
+    """Fraction of update time spent in each of `names`, methods of `learner` (a part called from
+    another counts in both)."""
+    spent = dict.fromkeys(names, 0.0)
+    inner = {name: getattr(learner, name) for name in names}
+
+    def timed(name):
+        def call(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return inner[name](*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - start
+
+        return call
+
+    for name in names:
+        setattr(learner, name, timed(name))
     try:
         start = time.perf_counter()
         for _ in range(updates):
             update()
         total = time.perf_counter() - start
     finally:
-        learner.fit_critic_and_report = inner
-    return spent[0] / total
+        for name in names:
+            delattr(learner, name)  # the class's method again
+    return {name: spent[name] / total for name in names}
 
 
 @dataclass
 class Args(common.Common):
-    learners: tuple[Literal["pathwise", "reinforce", "ppo"], ...] = LEARNERS
+    learners: tuple[Literal["pathwise", "reinforce", "ppo", "model"], ...] = LEARNERS
     """Learners to time."""
     batch_sizes: tuple[int, ...] = (1024, 4096, 16384)
     """Numbers of envs B."""
@@ -105,9 +125,11 @@ class Args(common.Common):
     min_time: float = 1.0
     """Seconds a repeat lasts at least."""
     profile: bool = False
-    """Also profile pathwise updates at the first batch size (torch.profiler)."""
+    """Also profile the first learner's updates at the first batch size and variant (torch.profiler)."""
     profile_updates: int = 5
     """Updates profiled."""
+    name: str = "train_throughput"
+    """File stem of the results JSON."""
     variants: tuple[str, ...] = ("",)
     """Settings timed side by side: each a comma-separated list of FIELD=VALUE TrainConfig
     overrides; "" is train.py's defaults."""
@@ -134,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             for variant, overrides in variants:
                 cfg, learner, update = build(algo, args.env, B, args.horizon, args.seed, overrides)
                 t = common.time_it(update, repeats=args.repeats, warmup=2, min_time=args.min_time)
-                share = critic_share(learner, update, max(2, t.calls))
+                shares = part_shares(learner, update, max(2, t.calls), PARTS[algo])
                 row = {
                     "learner": algo,
                     "variant": variant or "defaults",
@@ -143,15 +165,17 @@ def main(argv: list[str] | None = None) -> int:
                     "T": args.horizon,
                     "update_ms": t.median * 1e3,
                     "steps_per_s": cfg.num_seeds * B * args.horizon / t.median,  # every member's B envs
-                    "critic_fit_share": share,
+                    "critic_fit_share": shares["fit_critic" if algo == "model" else "fit_critic_and_report"],
+                    "parts": shares,
                     "spread": t.spread,
                     "timing": t,
                     "config": cfg.to_dict(),
                 }
                 rows.append(row)
+                parts = "  ".join(f"{k} {v:.0%}" for k, v in shares.items())
                 print(
                     f"  {algo:<10} {row['variant']:<16} B={B:<6} {row['steps_per_s']:>12,.0f} steps/s  "
-                    f"{row['update_ms']:8.1f} ms/update  critic fit {share:.0%}",
+                    f"{row['update_ms']:8.1f} ms/update  {parts}",
                     flush=True,
                 )
 
@@ -160,19 +184,22 @@ def main(argv: list[str] | None = None) -> int:
     print(common.format_table(rows, columns, {"update_ms": ".1f", "steps_per_s": ",.0f", "critic_fit_share": ".0%"}))
     payload = {"machine": common.machine_info(), "args": vars(args), "rows": rows}
     if args.profile:
-        _, _, update = build("pathwise", args.env, args.batch_sizes[0], args.horizon, args.seed)
+        profiled = args.learners[0]
+        _, _, update = build(profiled, args.env, args.batch_sizes[0], args.horizon, args.seed, variants[0][1])
         for _ in range(2):
             update()  # warm up, as the timings above
         table, ops = common.profile_ops(update, args.profile_updates, rows=15)
-        print(f"\npathwise, B={args.batch_sizes[0]}, {args.profile_updates} updates, torch.profiler by self CPU time:")
+        B, n = args.batch_sizes[0], args.profile_updates
+        print(f"\n{profiled}, B={B}, {n} updates, torch.profiler by self CPU time:")
         print(table)
         payload["profile"] = {
-            "learner": "pathwise",
-            "B": args.batch_sizes[0],
-            "updates": args.profile_updates,
+            "learner": profiled,
+            "variant": variants[0][0] or "defaults",
+            "B": B,
+            "updates": n,
             "top_ops": ops,
         }
-    path = common.write_json(f"{args.out}/train_throughput.json", payload)
+    path = common.write_json(f"{args.out}/{args.name}.json", payload)
     print(f"wrote {path}")
     return 0
 

@@ -91,6 +91,23 @@ def test_train_throughput_times_each_variant_with_its_settings(tmp_path, capsys)
     assert err == ["error: --variants actor_steps: must be FIELD=VALUE with a TrainConfig field"]
 
 
+def test_train_throughput_splits_the_model_learners_update(tmp_path):
+    from benchmarks import train_throughput
+
+    args = ["--smoke", "--learners", "model", "--variants", "train_steps=4", "--out", str(tmp_path)]
+    assert train_throughput.main(args) == 0
+    data = json.loads((tmp_path / "train_throughput.json").read_text())
+    (row,) = data["rows"]
+    parts = row["parts"]
+    assert set(parts) == {"fit_model", "imagine", "fit_critic", "train_actor_critic"}
+    assert all(0.0 < v < 1.0 for v in parts.values()), parts
+    # The imagination and the critic's fit run inside the actor-and-critic step, the model's fit beside it.
+    assert parts["imagine"] + parts["fit_critic"] < parts["train_actor_critic"]
+    assert parts["fit_model"] + parts["train_actor_critic"] < 1.0
+    assert row["critic_fit_share"] == parts["fit_critic"]
+    assert data["profile"]["learner"] == "model" and data["profile"]["top_ops"]
+
+
 def test_the_recorded_command_reruns_as_given():
     import shlex
 
