@@ -29,7 +29,7 @@ tables and no differentiable step):
   the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), `model-lr1e3`,
   `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, `model-h64`:
   the policy's and critic's layers 64 wide, `model-b128`, `model-b256`: 32 train steps of 128
-  transitions, 16 of 256, beside today's;
+  transitions, 16 of 256, `model-b128c64`: the first with `--critic-batch 64`, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -103,6 +103,7 @@ Learner = Literal[
     "model-h64",
     "model-b128",
     "model-b256",
+    "model-b128c64",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -130,6 +131,7 @@ OURS = {
     # The same replayed transitions a window in fewer, larger train steps (32 x 128, 16 x 256).
     "model-b128": {"algo": "model", "train_steps": 32, "model_batch": 128},
     "model-b256": {"algo": "model", "train_steps": 16, "model_batch": 256},
+    "model-b128c64": {"algo": "model", "train_steps": 32, "model_batch": 128, "critic_batch": 64},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
