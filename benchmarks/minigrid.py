@@ -29,7 +29,8 @@ tables and no differentiable step):
   the actor also on the last window's real returns (`--real-actor-coef` 1, 0.1), `model-lr1e3`,
   `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, `model-h64`:
   the policy's and critic's layers 64 wide, `model-b128`, `model-b256`: 32 train steps of 128
-  transitions, 16 of 256, `model-b128c64`: the first with `--critic-batch 64`, beside today's;
+  transitions, 16 of 256, `model-b128c64`: the first with `--critic-batch 64`, `model-bonus005`,
+  `model-bonus02`: `--explore-bonus` 0.005, 0.02, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -104,6 +105,8 @@ Learner = Literal[
     "model-b128",
     "model-b256",
     "model-b128c64",
+    "model-bonus005",
+    "model-bonus02",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -128,10 +131,12 @@ OURS = {
     "model-natural": {"algo": "model", "actor_grad": "natural"},
     # The policy's and the critic's hidden layers as wide as the zoo's (64; 128 by default).
     "model-h64": {"algo": "model", "hidden": 64},
-    # The same replayed transitions a window in fewer, larger train steps (32 x 128, 16 x 256).
+    # The same replayed transitions a window in fewer, larger train steps.
     "model-b128": {"algo": "model", "train_steps": 32, "model_batch": 128},
     "model-b256": {"algo": "model", "train_steps": 16, "model_batch": 256},
     "model-b128c64": {"algo": "model", "train_steps": 32, "model_batch": 128, "critic_batch": 64},
+    "model-bonus005": {"algo": "model", "explore_bonus": 0.005},  # visits of hashed observations
+    "model-bonus02": {"algo": "model", "explore_bonus": 0.02},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
