@@ -30,7 +30,7 @@ tables and no differentiable step):
   `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, `model-h64`:
   the policy's and critic's layers 64 wide, `model-b128`, `model-b256`: 32 train steps of 128
   transitions, 16 of 256, `model-b128c64`: the first with `--critic-batch 64`, `model-bonus005`,
-  `model-bonus02`: `--explore-bonus` 0.005, 0.02, beside today's;
+  `model-bonus02`, `model-bonus05`: `--explore-bonus` 0.005, 0.02, 0.05, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -107,6 +107,7 @@ Learner = Literal[
     "model-b128c64",
     "model-bonus005",
     "model-bonus02",
+    "model-bonus05",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -137,6 +138,7 @@ OURS = {
     "model-b128c64": {"algo": "model", "train_steps": 32, "model_batch": 128, "critic_batch": 64},
     "model-bonus005": {"algo": "model", "explore_bonus": 0.005},  # visits of hashed observations
     "model-bonus02": {"algo": "model", "explore_bonus": 0.02},
+    "model-bonus05": {"algo": "model", "explore_bonus": 0.05},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
