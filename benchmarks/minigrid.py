@@ -30,7 +30,8 @@ tables and no differentiable step):
   `model-lr3e3`: the actor's learning rate, `model-natural`: `--actor-grad natural`, `model-h64`:
   the policy's and critic's layers 64 wide, `model-b128`, `model-b256`: 32 train steps of 128
   transitions, 16 of 256, `model-b128c64`: the first with `--critic-batch 64`, `model-bonus005`,
-  `model-bonus02`, `model-bonus05`: `--explore-bonus` 0.005, 0.02, 0.05, beside today's;
+  `model-bonus02`, `model-bonus05`: `--explore-bonus` 0.005, 0.02, 0.05, `model-bonus05-b128`: the
+  last at 32 x 128, beside today's;
 - `sb3-ppo`: SB3 PPO on `FlatObsWrapper` observations with the zoo's Minigrid settings (8 envs,
   n_steps 128, batch 64, 10 epochs, lr 2.5e-4, no entropy bonus, gamma 0.99, lambda 0.95, clip 0.2;
   ../shared/REFERENCES.md);
@@ -108,6 +109,7 @@ Learner = Literal[
     "model-bonus005",
     "model-bonus02",
     "model-bonus05",
+    "model-bonus05-b128",
 ]
 CLASS = dict.fromkeys(get_args(Learner), "samples")
 # Our learners as train.py names them, with the flags that make each one.
@@ -139,6 +141,7 @@ OURS = {
     "model-bonus005": {"algo": "model", "explore_bonus": 0.005},  # visits of hashed observations
     "model-bonus02": {"algo": "model", "explore_bonus": 0.02},
     "model-bonus05": {"algo": "model", "explore_bonus": 0.05},
+    "model-bonus05-b128": {"algo": "model", "explore_bonus": 0.05, "train_steps": 32, "model_batch": 128},
     "ppo": {"algo": "ppo"},
     "reinforce": {"algo": "reinforce"},
 }
