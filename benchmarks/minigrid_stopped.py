@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import announce_machine, fail, parse_args
-from benchmarks.minigrid import Budget, Learner, our_config
+from benchmarks.minigrid import Budget, our_config
+from benchmarks.minigrid_learners import Learner
 
 
 @dataclass

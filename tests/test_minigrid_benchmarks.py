@@ -94,9 +94,8 @@ def test_minigrid_stopped_leaves_the_benchmark_s_run_at_the_step_asked(tmp_path)
             "--eval-every", "256", "--eval-episodes", "4", "--target", "1.0", "--runs-dir", str(tmp_path)]  # fmt: skip
     assert main(argv) == 0
     for seed, at in ((0, 512), (1, 256)):
-        saved = torch.load(
-            tmp_path / f"MiniGrid-Empty-5x5-v0__model__{seed}__{at}" / "checkpoint.pt", weights_only=True
-        )
+        checkpoint = tmp_path / f"MiniGrid-Empty-5x5-v0__model__{seed}__{at}" / "checkpoint.pt"
+        saved = torch.load(checkpoint, weights_only=True)
         assert saved["global_step"] == at and saved["config"]["total_timesteps"] == 4096  # the budget's schedule
     with pytest.raises(SystemExit):
         main([*argv[:4], "--at", "1", "2", "3"])
@@ -138,7 +137,8 @@ def test_minigrid_refuses_an_env_it_cannot_run_in_one_line(tmp_path, env_id, say
 def test_minigrid_offers_every_learner_it_can_run_and_no_other():
     from typing import get_args, get_type_hints
 
-    from benchmarks.minigrid import CLASS, OURS, Args
+    from benchmarks.minigrid import Args
+    from benchmarks.minigrid_learners import CLASS, OURS
 
     choice, _ = get_args(get_type_hints(Args)["learners"])  # tuple[Learner, ...]
     assert set(get_args(choice)) == set(CLASS) == set(OURS) | {"sb3-ppo", "sb3-dqn"}
