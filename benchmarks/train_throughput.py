@@ -73,13 +73,13 @@ def build(algo: str, env_name: str, B: int, horizon: int, seed: int, overrides: 
     return cfg, learner, update
 
 
-# The methods each learner's update is split into (timed by wrapping them): the critic's fit, and
-# the model learner's three parts (its actor's own step is the rest of `train_actor_critic`).
+# The methods each learner's update is split into (timed by wrapping them), the critic's fit first;
+# the model learner's actor's own step is the rest of `train_actor_critic`.
 PARTS = {
     "pathwise": ("fit_critic_and_report",),
     "reinforce": ("fit_critic_and_report",),
     "ppo": ("fit_critic_and_report",),
-    "model": ("fit_model", "imagine", "fit_critic", "train_actor_critic"),
+    "model": ("fit_critic", "fit_model", "imagine", "train_actor_critic"),
 }
 
 
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                     "T": args.horizon,
                     "update_ms": t.median * 1e3,
                     "steps_per_s": cfg.num_seeds * B * args.horizon / t.median,  # every member's B envs
-                    "critic_fit_share": shares["fit_critic" if algo == "model" else "fit_critic_and_report"],
+                    "critic_fit_share": shares[PARTS[algo][0]],
                     "parts": shares,
                     "spread": t.spread,
                     "timing": t,
@@ -184,18 +184,17 @@ def main(argv: list[str] | None = None) -> int:
     print(common.format_table(rows, columns, {"update_ms": ".1f", "steps_per_s": ",.0f", "critic_fit_share": ".0%"}))
     payload = {"machine": common.machine_info(), "args": vars(args), "rows": rows}
     if args.profile:
-        profiled = args.learners[0]
-        _, _, update = build(profiled, args.env, args.batch_sizes[0], args.horizon, args.seed, variants[0][1])
+        profiled, first_B, n = args.learners[0], args.batch_sizes[0], args.profile_updates
+        _, _, update = build(profiled, args.env, first_B, args.horizon, args.seed, variants[0][1])
         for _ in range(2):
             update()  # warm up, as the timings above
-        table, ops = common.profile_ops(update, args.profile_updates, rows=15)
-        B, n = args.batch_sizes[0], args.profile_updates
-        print(f"\n{profiled}, B={B}, {n} updates, torch.profiler by self CPU time:")
+        table, ops = common.profile_ops(update, n, rows=15)
+        print(f"\n{profiled}, B={first_B}, {n} updates, torch.profiler by self CPU time:")
         print(table)
         payload["profile"] = {
             "learner": profiled,
             "variant": variants[0][0] or "defaults",
-            "B": B,
+            "B": first_B,
             "updates": n,
             "top_ops": ops,
         }
